@@ -1,0 +1,641 @@
+//! `azure-sim`: a local stand-in for the slices of Azure keyguard depends on, served on one
+//! loopback port:
+//!
+//! * ARM for `Microsoft.Storage/storageAccounts` (GET, synchronous PATCH), with ARM's error
+//!   bodies, headers and encryption validation;
+//! * the App Service managed-identity endpoint (`/msi/token`) that `azure_identity`'s
+//!   `ManagedIdentityCredential` calls when `IDENTITY_ENDPOINT`/`IDENTITY_HEADER` are set;
+//! * Event Grid delivery of the `ResourceWriteSuccess` events ARM writes raise, to a webhook
+//!   or through a simulated Functions host, with Event Grid's retry and dead-letter rules;
+//! * a control API under `/_sim` for tests and demos (seed, act as a human, inject faults,
+//!   inspect requests and deliveries).
+//!
+//! It exists so keyguard can be exercised end to end (tests, `keyguard demo`) without a
+//! tenant, while keeping the Azure behaviours that are easy to get wrong.
+
+pub mod arm;
+pub mod control;
+pub mod eventgrid;
+pub mod faults;
+pub mod identity;
+mod util;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub use arm::ArmError;
+pub use eventgrid::{DeliveryAttempt, DeliveryConfig, DeliveryMode, OutputSchema};
+pub use faults::{Fault, FaultSpec, RequestLogEntry};
+
+use crate::util::{ResourceId, lock};
+
+/// An Entra principal: a managed identity, service principal or human.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub oid: String,
+    pub appid: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upn: Option<String>,
+}
+
+/// Default tenant of the simulated directory.
+pub const DEFAULT_TENANT_ID: &str = "5b0c2f1e-7a3d-4c8e-9f61-2d4a8b6c0e17";
+/// Default object id of the function app's system-assigned identity.
+pub const DEFAULT_SYSTEM_OID: &str = "0b8e3c2a-4f1d-4e6b-a7c9-3d5f7e9a1b24";
+/// Default client (app) id of the function app's system-assigned identity.
+pub const DEFAULT_SYSTEM_CLIENT_ID: &str = "6a1f4d2c-8e3b-4c5a-9d7e-1f2b3c4d5e60";
+/// Default subscription used by the binary's `--demo-seed`.
+pub const DEMO_SUBSCRIPTION: &str = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+/// Default resource group used by the binary's `--demo-seed`.
+pub const DEMO_RESOURCE_GROUP: &str = "rg-keyguard-demo";
+
+/// Start-up configuration.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Secret expected in `X-IDENTITY-HEADER` (what App Service puts in `IDENTITY_HEADER`).
+    pub identity_header: String,
+    pub system_identity: Principal,
+    /// `(client_id, principal)` of user-assigned identities.
+    pub user_identities: Vec<(String, Principal)>,
+    pub tenant_id: String,
+    pub token_lifetime_secs: u64,
+    pub delivery: Option<DeliveryConfig>,
+    /// JSON-lines file dead-lettered events are appended to.
+    pub deadletter_path: Option<PathBuf>,
+    /// Resource documents (and resource-group ids) to start with.
+    pub seed: Vec<Value>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            identity_header: "sim-identity-header".into(),
+            system_identity: Principal {
+                oid: DEFAULT_SYSTEM_OID.into(),
+                appid: DEFAULT_SYSTEM_CLIENT_ID.into(),
+                name: "func-keyguard".into(),
+                upn: None,
+            },
+            user_identities: Vec::new(),
+            tenant_id: DEFAULT_TENANT_ID.into(),
+            token_lifetime_secs: 3600,
+            delivery: None,
+            deadletter_path: None,
+            seed: Vec::new(),
+        }
+    }
+}
+
+/// The identity part of the configuration, fixed for the simulator's life.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub identity_header: String,
+    pub system_identity: Principal,
+    pub user_identities: Vec<(String, Principal)>,
+    pub tenant_id: String,
+    pub token_lifetime_secs: u64,
+}
+
+impl Settings {
+    /// `(client_id, principal)` for a client id; the system identity's client id is its appid.
+    pub(crate) fn identity_by_client_id(&self, cid: &str) -> Option<(String, Principal)> {
+        if self.system_identity.appid.eq_ignore_ascii_case(cid) {
+            return Some((self.system_identity.appid.clone(), self.system_identity.clone()));
+        }
+        self.user_identities
+            .iter()
+            .find(|(c, _)| c.eq_ignore_ascii_case(cid))
+            .cloned()
+    }
+
+    pub(crate) fn identity_by_oid(&self, oid: &str) -> Option<(String, Principal)> {
+        if self.system_identity.oid.eq_ignore_ascii_case(oid) {
+            return Some((self.system_identity.appid.clone(), self.system_identity.clone()));
+        }
+        self.user_identities
+            .iter()
+            .find(|(_, p)| p.oid.eq_ignore_ascii_case(oid))
+            .cloned()
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Store {
+    /// Keyed by the lower-cased resource id (ARM ids are case-insensitive).
+    pub resources: BTreeMap<String, Value>,
+    /// Lower-cased `/subscriptions/{s}/resourcegroups/{rg}`.
+    pub groups: BTreeSet<String>,
+}
+
+/// Result of [`Sim::act`]: what ARM answered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActOutcome {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// Why a seed document was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("resource document is not a JSON object")]
+    NotAnObject,
+    #[error("resource document has no string `id`")]
+    MissingId,
+    #[error("`{0}` is not an ARM resource or resource-group id")]
+    BadId(String),
+}
+
+/// The simulator's state; shared by the server and in-process callers.
+pub struct Sim {
+    pub(crate) settings: Settings,
+    pub(crate) store: Mutex<Store>,
+    pub(crate) log: Mutex<faults::RequestLog>,
+    pub(crate) faults: Mutex<Vec<Fault>>,
+    pub(crate) ratelimit: Mutex<faults::RateLimit>,
+    pub(crate) token_requests: AtomicU64,
+    pub(crate) bus: Arc<eventgrid::Bus>,
+}
+
+impl Sim {
+    fn new(config: &SimConfig) -> Sim {
+        Sim {
+            settings: Settings {
+                identity_header: config.identity_header.clone(),
+                system_identity: config.system_identity.clone(),
+                user_identities: config.user_identities.clone(),
+                tenant_id: config.tenant_id.clone(),
+                token_lifetime_secs: config.token_lifetime_secs,
+            },
+            store: Mutex::new(Store::default()),
+            log: Mutex::new(faults::RequestLog::default()),
+            faults: Mutex::new(Vec::new()),
+            ratelimit: Mutex::new(faults::RateLimit::default()),
+            token_requests: AtomicU64::new(0),
+            bus: eventgrid::Bus::new(
+                tokio::runtime::Handle::current(),
+                config.delivery.clone(),
+                config.deadletter_path.clone(),
+            ),
+        }
+    }
+
+    pub fn tenant_id(&self) -> &str {
+        &self.settings.tenant_id
+    }
+
+    pub fn system_identity(&self) -> &Principal {
+        &self.settings.system_identity
+    }
+
+    /// Inserts or replaces resources. A document whose `id` is a resource-group id only
+    /// creates that group. Missing `type`/`name` are derived from the id, as ARM would show them.
+    pub fn upsert_resources(&self, docs: Vec<Value>) -> Result<usize, SeedError> {
+        let mut prepared = Vec::with_capacity(docs.len());
+        for mut doc in docs {
+            let obj = doc.as_object_mut().ok_or(SeedError::NotAnObject)?;
+            let id = obj
+                .get("id")
+                .and_then(Value::as_str)
+                .ok_or(SeedError::MissingId)?
+                .to_owned();
+            let rid = ResourceId::parse(&id).ok_or_else(|| SeedError::BadId(id.clone()))?;
+            if !rid.is_resource_group() {
+                obj.entry("type").or_insert_with(|| json!(rid.full_type()));
+                obj.entry("name").or_insert_with(|| json!(rid.name()));
+            }
+            prepared.push((rid, doc));
+        }
+        let n = prepared.len();
+        let mut store = lock(&self.store);
+        for (rid, doc) in prepared {
+            store.groups.insert(rid.group_key());
+            if !rid.is_resource_group() {
+                store.resources.insert(rid.key(), doc);
+            }
+        }
+        Ok(n)
+    }
+
+    /// All resources, ordered by id.
+    pub fn resources(&self) -> Vec<Value> {
+        lock(&self.store).resources.values().cloned().collect()
+    }
+
+    pub fn resource(&self, id: &str) -> Option<Value> {
+        let rid = ResourceId::parse(id)?;
+        lock(&self.store).resources.get(&rid.key()).cloned()
+    }
+
+    /// Removes a resource; its resource group stays.
+    pub fn delete_resource(&self, id: &str) -> bool {
+        let Some(rid) = ResourceId::parse(id) else {
+            return false;
+        };
+        lock(&self.store).resources.remove(&rid.key()).is_some()
+    }
+
+    /// Mints an ARM token for anyone (tests call ARM directly as that principal).
+    pub fn issue_token(&self, principal: &Principal) -> String {
+        self.issue_token_with(principal, None, None).0
+    }
+
+    /// Like [`Sim::issue_token`] with an explicit tenant and lifetime (negative = expired);
+    /// returns the token and its `exp`.
+    pub fn issue_token_with(
+        &self,
+        principal: &Principal,
+        tenant_id: Option<&str>,
+        lifetime_secs: Option<i64>,
+    ) -> (String, i64) {
+        let lifetime =
+            lifetime_secs.unwrap_or_else(|| i64::try_from(self.settings.token_lifetime_secs).unwrap_or(3600));
+        identity::mint_token(&identity::TokenRequest {
+            principal,
+            tenant_id: tenant_id.unwrap_or(&self.settings.tenant_id),
+            audience: identity::ARM_AUDIENCE,
+            lifetime_secs: lifetime,
+            idtyp: if principal.upn.is_some() { "user" } else { "app" },
+        })
+    }
+
+    /// Performs a PATCH as `principal`, with the same validation and event as an ARM call
+    /// (but outside the request log and fault injection: it plays a human at the portal).
+    pub fn act(&self, id: &str, principal: &Principal, patch: &Value) -> ActOutcome {
+        let api_version = "2025-01-01";
+        let result = ResourceId::parse(id)
+            .filter(|r| !r.is_resource_group())
+            .ok_or_else(|| {
+                ArmError::new(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidResourceId",
+                    format!("'{id}' is not a resource id."),
+                )
+            })
+            .and_then(|rid| arm::locate(self, &rid, api_version))
+            .and_then(|key| {
+                let claims = arm::claims_for(principal, &self.settings.tenant_id);
+                let write = arm::WriteInfo {
+                    correlation_id: uuid::Uuid::new_v4().to_string(),
+                    client_request_id: uuid::Uuid::new_v4().to_string(),
+                    method: "PATCH".into(),
+                    url: format!("https://management.azure.com{id}?api-version={api_version}"),
+                };
+                arm::patch_resource(self, &key, &claims, patch, &write)
+            });
+        match result {
+            Ok(body) => ActOutcome { status: 200, body },
+            Err(e) => ActOutcome {
+                status: e.status.as_u16(),
+                body: e.body(),
+            },
+        }
+    }
+
+    /// Number of `/msi/token` requests served (clients are expected to cache tokens).
+    pub fn token_requests(&self) -> u64 {
+        self.token_requests.load(Ordering::Relaxed)
+    }
+
+    /// Queues events for delivery as-is.
+    pub fn enqueue_events(&self, events: Vec<Value>) {
+        for e in events {
+            self.bus.enqueue(e);
+        }
+    }
+
+    /// Every event emitted or enqueued, in order.
+    pub fn events(&self) -> Vec<Value> {
+        self.bus.events()
+    }
+
+    pub fn deliveries(&self) -> Vec<DeliveryAttempt> {
+        self.bus.deliveries()
+    }
+
+    pub fn deadletters(&self) -> Vec<Value> {
+        self.bus.deadletters()
+    }
+
+    /// Events waiting because no target is configured.
+    pub fn parked_events(&self) -> usize {
+        self.bus.parked()
+    }
+
+    pub fn delivery(&self) -> Option<DeliveryConfig> {
+        self.bus.config()
+    }
+
+    /// (Re)configures the delivery target; `None` stops delivering (events then wait).
+    pub fn set_delivery(&self, config: Option<DeliveryConfig>) {
+        self.bus.set_config(config);
+    }
+}
+
+/// A running simulator.
+pub struct SimHandle {
+    sim: Arc<Sim>,
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl SimHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What to put in `IDENTITY_ENDPOINT`.
+    pub fn msi_endpoint(&self) -> String {
+        format!("{}/msi/token", self.base_url())
+    }
+
+    pub fn state(&self) -> &Sim {
+        &self.sim
+    }
+
+    /// Shared handle to the state, for callers that outlive a borrow.
+    pub fn shared_state(&self) -> Arc<Sim> {
+        Arc::clone(&self.sim)
+    }
+
+    /// Stops the server (in-flight requests finish) and abandons pending deliveries.
+    pub async fn shutdown(mut self) {
+        self.sim.bus.shutdown();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.server).await;
+        self.server.abort();
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.sim.bus.shutdown();
+        self.server.abort();
+    }
+}
+
+fn router(sim: Arc<Sim>) -> axum::Router {
+    axum::Router::new()
+        .nest("/_sim", control::router())
+        .route("/msi/token", axum::routing::get(identity::msi_token))
+        .fallback(arm::handle)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&sim), faults::observe))
+        .with_state(sim)
+}
+
+/// Binds `addr` (port 0 picks one) and serves until [`SimHandle::shutdown`].
+pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<SimHandle> {
+    let sim = Arc::new(Sim::new(&config));
+    sim.upsert_resources(config.seed.clone())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = router(Arc::clone(&sim));
+    let server = tokio::spawn(async move {
+        let res = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "azure-sim server stopped");
+        }
+    });
+    tracing::info!(%addr, "azure-sim started");
+    Ok(SimHandle {
+        sim,
+        addr,
+        shutdown: Some(tx),
+        server,
+    })
+}
+
+/// Key vault the demo's CMK accounts use.
+pub const DEMO_KEYVAULT: &str = "https://kv-approved.vault.azure.net";
+
+/// Demo accounts (all `Microsoft.Storage/storageAccounts` in `resource_group`):
+///
+/// * `stcmkpayments`, `stcmkledger`: CMK (`kv-approved`, key `cmk-storage`), system identity;
+/// * `stmmklogs`: MMK, with a system identity (so remediation to CMK can succeed);
+/// * `stmmknoident`: MMK without any identity (remediation to CMK fails with 400);
+/// * `stexemptsandbox`: MMK, tagged `keyguard-exempt-until=2099-01-01` and
+///   `keyguard-exempt-reason`.
+pub fn demo_seed(subscription: &str, resource_group: &str) -> Vec<Value> {
+    let cmk = |name: &str| {
+        let mut doc = storage_account(subscription, resource_group, name, true);
+        if let Some(kvp) = doc.pointer_mut("/properties/encryption") {
+            kvp["keySource"] = json!("Microsoft.Keyvault");
+            kvp["keyvaultproperties"] = json!({
+                "keyvaulturi": DEMO_KEYVAULT,
+                "keyname": "cmk-storage",
+                "keyversion": "",
+                "currentVersionedKeyIdentifier": format!("{DEMO_KEYVAULT}/keys/cmk-storage/4f9e0a1b2c3d4e5f60718293a4b5c6d7"),
+                "lastKeyRotationTimestamp": "2025-01-15T09:30:00.0000000Z",
+            });
+        }
+        doc
+    };
+    let mut exempt = storage_account(subscription, resource_group, "stexemptsandbox", true);
+    exempt["tags"] = json!({
+        "env": "sandbox",
+        "keyguard-exempt-until": "2099-01-01",
+        "keyguard-exempt-reason": "Sandbox data only; CMK not required (demo exemption)",
+    });
+    vec![
+        cmk("stcmkpayments"),
+        cmk("stcmkledger"),
+        storage_account(subscription, resource_group, "stmmklogs", true),
+        storage_account(subscription, resource_group, "stmmknoident", false),
+        exempt,
+    ]
+}
+
+/// A storage account in the shape of the spec's `StorageAccountGetProperties` example, MMK.
+fn storage_account(sub: &str, rg: &str, name: &str, system_identity: bool) -> Value {
+    let mut doc = json!({
+        "id": format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{name}"),
+        "name": name,
+        "type": "Microsoft.Storage/storageAccounts",
+        "kind": "StorageV2",
+        "location": "westeurope",
+        "sku": {"name": "Standard_GRS", "tier": "Standard"},
+        "tags": {"env": "demo"},
+        "properties": {
+            "creationTime": "2024-06-01T02:42:41.7633306Z",
+            "encryption": {
+                "keySource": "Microsoft.Storage",
+                "services": {
+                    "blob": {"enabled": true, "keyType": "Account", "lastEnabledTime": "2024-06-01T02:42:41.7633306Z"},
+                    "file": {"enabled": true, "keyType": "Account", "lastEnabledTime": "2024-06-01T02:42:41.7633306Z"}
+                }
+            },
+            "networkAcls": {"bypass": "AzureServices", "defaultAction": "Allow", "ipRules": [], "virtualNetworkRules": []},
+            "primaryEndpoints": {
+                "blob": format!("https://{name}.blob.core.windows.net/"),
+                "dfs": format!("https://{name}.dfs.core.windows.net/"),
+                "file": format!("https://{name}.file.core.windows.net/"),
+                "queue": format!("https://{name}.queue.core.windows.net/"),
+                "table": format!("https://{name}.table.core.windows.net/"),
+                "web": format!("https://{name}.web.core.windows.net/")
+            },
+            "primaryLocation": "westeurope",
+            "provisioningState": "Succeeded",
+            "secondaryLocation": "northeurope",
+            "statusOfPrimary": "available",
+            "statusOfSecondary": "available",
+            "supportsHttpsTrafficOnly": true,
+            "minimumTlsVersion": "TLS1_2"
+        }
+    });
+    if system_identity {
+        doc["identity"] = json!({
+            "type": "SystemAssigned",
+            "principalId": util::stable_guid(name),
+            "tenantId": DEFAULT_TENANT_ID,
+        });
+    }
+    doc
+}
+
+/// Command-line options of `azure-sim` (and `keyguard sim`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimArgs {
+    /// Port on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Write "127.0.0.1:PORT" here once listening, so a parent process can find the port.
+    #[arg(long, value_name = "PATH")]
+    pub addr_file: Option<PathBuf>,
+    /// JSON array of resource documents to seed.
+    #[arg(long, value_name = "PATH")]
+    pub seed: Option<PathBuf>,
+    /// Seed the demo storage accounts (see `demo_seed`).
+    #[arg(long)]
+    pub demo_seed: bool,
+    /// Subscription for --demo-seed.
+    #[arg(long, default_value = DEMO_SUBSCRIPTION)]
+    pub demo_subscription: String,
+    /// Resource group for --demo-seed.
+    #[arg(long, default_value = DEMO_RESOURCE_GROUP)]
+    pub demo_resource_group: String,
+    /// Deliver events here (Functions base URL or webhook URL); none = keep events only.
+    #[arg(long, value_name = "URL")]
+    pub deliver_to: Option<String>,
+    /// Act as the Functions host (POST {url}/{function}) or as Event Grid to a webhook.
+    #[arg(long, value_enum, default_value_t = DeliveryMode::Functions)]
+    pub delivery_mode: DeliveryMode,
+    /// Function name used in functions mode (path segment and Metadata.sys.MethodName).
+    #[arg(long, default_value = eventgrid::DEFAULT_FUNCTION_NAME)]
+    pub function_name: String,
+    /// Output schema of the simulated event subscription.
+    #[arg(long, value_enum, default_value_t = OutputSchema::EventGrid)]
+    pub schema: OutputSchema,
+    /// Multiplies Event Grid's retry schedule (0.001: 10 s becomes 10 ms).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_factor: f64,
+    /// Delivery attempts before an event is dead-lettered (Event Grid allows 1-30).
+    #[arg(long, default_value_t = 30)]
+    pub max_attempts: u32,
+    /// Per-attempt delivery timeout in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
+    /// Append dead-lettered events (JSON lines) to this file.
+    #[arg(long, value_name = "PATH")]
+    pub deadletter_file: Option<PathBuf>,
+    /// Secret the MSI endpoint expects in X-IDENTITY-HEADER.
+    #[arg(long, default_value = "sim-identity-header")]
+    pub identity_header: String,
+}
+
+impl SimArgs {
+    /// The configuration these options describe (reads the seed file).
+    pub fn to_config(&self) -> anyhow::Result<SimConfig> {
+        let mut seed = Vec::new();
+        if let Some(path) = &self.seed {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading seed {}: {e}", path.display()))?;
+            match serde_json::from_str::<Value>(&text)
+                .map_err(|e| anyhow::anyhow!("parsing seed {}: {e}", path.display()))?
+            {
+                Value::Array(items) => seed.extend(items),
+                other => seed.push(other),
+            }
+        }
+        if self.demo_seed {
+            seed.extend(demo_seed(&self.demo_subscription, &self.demo_resource_group));
+        }
+        let delivery = self.deliver_to.as_ref().map(|url| DeliveryConfig {
+            mode: self.delivery_mode,
+            url: url.clone(),
+            function_name: self.function_name.clone(),
+            schema: self.schema,
+            max_attempts: self.max_attempts.max(1),
+            time_factor: self.time_factor,
+            timeout: Duration::from_millis(self.timeout_ms),
+        });
+        Ok(SimConfig {
+            identity_header: self.identity_header.clone(),
+            delivery,
+            deadletter_path: self.deadletter_file.clone(),
+            seed,
+            ..SimConfig::default()
+        })
+    }
+}
+
+/// Starts the simulator from CLI options, prints one "listening" line and serves until
+/// Ctrl-C or SIGTERM.
+pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+    let config = args.to_config()?;
+    let handle = start(config, SocketAddr::from(([127, 0, 0, 1], args.port))).await?;
+    println!("azure-sim listening on {}", handle.base_url());
+    if let Some(path) = &args.addr_file {
+        // Write then rename so a polling parent never reads a half-written file.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, handle.addr().to_string())?;
+        std::fs::rename(&tmp, path)?;
+    }
+    wait_for_signal().await;
+    handle.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

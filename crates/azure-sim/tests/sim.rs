@@ -1,0 +1,19 @@
+//! Integration tests: every test talks to a real server on 127.0.0.1:0 over HTTP.
+//! One test binary (with modules) keeps link time down.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+#[path = "sim/arm.rs"]
+mod arm;
+#[path = "sim/binary.rs"]
+mod binary;
+#[path = "sim/control.rs"]
+mod control;
+#[path = "sim/delivery.rs"]
+mod delivery;
+#[path = "sim/faults.rs"]
+mod faults;
+#[path = "sim/msi.rs"]
+mod msi;

@@ -1,0 +1,1443 @@
+//! Profiles, exemptions and settings, read from TOML.
+//!
+//! The config is policy that security people read and review, so it is validated completely at
+//! start-up and every problem is reported with the line and column it comes from: a remediator
+//! that silently ignores a misspelt key or a bad glob would enforce something nobody wrote.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::{Date, OffsetDateTime, Time};
+use toml::Spanned;
+
+use crate::catalog::{self, KeyRef, vault_host_of};
+use crate::resource_id::ResourceId;
+
+/// DNS suffixes of Key Vault and Managed HSM in the public and sovereign clouds. A CMK can only
+/// live in one of these, so an allow-list entry outside them is a mistake.
+pub const KEY_VAULT_DNS_SUFFIXES: &[&str] = &[
+    "vault.azure.net",
+    "managedhsm.azure.net",
+    "vault.usgovcloudapi.net",
+    "managedhsm.usgovcloudapi.net",
+    "vault.azure.cn",
+    "managedhsm.azure.cn",
+    "vault.microsoftazure.de",
+];
+
+/// Resource tag that exempts a resource until a date (`2027-01-31`) or instant (RFC 3339).
+pub const TAG_EXEMPT_UNTIL: &str = "keyguard-exempt-until";
+/// Optional resource tag saying why.
+pub const TAG_EXEMPT_REASON: &str = "keyguard-exempt-reason";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Requirement {
+    /// Customer-managed key (CIS level 2).
+    Cmk,
+    /// Microsoft-managed key (for resources where a CMK is unwanted, e.g. cost or availability).
+    Mmk,
+    /// Either, as long as the data is encrypted at rest (CIS level 1).
+    Encrypted,
+}
+
+impl Requirement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Requirement::Cmk => "cmk",
+            Requirement::Mmk => "mmk",
+            Requirement::Encrypted => "encrypted",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Record findings only.
+    Audit,
+    /// Record and notify people.
+    Alert,
+    /// Record, notify, and revert where the catalog says that is safe.
+    Enforce,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Audit => "audit",
+            Mode::Alert => "alert",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+/// Which resources a profile covers. Empty lists do not constrain; all non-empty parts must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Scope {
+    /// Subscription ids, compared case-insensitively.
+    pub subscriptions: Vec<String>,
+    /// Resource group name globs, case-insensitive, e.g. `rg-prod-*`.
+    pub resource_groups: Vec<String>,
+    /// Tags the resource must carry. Names are case-insensitive (as in ARM); values are compared
+    /// case-insensitively, and `*` means "any value".
+    pub tags: BTreeMap<String, String>,
+    /// Resource types, e.g. `Microsoft.Storage/storageAccounts`, case-insensitive.
+    pub resource_types: Vec<String>,
+}
+
+impl Scope {
+    pub fn matches(&self, id: &ResourceId, tags: &Map<String, Value>) -> bool {
+        let subs_ok = self.subscriptions.is_empty()
+            || self
+                .subscriptions
+                .iter()
+                .any(|s| s.trim().eq_ignore_ascii_case(id.subscription()));
+        let rg_ok = self.resource_groups.is_empty()
+            || self
+                .resource_groups
+                .iter()
+                .any(|g| glob_matches(g, id.resource_group(), false));
+        let types_ok = self.resource_types.is_empty() || {
+            let ty = id.resource_type();
+            self.resource_types.iter().any(|t| t.trim().eq_ignore_ascii_case(&ty))
+        };
+        let tags_ok = self.tags.iter().all(|(name, wanted)| {
+            tag_value(tags, name).is_some_and(|have| wanted == "*" || have.eq_ignore_ascii_case(wanted))
+        });
+        subs_ok && rg_ok && types_ok && tags_ok
+    }
+
+    /// How specific the scope is, so the narrowest matching profile wins: a resource group
+    /// selector says more than a tag, a tag more than a subscription; the type breaks ties.
+    pub fn specificity(&self) -> u32 {
+        let mut score = 0;
+        if !self.resource_groups.is_empty() {
+            score += 4;
+        }
+        if !self.tags.is_empty() {
+            score += 2;
+        }
+        if !self.subscriptions.is_empty() {
+            score += 1;
+        }
+        if !self.resource_types.is_empty() {
+            score += 1;
+        }
+        score
+    }
+}
+
+/// Tag lookup with ARM's case-insensitive tag names; only string values count.
+fn tag_value<'a>(tags: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    tags.get(name)
+        .or_else(|| tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+        .and_then(Value::as_str)
+}
+
+fn build_glob(pattern: &str, literal_separator: bool) -> Result<globset::GlobMatcher, globset::Error> {
+    globset::GlobBuilder::new(pattern.trim())
+        .case_insensitive(true)
+        .literal_separator(literal_separator)
+        .backslash_escape(false)
+        .build()
+        .map(|g| g.compile_matcher())
+}
+
+/// Patterns are validated when the config is loaded; one built in code that does not compile
+/// matches nothing rather than everything.
+fn glob_matches(pattern: &str, candidate: &str, literal_separator: bool) -> bool {
+    if !has_glob_meta(pattern) {
+        return pattern.trim().eq_ignore_ascii_case(candidate);
+    }
+    build_glob(pattern, literal_separator).is_ok_and(|m| m.is_match(candidate))
+}
+
+/// `{` and `}` are deliberately not glob syntax here: ids in Microsoft's examples use
+/// `{placeholders}` literally.
+fn has_glob_meta(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Profile {
+    pub name: String,
+    pub require: Requirement,
+    pub mode: Mode,
+    /// Normalised vault hosts (`kv-prod.vault.azure.net`). Empty: any vault is acceptable.
+    pub allowed_vaults: Vec<String>,
+    /// The key to revert to; preferred over the last known-good key.
+    pub pinned_key: Option<KeyRef>,
+    pub scope: Scope,
+}
+
+impl Profile {
+    /// Whether a CMK from this key's vault satisfies the profile.
+    pub fn allows_vault(&self, key: &KeyRef) -> bool {
+        vault_allowed(&self.allowed_vaults, key)
+    }
+}
+
+/// `allowed` holds vault URIs or hosts; compared by normalised host.
+pub fn vault_allowed(allowed: &[String], key: &KeyRef) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let host = key.vault_host();
+    allowed.iter().any(|a| vault_host_of(a) == host)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Exemption {
+    /// An exact resource id, or a glob over ids (`*` stays within one segment, `**` crosses them).
+    pub resource: String,
+    pub reason: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires: Option<OffsetDateTime>,
+}
+
+impl Exemption {
+    pub fn matches(&self, id: &ResourceId) -> bool {
+        if has_glob_meta(&self.resource) {
+            glob_matches(&self.resource, id.as_str(), true)
+        } else {
+            match ResourceId::parse(self.resource.trim()) {
+                Ok(mine) => mine.same_resource(id),
+                Err(_) => false,
+            }
+        }
+    }
+
+    pub fn is_active(&self, now: OffsetDateTime) -> bool {
+        self.expires.is_none_or(|e| now <= e)
+    }
+
+    /// Active but ending within `days`: worth a reminder.
+    pub fn expires_within(&self, now: OffsetDateTime, days: u32) -> bool {
+        self.expires
+            .is_some_and(|e| now <= e && e - now <= time::Duration::days(i64::from(days)))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ExemptionSource {
+    Config,
+    Tag,
+}
+
+/// Whether a resource is exempt, and why (or why not), for the verdict and the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "camelCase")]
+pub enum ExemptionStatus {
+    None,
+    #[serde(rename_all = "camelCase")]
+    Active {
+        source: ExemptionSource,
+        reason: String,
+        #[serde(with = "time::serde::rfc3339::option")]
+        expires: Option<OffsetDateTime>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Expired {
+        source: ExemptionSource,
+        reason: String,
+        #[serde(with = "time::serde::rfc3339")]
+        expired_at: OffsetDateTime,
+    },
+    /// An exemption tag that cannot be honoured (unparsable date, reason without a date). Not
+    /// exempt: a typo must not switch protection off.
+    #[serde(rename_all = "camelCase")]
+    Invalid {
+        source: ExemptionSource,
+        value: String,
+        problem: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Settings {
+    /// Plan reverts but never send them.
+    pub dry_run: bool,
+    /// Per resource; stops a fight with another automation from becoming a write storm.
+    pub max_reverts_per_hour: u32,
+    /// Work budget per invocation, well inside Event Grid's 30 s delivery timeout.
+    pub time_budget_secs: u64,
+    /// Object ids / application ids of our own identity: events they caused are our own writes.
+    pub self_principal_ids: Vec<String>,
+    pub dedupe_ttl_secs: u64,
+    /// Warn this many days before an exemption expires.
+    pub expiry_warning_days: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            dry_run: false,
+            max_reverts_per_hour: 3,
+            time_budget_secs: 25,
+            self_principal_ids: Vec::new(),
+            dedupe_ttl_secs: 86_400,
+            expiry_warning_days: 30,
+        }
+    }
+}
+
+/// The whole policy.
+///
+/// TOML layout (see `examples/keyguard.example.toml`; unknown keys are errors):
+///
+/// ```toml
+/// [settings]                       # all optional
+/// dry_run = false
+/// max_reverts_per_hour = 3         # per resource
+/// time_budget_secs = 25
+/// self_principal_ids = ["<object id or app id of keyguard's identity>"]
+/// dedupe_ttl_secs = 86400
+/// expiry_warning_days = 30
+///
+/// [[profile]]
+/// name = "prod-cmk"                # unique
+/// require = "cmk"                  # cmk | mmk | encrypted
+/// mode = "enforce"                 # audit | alert | enforce (default alert)
+/// allowed_vaults = ["https://kv-prod.vault.azure.net"]   # URIs or hosts; empty = any vault
+/// pinned_key = { vault_uri = "https://kv-prod.vault.azure.net", key_name = "storage-cmk", key_version = "" }
+///                                  # optional user_assigned_identity = "<UAMI resource id>"; cmk profiles only
+/// scope = { subscriptions = ["..."], resource_groups = ["rg-prod-*"], tags = { env = "prod" }, resource_types = ["Microsoft.Storage/storageAccounts"] }
+///
+/// [[exemption]]
+/// resource = "/subscriptions/.../storageAccounts/legacy*"   # exact id or glob
+/// reason = "migration ticket CHG-1234"
+/// expires = 2027-01-31             # optional; a date means the end of that day UTC, or an RFC 3339 instant
+/// ```
+///
+/// The most specific matching profile applies (see [`Scope::specificity`]); a resource no
+/// profile covers is reported as unsupported rather than guessed at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Config {
+    pub settings: Settings,
+    pub profiles: Vec<Profile>,
+    pub exemptions: Vec<Exemption>,
+}
+
+/// One thing wrong with a config file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConfigProblem {
+    /// 1-based; `None` when the problem has no single place in the file.
+    pub line: Option<usize>,
+    /// 1-based, in characters.
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+/// Everything wrong with a config file, one `file:line:col: message` per line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ConfigError {
+    pub source_name: String,
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl ConfigError {
+    fn render(&self) -> String {
+        let mut lines = Vec::with_capacity(self.problems.len());
+        for p in &self.problems {
+            lines.push(match (p.line, p.column) {
+                (Some(l), Some(c)) => format!("{}:{l}:{c}: {}", self.source_name, p.message),
+                (Some(l), None) => format!("{}:{l}: {}", self.source_name, p.message),
+                _ => format!("{}: {}", self.source_name, p.message),
+            });
+        }
+        lines.join("\n")
+    }
+}
+
+impl Config {
+    /// No config file: require a CMK everywhere, alert only. Safe to run anywhere, writes nothing.
+    pub fn builtin_default() -> Config {
+        Config {
+            settings: Settings::default(),
+            profiles: vec![Profile {
+                name: "default".to_string(),
+                require: Requirement::Cmk,
+                mode: Mode::Alert,
+                allowed_vaults: Vec::new(),
+                pinned_key: None,
+                scope: Scope::default(),
+            }],
+            exemptions: Vec::new(),
+        }
+    }
+
+    pub fn from_toml_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = match e.span() {
+                Some(span) => {
+                    let (l, c) = line_col(text, span.start);
+                    (Some(l), Some(c))
+                }
+                None => (None, None),
+            };
+            ConfigError {
+                source_name: source_name.to_string(),
+                problems: vec![ConfigProblem {
+                    line,
+                    column,
+                    message: e.message().trim().replace('`', "\""),
+                }],
+            }
+        })?;
+        let mut v = Validator {
+            text,
+            problems: Vec::new(),
+        };
+        let config = v.config(raw);
+        if v.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                source_name: source_name.to_string(),
+                problems: v.problems,
+            })
+        }
+    }
+
+    /// The most specific profile whose scope matches; ties go to the one declared first.
+    pub fn profile_for(&self, id: &ResourceId, tags: &Map<String, Value>) -> Option<&Profile> {
+        let mut best: Option<&Profile> = None;
+        for p in &self.profiles {
+            if !p.scope.matches(id, tags) {
+                continue;
+            }
+            if best.is_none_or(|b| p.scope.specificity() > b.scope.specificity()) {
+                best = Some(p);
+            }
+        }
+        best
+    }
+
+    /// Config exemptions first, then the resource's own tags. An active exemption from either
+    /// wins; otherwise a broken tag is reported before an expired exemption, since it is the
+    /// one somebody probably meant to work.
+    pub fn exemption_for(&self, id: &ResourceId, tags: &Map<String, Value>, now: OffsetDateTime) -> ExemptionStatus {
+        let mut expired: Option<ExemptionStatus> = None;
+        for ex in self.exemptions.iter().filter(|e| e.matches(id)) {
+            if ex.is_active(now) {
+                return ExemptionStatus::Active {
+                    source: ExemptionSource::Config,
+                    reason: ex.reason.clone(),
+                    expires: ex.expires,
+                };
+            }
+            if let Some(at) = ex.expires {
+                let later = match &expired {
+                    Some(ExemptionStatus::Expired { expired_at, .. }) => at > *expired_at,
+                    _ => true,
+                };
+                if later {
+                    expired = Some(ExemptionStatus::Expired {
+                        source: ExemptionSource::Config,
+                        reason: ex.reason.clone(),
+                        expired_at: at,
+                    });
+                }
+            }
+        }
+        match tag_exemption(tags, now) {
+            active @ ExemptionStatus::Active { .. } => active,
+            invalid @ ExemptionStatus::Invalid { .. } => invalid,
+            tag_expired @ ExemptionStatus::Expired { .. } => expired.unwrap_or(tag_expired),
+            ExemptionStatus::None => expired.unwrap_or(ExemptionStatus::None),
+        }
+    }
+}
+
+fn tag_exemption(tags: &Map<String, Value>, now: OffsetDateTime) -> ExemptionStatus {
+    let until = tags
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(TAG_EXEMPT_UNTIL))
+        .map(|(_, v)| v);
+    let reason = tag_value(tags, TAG_EXEMPT_REASON)
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string);
+    let Some(until) = until else {
+        return match reason {
+            Some(r) => ExemptionStatus::Invalid {
+                source: ExemptionSource::Tag,
+                value: r,
+                problem: format!(
+                    "tag {TAG_EXEMPT_REASON} is set without {TAG_EXEMPT_UNTIL}; an exemption by tag needs an expiry"
+                ),
+            },
+            None => ExemptionStatus::None,
+        };
+    };
+    let reason = reason.unwrap_or_else(|| format!("resource tag {TAG_EXEMPT_UNTIL}"));
+    let raw = match until {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match parse_expiry(&raw) {
+        Ok(at) if now <= at => ExemptionStatus::Active {
+            source: ExemptionSource::Tag,
+            reason,
+            expires: Some(at),
+        },
+        Ok(at) => ExemptionStatus::Expired {
+            source: ExemptionSource::Tag,
+            reason,
+            expired_at: at,
+        },
+        Err(problem) => ExemptionStatus::Invalid {
+            source: ExemptionSource::Tag,
+            value: raw.chars().take(64).collect(),
+            problem: format!("tag {TAG_EXEMPT_UNTIL}: {problem}"),
+        },
+    }
+}
+
+/// `2027-01-31` (the end of that day, UTC) or an RFC 3339 instant with an offset.
+pub fn parse_expiry(text: &str) -> Result<OffsetDateTime, String> {
+    let t = text.trim();
+    if t.len() == 10 {
+        let date = Date::parse(t, time::macros::format_description!("[year]-[month]-[day]"))
+            .map_err(|_| format!("\"{t}\" is not a valid date (expected YYYY-MM-DD)"))?;
+        return Ok(date.with_time(end_of_day()).assume_utc());
+    }
+    // TOML allows a space instead of 'T'; RFC 3339 allows lower-case 't' and 'z'.
+    let mut normalised = t.to_ascii_uppercase();
+    if normalised.len() > 10 && normalised.as_bytes().get(10) == Some(&b' ') {
+        normalised.replace_range(10..11, "T");
+    }
+    OffsetDateTime::parse(&normalised, &Rfc3339).map_err(|_| {
+        format!(
+            "\"{}\" is neither a date (YYYY-MM-DD) nor an RFC 3339 date-time with an offset",
+            t.chars().take(64).collect::<String>()
+        )
+    })
+}
+
+fn end_of_day() -> Time {
+    Time::from_hms_nano(23, 59, 59, 999_999_999).unwrap_or(Time::MIDNIGHT)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut off = offset.min(text.len());
+    while off > 0 && !text.is_char_boundary(off) {
+        off -= 1;
+    }
+    let before = &text[..off];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw (as written) form, with spans for error reporting.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    settings: RawSettings,
+    #[serde(default)]
+    profile: Vec<RawProfile>,
+    #[serde(default)]
+    exemption: Vec<RawExemption>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawSettings {
+    dry_run: Option<bool>,
+    max_reverts_per_hour: Option<u32>,
+    time_budget_secs: Option<Spanned<u64>>,
+    self_principal_ids: Vec<Spanned<String>>,
+    dedupe_ttl_secs: Option<Spanned<u64>>,
+    expiry_warning_days: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    name: Spanned<String>,
+    require: Spanned<String>,
+    #[serde(default)]
+    mode: Option<Spanned<String>>,
+    #[serde(default)]
+    allowed_vaults: Vec<Spanned<String>>,
+    #[serde(default)]
+    pinned_key: Option<Spanned<RawKeyRef>>,
+    #[serde(default)]
+    scope: RawScope,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeyRef {
+    vault_uri: Spanned<String>,
+    key_name: Spanned<String>,
+    #[serde(default)]
+    key_version: Option<Spanned<String>>,
+    #[serde(default)]
+    user_assigned_identity: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawScope {
+    subscriptions: Vec<Spanned<String>>,
+    resource_groups: Vec<Spanned<String>>,
+    tags: BTreeMap<String, Spanned<String>>,
+    resource_types: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExemption {
+    resource: Spanned<String>,
+    reason: Spanned<String>,
+    #[serde(default)]
+    expires: Option<Spanned<toml::Value>>,
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    problems: Vec<ConfigProblem>,
+}
+
+impl Validator<'_> {
+    fn at(&mut self, span: std::ops::Range<usize>, message: String) {
+        let (line, column) = line_col(self.text, span.start);
+        self.problems.push(ConfigProblem {
+            line: Some(line),
+            column: Some(column),
+            message,
+        });
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Config {
+        let settings = self.settings(raw.settings);
+        let mut profiles: Vec<Profile> = Vec::new();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for rp in raw.profile {
+            let name_span = rp.name.span();
+            let lower = rp.name.get_ref().trim().to_ascii_lowercase();
+            if let Some(first_line) = seen.get(&lower) {
+                let msg = format!(
+                    "duplicate profile name \"{}\" (first declared on line {first_line})",
+                    rp.name.get_ref().trim()
+                );
+                self.at(name_span.clone(), msg);
+            } else if !lower.is_empty() {
+                seen.insert(lower, line_col(self.text, name_span.start).0);
+            }
+            if let Some(p) = self.profile(rp) {
+                profiles.push(p);
+            }
+        }
+        let exemptions = raw.exemption.into_iter().filter_map(|e| self.exemption(e)).collect();
+        Config {
+            settings,
+            profiles,
+            exemptions,
+        }
+    }
+
+    fn settings(&mut self, raw: RawSettings) -> Settings {
+        let d = Settings::default();
+        let mut s = Settings {
+            dry_run: raw.dry_run.unwrap_or(d.dry_run),
+            max_reverts_per_hour: raw.max_reverts_per_hour.unwrap_or(d.max_reverts_per_hour),
+            time_budget_secs: d.time_budget_secs,
+            self_principal_ids: Vec::new(),
+            dedupe_ttl_secs: d.dedupe_ttl_secs,
+            expiry_warning_days: raw.expiry_warning_days.unwrap_or(d.expiry_warning_days),
+        };
+        if let Some(tb) = raw.time_budget_secs {
+            if *tb.get_ref() == 0 {
+                self.at(tb.span(), "time_budget_secs must be greater than 0".to_string());
+            }
+            s.time_budget_secs = tb.into_inner();
+        }
+        if let Some(ttl) = raw.dedupe_ttl_secs {
+            if *ttl.get_ref() == 0 {
+                self.at(ttl.span(), "dedupe_ttl_secs must be greater than 0".to_string());
+            }
+            s.dedupe_ttl_secs = ttl.into_inner();
+        }
+        for id in raw.self_principal_ids {
+            let v = id.get_ref().trim();
+            if v.is_empty() || v.contains(char::is_whitespace) {
+                self.at(
+                    id.span(),
+                    "self_principal_ids entries must be non-empty ids without spaces".to_string(),
+                );
+            } else {
+                s.self_principal_ids.push(v.to_string());
+            }
+        }
+        s
+    }
+
+    fn profile(&mut self, rp: RawProfile) -> Option<Profile> {
+        let before = self.problems.len();
+        let name = rp.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            self.at(rp.name.span(), "profile name must not be empty".to_string());
+        }
+        let require = match rp.require.get_ref().trim() {
+            "cmk" => Some(Requirement::Cmk),
+            "mmk" => Some(Requirement::Mmk),
+            "encrypted" => Some(Requirement::Encrypted),
+            other => {
+                let msg = format!("require must be one of cmk, mmk, encrypted (found \"{}\")", clip(other));
+                self.at(rp.require.span(), msg);
+                None
+            }
+        };
+        let mode = match &rp.mode {
+            None => Some(Mode::Alert),
+            Some(m) => match m.get_ref().trim() {
+                "audit" => Some(Mode::Audit),
+                "alert" => Some(Mode::Alert),
+                "enforce" => Some(Mode::Enforce),
+                other => {
+                    let msg = format!("mode must be one of audit, alert, enforce (found \"{}\")", clip(other));
+                    self.at(m.span(), msg);
+                    None
+                }
+            },
+        };
+
+        let mut allowed_vaults = Vec::new();
+        for v in &rp.allowed_vaults {
+            match validate_vault(v.get_ref()) {
+                Ok(host) => allowed_vaults.push(host),
+                Err(msg) => self.at(v.span(), format!("allowed_vaults: {msg}")),
+            }
+        }
+
+        let pinned_key = match rp.pinned_key {
+            None => None,
+            Some(pk) => {
+                let pk_span = pk.span();
+                if require.is_some_and(|r| r != Requirement::Cmk) {
+                    self.at(
+                        pk_span.clone(),
+                        format!("pinned_key is only allowed on a profile with require = \"cmk\" (profile \"{name}\")"),
+                    );
+                }
+                let key = self.key_ref(pk.into_inner());
+                if let Some(k) = &key
+                    && !allowed_vaults.is_empty()
+                    && !vault_allowed(&allowed_vaults, k)
+                {
+                    self.at(
+                        pk_span,
+                        format!(
+                            "pinned_key vault {} is not in allowed_vaults of profile \"{name}\"",
+                            k.vault_host()
+                        ),
+                    );
+                }
+                key
+            }
+        };
+
+        let scope = self.scope(rp.scope);
+        if self.problems.len() != before {
+            return None;
+        }
+        Some(Profile {
+            name,
+            require: require?,
+            mode: mode?,
+            allowed_vaults,
+            pinned_key,
+            scope,
+        })
+    }
+
+    fn key_ref(&mut self, raw: RawKeyRef) -> Option<KeyRef> {
+        let before = self.problems.len();
+        if let Err(msg) = validate_vault(raw.vault_uri.get_ref()) {
+            self.at(raw.vault_uri.span(), format!("pinned_key.vault_uri: {msg}"));
+        }
+        let name = raw.key_name.get_ref().trim();
+        if name.is_empty() || name.len() > 127 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            self.at(
+                raw.key_name.span(),
+                "pinned_key.key_name must be 1-127 letters, digits or dashes".to_string(),
+            );
+        }
+        if let Some(v) = &raw.key_version {
+            let ver = v.get_ref().trim();
+            if !ver.chars().all(|c| c.is_ascii_alphanumeric()) || ver.len() > 64 {
+                self.at(
+                    v.span(),
+                    "pinned_key.key_version must be empty (versionless) or a key version id".to_string(),
+                );
+            }
+        }
+        if let Some(u) = &raw.user_assigned_identity {
+            let ok = ResourceId::parse(u.get_ref().trim()).is_ok_and(|id| {
+                id.resource_type()
+                    .eq_ignore_ascii_case("Microsoft.ManagedIdentity/userAssignedIdentities")
+            });
+            if !ok {
+                self.at(
+                    u.span(),
+                    "pinned_key.user_assigned_identity must be the resource id of a user-assigned managed identity"
+                        .to_string(),
+                );
+            }
+        }
+        if self.problems.len() != before {
+            return None;
+        }
+        Some(KeyRef::new(
+            raw.vault_uri.get_ref(),
+            name,
+            raw.key_version.as_ref().map(|v| v.get_ref().as_str()),
+            raw.user_assigned_identity.as_ref().map(|u| u.get_ref().as_str()),
+        ))
+    }
+
+    fn scope(&mut self, raw: RawScope) -> Scope {
+        let mut scope = Scope::default();
+        for s in raw.subscriptions {
+            let v = s.get_ref().trim();
+            if v.is_empty() || v.contains(['/', ' ', '*', '?']) {
+                self.at(
+                    s.span(),
+                    "scope.subscriptions entries must be subscription ids (no paths or globs)".to_string(),
+                );
+            } else {
+                scope.subscriptions.push(v.to_string());
+            }
+        }
+        for g in raw.resource_groups {
+            let v = g.get_ref().trim();
+            if v.is_empty() {
+                self.at(g.span(), "scope.resource_groups entries must not be empty".to_string());
+            } else if let Err(e) = build_glob(v, false) {
+                self.at(
+                    g.span(),
+                    format!(
+                        "scope.resource_groups: invalid glob \"{}\": {}",
+                        clip(v),
+                        glob_error(&e)
+                    ),
+                );
+            } else {
+                scope.resource_groups.push(v.to_string());
+            }
+        }
+        for (name, value) in raw.tags {
+            if name.trim().is_empty() {
+                self.at(value.span(), "scope.tags names must not be empty".to_string());
+            } else {
+                scope
+                    .tags
+                    .insert(name.trim().to_string(), value.get_ref().trim().to_string());
+            }
+        }
+        for t in raw.resource_types {
+            let v = t.get_ref().trim();
+            if catalog::lookup(v).is_none() {
+                let supported: Vec<&str> = catalog::entries().iter().map(|e| e.resource_type).collect();
+                self.at(
+                    t.span(),
+                    format!(
+                        "scope.resource_types: \"{}\" is not a supported resource type (supported: {})",
+                        clip(v),
+                        supported.join(", ")
+                    ),
+                );
+            } else {
+                scope.resource_types.push(v.to_string());
+            }
+        }
+        scope
+    }
+
+    fn exemption(&mut self, raw: RawExemption) -> Option<Exemption> {
+        let before = self.problems.len();
+        let resource = raw.resource.get_ref().trim().to_string();
+        if has_glob_meta(&resource) {
+            if !resource.to_ascii_lowercase().starts_with("/subscriptions/") {
+                self.at(
+                    raw.resource.span(),
+                    "exemption resource glob must start with \"/subscriptions/\"".to_string(),
+                );
+            } else if let Err(e) = build_glob(&resource, true) {
+                self.at(
+                    raw.resource.span(),
+                    format!("exemption resource: invalid glob: {}", glob_error(&e)),
+                );
+            }
+        } else if let Err(e) = ResourceId::parse(&resource) {
+            self.at(
+                raw.resource.span(),
+                format!("exemption resource must be a resource id or a glob over ids: {e}"),
+            );
+        }
+        let reason = raw.reason.get_ref().trim().to_string();
+        if reason.is_empty() {
+            self.at(raw.reason.span(), "exemption reason must not be empty".to_string());
+        }
+        let expires = match raw.expires {
+            None => None,
+            Some(e) => {
+                let span = e.span();
+                let parsed = match e.into_inner() {
+                    toml::Value::Datetime(dt) => {
+                        if dt.date.is_some() && dt.time.is_some() && dt.offset.is_none() {
+                            Err("expires has no UTC offset; write a date (2027-01-31) or an instant with an offset (2027-01-31T00:00:00Z)".to_string())
+                        } else {
+                            parse_expiry(&dt.to_string()).map_err(|m| format!("expires: {m}"))
+                        }
+                    }
+                    toml::Value::String(s) => parse_expiry(&s).map_err(|m| format!("expires: {m}")),
+                    _ => Err("expires must be a date (2027-01-31) or an RFC 3339 date-time".to_string()),
+                };
+                match parsed {
+                    Ok(at) => Some(at),
+                    Err(msg) => {
+                        self.at(span, msg);
+                        None
+                    }
+                }
+            }
+        };
+        if self.problems.len() != before {
+            return None;
+        }
+        Some(Exemption {
+            resource,
+            reason,
+            expires,
+        })
+    }
+}
+
+/// globset errors repeat the pattern; keep only the kind.
+fn glob_error(e: &globset::Error) -> String {
+    e.kind().to_string()
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// Accepts `https://{host}[/]` or a bare host; the host must be a Key Vault or Managed HSM name.
+fn validate_vault(entry: &str) -> Result<String, String> {
+    let e = entry.trim();
+    let rest = match e.split_once("://") {
+        Some((scheme, rest)) => {
+            if !scheme.eq_ignore_ascii_case("https") {
+                return Err(format!("\"{}\" must be an https:// vault URI or a vault host", clip(e)));
+            }
+            rest
+        }
+        None => e,
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() || rest.contains(['/', ':', '?', '#', '@', ' ']) {
+        return Err(format!(
+            "\"{}\" must be a vault URI without path, port or query (e.g. https://kv-prod.vault.azure.net)",
+            clip(e)
+        ));
+    }
+    let host = rest.to_ascii_lowercase();
+    let labels_ok = host
+        .split('.')
+        .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    let suffix_ok = KEY_VAULT_DNS_SUFFIXES.iter().any(|s| {
+        host.strip_suffix(s)
+            .is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1)
+    });
+    if !labels_ok || !suffix_ok {
+        return Err(format!(
+            "\"{}\" is not a Key Vault or Managed HSM host (expected e.g. kv-prod.vault.azure.net)",
+            clip(e)
+        ));
+    }
+    Ok(host)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    fn id(s: &str) -> ResourceId {
+        ResourceId::parse(s).unwrap()
+    }
+
+    fn tags(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        match Config::from_toml_str(text, "keyguard.toml") {
+            Ok(c) => panic!("expected errors, got {c:?}"),
+            Err(e) => e.to_string().lines().map(str::to_string).collect(),
+        }
+    }
+
+    const ST: &str =
+        "/subscriptions/sub-1/resourceGroups/rg-prod-web/providers/Microsoft.Storage/storageAccounts/stweb";
+
+    #[test]
+    fn builtin_default_covers_everything_with_alerts() {
+        let c = Config::builtin_default();
+        let p = c.profile_for(&id(ST), &Map::new()).unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.require, p.mode),
+            ("default", Requirement::Cmk, Mode::Alert)
+        );
+        assert_eq!(c.settings.max_reverts_per_hour, 3);
+        assert_eq!(c.settings.time_budget_secs, 25);
+        assert_eq!(c.settings.dedupe_ttl_secs, 86_400);
+        assert_eq!(c.settings.expiry_warning_days, 30);
+        assert_eq!(
+            c.exemption_for(&id(ST), &Map::new(), datetime!(2026-01-01 0:00 UTC)),
+            ExemptionStatus::None
+        );
+    }
+
+    #[test]
+    fn empty_file_is_settings_defaults_and_no_profiles() {
+        let c = Config::from_toml_str("", "x").unwrap();
+        assert_eq!(c.settings, Settings::default());
+        assert!(c.profiles.is_empty());
+        assert!(c.profile_for(&id(ST), &Map::new()).is_none());
+    }
+
+    #[test]
+    fn unknown_keys_name_line_and_column() {
+        let text = "[settings]\ndry_run = true\n\n[[profile]]\nname = \"a\"\nrequir = \"cmk\"\n";
+        let p = problems(text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("keyguard.toml:6:1: unknown field \"requir\", expected one of"),
+            "{p:?}"
+        );
+        let p = problems("[setings]\n");
+        assert!(
+            p[0].starts_with("keyguard.toml:1:2: unknown field \"setings\""),
+            "{p:?}"
+        );
+        let p = problems("[settings]\nmax_reverts_per_hour = -1\n");
+        assert!(p[0].starts_with("keyguard.toml:2:24: "), "{p:?}");
+        let p = problems("[[profile]]\nname = \"a\"\nrequire = \"cmk\"\nscope = { resource_group = [\"x\"] }\n");
+        assert!(
+            p[0].starts_with("keyguard.toml:4:11: unknown field \"resource_group\""),
+            "{p:?}"
+        );
+        let p = problems("this is not toml");
+        assert!(p[0].starts_with("keyguard.toml:1:"), "{p:?}");
+    }
+
+    #[test]
+    fn bad_enum_values_say_what_is_allowed() {
+        let p = problems("[[profile]]\nname = \"a\"\nrequire = \"cmkk\"\nmode = \"enforced\"\n");
+        assert_eq!(
+            p,
+            vec![
+                "keyguard.toml:3:11: require must be one of cmk, mmk, encrypted (found \"cmkk\")".to_string(),
+                "keyguard.toml:4:8: mode must be one of audit, alert, enforce (found \"enforced\")".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported_with_positions() {
+        let text = r#"
+[[profile]]
+name = "a"
+require = "mmk"
+allowed_vaults = ["http://kv.vault.azure.net", "https://example.com", "kv-ok.vault.azure.net/", "https://kv.vault.azure.net/keys/x"]
+pinned_key = { vault_uri = "https://kv-ok.vault.azure.net", key_name = "k" }
+scope = { resource_groups = ["rg-[prod"], resource_types = ["Microsoft.Storage/storageAcounts"] }
+
+[[profile]]
+name = "A"
+require = "cmk"
+allowed_vaults = ["kv-prod.vault.azure.net"]
+pinned_key = { vault_uri = "https://kv-other.vault.azure.net", key_name = "bad_name!" }
+
+[[exemption]]
+resource = "/subscriptions/s/resourceGroups/rg"
+reason = ""
+expires = 2027-13-01
+"#;
+        let err = Config::from_toml_str(text, "keyguard.toml");
+        // 2027-13-01 is not a TOML date, so the parser stops there.
+        let p: Vec<String> = err.unwrap_err().to_string().lines().map(str::to_string).collect();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("keyguard.toml:18:"), "{p:?}");
+
+        let text = text.replace("2027-13-01", "\"soon\"");
+        let p = problems(&text);
+        let expected_prefixes = [
+            "keyguard.toml:5:19: allowed_vaults: \"http://kv.vault.azure.net\" must be an https:// vault URI",
+            "keyguard.toml:5:48: allowed_vaults: \"https://example.com\" is not a Key Vault",
+            "keyguard.toml:5:97: allowed_vaults: \"https://kv.vault.azure.net/keys/x\" must be a vault URI without path",
+            "keyguard.toml:6:14: pinned_key is only allowed on a profile with require = \"cmk\" (profile \"a\")",
+            "keyguard.toml:7:30: scope.resource_groups: invalid glob \"rg-[prod\"",
+            "keyguard.toml:7:61: scope.resource_types: \"Microsoft.Storage/storageAcounts\" is not a supported resource type",
+            "keyguard.toml:10:8: duplicate profile name \"A\" (first declared on line 3)",
+            "keyguard.toml:13:75: pinned_key.key_name must be 1-127 letters, digits or dashes",
+            "keyguard.toml:16:12: exemption resource must be a resource id or a glob over ids: not a resource id",
+            "keyguard.toml:17:10: exemption reason must not be empty",
+            "keyguard.toml:18:11: expires: \"soon\" is neither a date",
+        ];
+        assert_eq!(p.len(), expected_prefixes.len(), "{p:#?}");
+        for (got, want) in p.iter().zip(expected_prefixes) {
+            assert!(got.starts_with(want), "\n got: {got}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn pinned_key_vault_must_be_allowed_only_when_the_list_is_non_empty() {
+        let bad = "[[profile]]\nname = \"a\"\nrequire = \"cmk\"\nallowed_vaults = [\"kv-prod.vault.azure.net\"]\npinned_key = { vault_uri = \"https://kv-other.vault.azure.net\", key_name = \"k\" }\n";
+        assert_eq!(
+            problems(bad),
+            vec!["keyguard.toml:5:14: pinned_key vault kv-other.vault.azure.net is not in allowed_vaults of profile \"a\"".to_string()]
+        );
+        let ok = "[[profile]]\nname = \"a\"\nrequire = \"cmk\"\npinned_key = { vault_uri = \"https://kv-any.vault.azure.net\", key_name = \"k\", key_version = \"\" }\n";
+        let c = Config::from_toml_str(ok, "x").unwrap();
+        let k = c.profiles[0].pinned_key.clone().unwrap();
+        assert_eq!(
+            k,
+            KeyRef {
+                vault_uri: "https://kv-any.vault.azure.net".into(),
+                key_name: "k".into(),
+                key_version: None,
+                user_assigned_identity: None
+            }
+        );
+    }
+
+    #[test]
+    fn uai_on_pinned_key_must_be_a_managed_identity() {
+        let bad = "[[profile]]\nname = \"a\"\nrequire = \"cmk\"\npinned_key = { vault_uri = \"https://kv.vault.azure.net\", key_name = \"k\", user_assigned_identity = \"/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/x\" }\n";
+        let p = problems(bad);
+        assert!(p[0].contains("user-assigned managed identity"), "{p:?}");
+        let good = bad.replace(
+            "Microsoft.Storage/storageAccounts/x",
+            "Microsoft.ManagedIdentity/userAssignedIdentities/u",
+        );
+        let c = Config::from_toml_str(&good, "x").unwrap();
+        assert!(
+            c.profiles[0]
+                .pinned_key
+                .as_ref()
+                .unwrap()
+                .user_assigned_identity
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn settings_validation() {
+        let p = problems("[settings]\ntime_budget_secs = 0\ndedupe_ttl_secs = 0\nself_principal_ids = [\"\"]\n");
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].starts_with("keyguard.toml:2:20: time_budget_secs"));
+        let c = Config::from_toml_str("[settings]\ndry_run = true\nself_principal_ids = [\" abc \"]\n", "x").unwrap();
+        assert!(c.settings.dry_run);
+        assert_eq!(c.settings.self_principal_ids, vec!["abc".to_string()]);
+    }
+
+    #[test]
+    fn example_file_loads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/keyguard.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let c = Config::from_toml_str(&text, "keyguard.example.toml").unwrap();
+        assert!(c.profiles.len() >= 3);
+        let names: Vec<&str> = c.profiles.iter().map(|p| p.name.as_str()).collect();
+        assert!(names.contains(&"prod-cmk"));
+        let prod = c.profiles.iter().find(|p| p.name == "prod-cmk").unwrap();
+        assert_eq!(prod.require, Requirement::Cmk);
+        assert_eq!(prod.mode, Mode::Enforce);
+        assert_eq!(prod.allowed_vaults, vec!["kv-prod.vault.azure.net".to_string()]);
+        assert_eq!(prod.pinned_key.as_ref().unwrap().key_name, "storage-cmk");
+        assert!(!c.exemptions.is_empty());
+        assert_eq!(
+            c.exemptions[0].expires,
+            Some(datetime!(2027-01-31 23:59:59.999_999_999 UTC))
+        );
+    }
+
+    fn scoped_config() -> Config {
+        Config::from_toml_str(
+            r#"
+[[profile]]
+name = "everything"
+require = "encrypted"
+
+[[profile]]
+name = "sub"
+require = "cmk"
+scope = { subscriptions = ["SUB-1"] }
+
+[[profile]]
+name = "tagged"
+require = "cmk"
+scope = { tags = { Env = "prod" } }
+
+[[profile]]
+name = "rg"
+require = "cmk"
+mode = "enforce"
+scope = { resource_groups = ["RG-PROD-*"] }
+
+[[profile]]
+name = "rg-too"
+require = "mmk"
+scope = { resource_groups = ["rg-prod-w*"] }
+
+[[profile]]
+name = "rg-typed"
+require = "cmk"
+scope = { resource_groups = ["rg-prod-*"], resource_types = ["microsoft.storage/storageaccounts"], tags = { team = "*" } }
+"#,
+            "x",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn most_specific_profile_wins_and_ties_go_to_the_first() {
+        let c = scoped_config();
+        let pick = |rid: &str, t: Value| c.profile_for(&id(rid), &tags(t)).map(|p| p.name.clone());
+        let other_sub = "/subscriptions/sub-2/resourceGroups/misc/providers/Microsoft.Storage/storageAccounts/x";
+        assert_eq!(pick(other_sub, json!({})).as_deref(), Some("everything"));
+        assert_eq!(
+            pick(
+                "/subscriptions/sub-1/resourceGroups/misc/providers/Microsoft.Storage/storageAccounts/x",
+                json!({})
+            )
+            .as_deref(),
+            Some("sub")
+        );
+        assert_eq!(pick(other_sub, json!({"env": "PROD"})).as_deref(), Some("tagged"));
+        assert_eq!(pick(other_sub, json!({"env": "dev"})).as_deref(), Some("everything"));
+        assert_eq!(pick(other_sub, json!({"env": 1})).as_deref(), Some("everything"));
+        // rg (4) beats tag (2); rg and rg-too tie at 4: first declared wins.
+        assert_eq!(pick(ST, json!({"env": "prod"})).as_deref(), Some("rg"));
+        // rg + tag + type = 7 beats rg alone.
+        assert_eq!(pick(ST, json!({"Team": "x"})).as_deref(), Some("rg-typed"));
+    }
+
+    #[test]
+    fn no_profile_matches_when_every_scope_excludes() {
+        let c = Config::from_toml_str(
+            "[[profile]]\nname = \"a\"\nrequire = \"cmk\"\nscope = { subscriptions = [\"other\"] }\n",
+            "x",
+        )
+        .unwrap();
+        assert!(c.profile_for(&id(ST), &Map::new()).is_none());
+    }
+
+    #[test]
+    fn config_exemptions_exact_and_glob() {
+        let c = Config::from_toml_str(
+            r#"
+[[exemption]]
+resource = "/subscriptions/SUB-1/resourcegroups/RG-PROD-WEB/providers/Microsoft.Storage/storageAccounts/STWEB"
+reason = "exact"
+expires = 2026-06-30T12:00:00+02:00
+
+[[exemption]]
+resource = "/subscriptions/*/resourceGroups/rg-legacy/providers/Microsoft.Storage/storageAccounts/legacy*"
+reason = "glob"
+
+[[exemption]]
+resource = "/subscriptions/sub-1/resourceGroups/rg-old/**"
+reason = "old"
+expires = "2020-01-01"
+"#,
+            "x",
+        )
+        .unwrap();
+        let none = Map::new();
+        let now = datetime!(2026-06-30 9:00 UTC);
+        assert_eq!(
+            c.exemption_for(&id(ST), &none, now),
+            ExemptionStatus::Active {
+                source: ExemptionSource::Config,
+                reason: "exact".into(),
+                expires: Some(datetime!(2026-06-30 10:00 UTC))
+            }
+        );
+        assert!(matches!(
+            c.exemption_for(&id(ST), &none, datetime!(2026-06-30 10:00:01 UTC)),
+            ExemptionStatus::Expired {
+                source: ExemptionSource::Config,
+                ..
+            }
+        ));
+        let legacy =
+            id("/subscriptions/any/resourceGroups/RG-LEGACY/providers/Microsoft.Storage/storageAccounts/legacy01");
+        assert!(matches!(
+            c.exemption_for(&legacy, &none, now),
+            ExemptionStatus::Active { expires: None, .. }
+        ));
+        let legacy_child = id(
+            "/subscriptions/any/resourceGroups/rg-legacy/providers/Microsoft.Storage/storageAccounts/legacy01/blobServices/default",
+        );
+        assert_eq!(
+            c.exemption_for(&legacy_child, &none, now),
+            ExemptionStatus::None,
+            "* does not cross segments"
+        );
+        let old = id("/subscriptions/sub-1/resourceGroups/rg-old/providers/Microsoft.Storage/storageAccounts/a");
+        assert_eq!(
+            c.exemption_for(&old, &none, now),
+            ExemptionStatus::Expired {
+                source: ExemptionSource::Config,
+                reason: "old".into(),
+                expired_at: datetime!(2020-01-01 23:59:59.999_999_999 UTC)
+            }
+        );
+    }
+
+    #[test]
+    fn local_datetime_expiry_is_rejected_as_ambiguous() {
+        let p = problems(
+            "[[exemption]]\nresource = \"/subscriptions/s/resourceGroups/r/providers/A.B/t/n\"\nreason = \"x\"\nexpires = 2027-01-31T10:00:00\n",
+        );
+        assert!(
+            p[0].starts_with("keyguard.toml:4:11: expires has no UTC offset"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn tag_exemptions() {
+        let c = Config::builtin_default();
+        let r = id(ST);
+        let now = datetime!(2026-03-01 0:00 UTC);
+        assert_eq!(
+            c.exemption_for(
+                &r,
+                &tags(json!({"KeyGuard-Exempt-Until": "2026-03-01", "keyguard-exempt-reason": "CHG-9"})),
+                now
+            ),
+            ExemptionStatus::Active {
+                source: ExemptionSource::Tag,
+                reason: "CHG-9".into(),
+                expires: Some(datetime!(2026-03-01 23:59:59.999_999_999 UTC))
+            }
+        );
+        assert_eq!(
+            c.exemption_for(&r, &tags(json!({"keyguard-exempt-until": "2026-02-28T10:00:00Z"})), now),
+            ExemptionStatus::Expired {
+                source: ExemptionSource::Tag,
+                reason: "resource tag keyguard-exempt-until".into(),
+                expired_at: datetime!(2026-02-28 10:00 UTC)
+            }
+        );
+        assert!(matches!(
+            c.exemption_for(&r, &tags(json!({"keyguard-exempt-until": "next week"})), now),
+            ExemptionStatus::Invalid { source: ExemptionSource::Tag, ref value, .. } if value == "next week"
+        ));
+        assert!(matches!(
+            c.exemption_for(&r, &tags(json!({"keyguard-exempt-reason": "because"})), now),
+            ExemptionStatus::Invalid { ref problem, .. } if problem.contains("needs an expiry")
+        ));
+        assert!(matches!(
+            c.exemption_for(&r, &tags(json!({"keyguard-exempt-until": "2026-13-01"})), now),
+            ExemptionStatus::Invalid { .. }
+        ));
+        assert_eq!(
+            c.exemption_for(&r, &tags(json!({"other": "x"})), now),
+            ExemptionStatus::None
+        );
+    }
+
+    #[test]
+    fn parse_expiry_forms() {
+        assert_eq!(
+            parse_expiry("2027-01-31").unwrap(),
+            datetime!(2027-01-31 23:59:59.999_999_999 UTC)
+        );
+        assert_eq!(
+            parse_expiry("2027-01-31t10:00:00z").unwrap(),
+            datetime!(2027-01-31 10:00 UTC)
+        );
+        assert_eq!(
+            parse_expiry("2027-01-31 10:00:00+01:00").unwrap(),
+            datetime!(2027-01-31 9:00 UTC)
+        );
+        assert!(parse_expiry("2027-01-31T10:00:00").is_err());
+        assert!(parse_expiry("").is_err());
+        assert!(parse_expiry("2027-02-30").is_err());
+    }
+
+    #[test]
+    fn expiry_warning_window() {
+        let e = Exemption {
+            resource: ST.into(),
+            reason: "r".into(),
+            expires: Some(datetime!(2026-01-20 0:00 UTC)),
+        };
+        assert!(e.expires_within(datetime!(2026-01-01 0:00 UTC), 30));
+        assert!(!e.expires_within(datetime!(2025-11-01 0:00 UTC), 30));
+        assert!(!e.expires_within(datetime!(2026-02-01 0:00 UTC), 30));
+    }
+
+    #[test]
+    fn vault_entries() {
+        assert_eq!(
+            validate_vault("https://KV-Prod.vault.azure.net/").unwrap(),
+            "kv-prod.vault.azure.net"
+        );
+        assert_eq!(
+            validate_vault("kv.managedhsm.azure.net").unwrap(),
+            "kv.managedhsm.azure.net"
+        );
+        assert_eq!(
+            validate_vault("kv.vault.usgovcloudapi.net").unwrap(),
+            "kv.vault.usgovcloudapi.net"
+        );
+        for bad in [
+            "",
+            "vault.azure.net",
+            "https://",
+            "https://kv.vault.azure.net:443",
+            "kv.notvault.azure.net.evil.com",
+            "https://kv.evilvault.azure.net",
+            "kv..vault.azure.net",
+            "ftp://kv.vault.azure.net",
+        ] {
+            assert!(validate_vault(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn serializes_for_validate_output() {
+        let v = serde_json::to_value(Config::builtin_default()).unwrap();
+        assert_eq!(v["profiles"][0]["require"], "cmk");
+        assert_eq!(v["profiles"][0]["mode"], "alert");
+        let s = ExemptionStatus::Active {
+            source: ExemptionSource::Tag,
+            reason: "r".into(),
+            expires: Some(datetime!(2027-01-31 0:00 UTC)),
+        };
+        assert_eq!(
+            serde_json::to_value(s).unwrap(),
+            json!({"status":"active","source":"tag","reason":"r","expires":"2027-01-31T00:00:00Z"})
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! keyguard's pure domain: resource ids, event intake, the resource catalog, profiles and
+//! exemptions, `evaluate` and `plan`.
+//!
+//! Nothing here does I/O, reads the clock or spawns tasks: the handler gathers facts (the live
+//! resource body, the time, the last known-good key, recent revert counts) and this crate turns
+//! them into decisions. That keeps every decision reproducible in a unit test and lets the same
+//! rules serve events, manual checks and the periodic reconcile.
+
+#![forbid(unsafe_code)]
+
+pub mod catalog;
+pub mod config;
+pub mod evaluate;
+pub mod event;
+pub mod plan;
+pub mod resource_id;
+
+pub use catalog::{
+    CatalogEntry, Direction, EncryptionState, KeyRef, Reversibility, RevertTarget, entries, lookup, lookup_operation,
+};
+pub use config::{
+    Config, ConfigError, ConfigProblem, Exemption, ExemptionSource, ExemptionStatus, Mode, Profile, Requirement, Scope,
+    Settings,
+};
+pub use evaluate::{DriftReason, Evaluation, Verdict, evaluate};
+pub use event::{ArmOperation, Caller, EventError, EventKind, IncomingEvent, Schema, parse_delivery, parse_event};
+pub use plan::{Action, NoRevertReason, Plan, PlanContext, plan, revert_target};
+pub use resource_id::{ResourceId, ResourceIdError};

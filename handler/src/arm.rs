@@ -1,0 +1,357 @@
+//! Azure Resource Manager over plain reqwest: GET and PATCH with pinned api-versions, retries on
+//! throttling and server errors that honour `Retry-After` and never outlive the caller's deadline,
+//! and ARM error bodies surfaced by code (branch on `code`, never on `message`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyguard_core::ResourceId;
+use rand::Rng;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::identity::{TokenError, TokenSource};
+
+pub const PUBLIC_CLOUD_ENDPOINT: &str = "https://management.azure.com";
+
+/// Per-call context: the correlation id that ties an event to every ARM call made for it, and
+/// the deadline of the invocation (Event Grid stops waiting after 30 s).
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    pub correlation_id: String,
+    pub deadline: Instant,
+}
+
+impl CallContext {
+    pub fn new(correlation_id: impl Into<String>, budget: Duration) -> Self {
+        Self {
+            correlation_id: correlation_id.into(),
+            deadline: Instant::now() + budget,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArmError {
+    /// ARM answered with an error that retrying will not fix (400, 403, 409 policy denial ...).
+    #[error("ARM returned {status} {code}: {message}")]
+    Rejected {
+        status: u16,
+        code: String,
+        message: String,
+        request_id: Option<String>,
+    },
+    /// Throttling or server errors continued until the time budget ran out.
+    #[error("ARM kept failing ({last}) after {attempts} attempts within the time budget")]
+    BudgetExhausted { attempts: u32, last: String },
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("ARM response could not be read: {0}")]
+    InvalidResponse(String),
+}
+
+impl ArmError {
+    /// Whether the invocation should fail so that the trigger source (Event Grid) redelivers.
+    pub fn retryable(&self) -> bool {
+        matches!(self, ArmError::BudgetExhausted { .. } | ArmError::Token(_))
+    }
+}
+
+/// Backoff used when ARM gives no `Retry-After`.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub initial_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            initial_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(8),
+        }
+    }
+}
+
+pub struct ArmClient {
+    http: reqwest::Client,
+    base: String,
+    scope: String,
+    tokens: Arc<dyn TokenSource>,
+    retry: RetryPolicy,
+}
+
+enum Attempt {
+    Done(reqwest::Response),
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl ArmClient {
+    pub fn new(http: reqwest::Client, base: &str, tokens: Arc<dyn TokenSource>) -> Self {
+        let base = base.trim_end_matches('/').to_string();
+        let scope = token_scope_for(&base);
+        Self {
+            http,
+            base,
+            scope,
+            tokens,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// The token scope for this ARM endpoint (`https://management.azure.com/.default` in the public cloud).
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    pub fn tokens(&self) -> &dyn TokenSource {
+        self.tokens.as_ref()
+    }
+
+    /// GET a resource. `Ok(None)` means ARM says it does not exist: a normal outcome (deleted).
+    pub async fn get(&self, id: &ResourceId, api_version: &str, ctx: &CallContext) -> Result<Option<Value>, ArmError> {
+        let response = self.send(Method::GET, id, api_version, None, ctx).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        read_body(response).await.map(Some)
+    }
+
+    /// PATCH a resource with a minimal body and return ARM's answer.
+    pub async fn patch(
+        &self,
+        id: &ResourceId,
+        api_version: &str,
+        body: &Value,
+        ctx: &CallContext,
+    ) -> Result<Value, ArmError> {
+        let response = self.send(Method::PATCH, id, api_version, Some(body), ctx).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(rejection(response).await);
+        }
+        read_body(response).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        id: &ResourceId,
+        api_version: &str,
+        body: Option<&Value>,
+        ctx: &CallContext,
+    ) -> Result<reqwest::Response, ArmError> {
+        let url = format!("{}{}?api-version={}", self.base, id.as_str(), api_version);
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let remaining = ctx.deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(ArmError::BudgetExhausted {
+                    attempts: attempts - 1,
+                    last: "no time left".into(),
+                });
+            }
+            let attempt = self.attempt(&method, &url, body, ctx, remaining).await?;
+            let (reason, retry_after) = match attempt {
+                Attempt::Done(response) => return Ok(response),
+                Attempt::Retry { reason, retry_after } => (reason, retry_after),
+            };
+            let delay = retry_after.unwrap_or_else(|| self.backoff(attempts));
+            let remaining = ctx.deadline.saturating_duration_since(Instant::now());
+            if delay >= remaining {
+                tracing::warn!(
+                    correlation_id = %ctx.correlation_id, %method, resource_id = %id, attempts, %reason,
+                    "ARM retry would outlive the time budget; failing so the event is redelivered"
+                );
+                return Err(ArmError::BudgetExhausted { attempts, last: reason });
+            }
+            tracing::info!(
+                correlation_id = %ctx.correlation_id, %method, resource_id = %id, attempts, %reason,
+                delay_ms = delay.as_millis() as u64, "retrying ARM call"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &str,
+        body: Option<&Value>,
+        ctx: &CallContext,
+        remaining: Duration,
+    ) -> Result<Attempt, ArmError> {
+        let token = self.tokens.token(&self.scope).await?;
+        let client_request_id = uuid::Uuid::new_v4().to_string();
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .bearer_auth(token.secret())
+            .header("x-ms-correlation-request-id", &ctx.correlation_id)
+            .header("x-ms-client-request-id", &client_request_id)
+            .header("accept", "application/json")
+            .timeout(remaining);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let started = std::time::Instant::now();
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let reason = if e.is_timeout() {
+                    "timed out".to_string()
+                } else {
+                    format!("transport error: {}", without_url(&e))
+                };
+                return Ok(Attempt::Retry {
+                    reason,
+                    retry_after: None,
+                });
+            }
+        };
+        let status = response.status();
+        tracing::debug!(
+            correlation_id = %ctx.correlation_id, %method, status = status.as_u16(),
+            request_id = header(&response, "x-ms-request-id").unwrap_or_default(),
+            client_request_id, elapsed_ms = started.elapsed().as_millis() as u64, "ARM call"
+        );
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            return Ok(Attempt::Done(response));
+        }
+        if is_transient(status) {
+            let retry_after = header(&response, "retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let error = rejection(response).await;
+            let reason = match &error {
+                ArmError::Rejected { status, code, .. } => format!("{status} {code}"),
+                other => other.to_string(),
+            };
+            return Ok(Attempt::Retry { reason, retry_after });
+        }
+        Err(rejection(response).await)
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .retry
+            .initial_delay
+            .saturating_mul(1u32 << attempt.min(16).saturating_sub(1));
+        let cap = exp.min(self.retry.max_delay);
+        // Full jitter: spreads retries of many events throttled at the same moment.
+        let millis = rand::rng().random_range(cap.as_millis() as u64 / 2..=cap.as_millis().max(1) as u64);
+        Duration::from_millis(millis)
+    }
+}
+
+/// ARM's token audience is the endpoint itself; sovereign clouds and local stand-ins follow.
+fn token_scope_for(base: &str) -> String {
+    if base.starts_with("http://127.") || base.starts_with("http://localhost") || base.starts_with("http://[::1]") {
+        // The local stand-in plays the public cloud.
+        return format!("{PUBLIC_CLOUD_ENDPOINT}/.default");
+    }
+    format!("{base}/.default")
+}
+
+fn is_transient(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// reqwest errors print the URL; ours never carry secrets, but keep messages short and stable.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), "<arm>");
+    }
+    text
+}
+
+async fn read_body(response: reqwest::Response) -> Result<Value, ArmError> {
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| ArmError::InvalidResponse(without_url(&e)))?;
+    serde_json::from_slice(&bytes).map_err(|e| ArmError::InvalidResponse(e.to_string()))
+}
+
+async fn rejection(response: reqwest::Response) -> ArmError {
+    let status = response.status().as_u16();
+    let request_id = header(&response, "x-ms-request-id");
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let error = body.get("error");
+    let field = |name: &str| {
+        error
+            .and_then(|e| e.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    ArmError::Rejected {
+        status,
+        code: field("code").unwrap_or_else(|| format!("Http{status}")),
+        message: field("message").unwrap_or_else(|| "no error body".to_string()),
+        request_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_scope_follows_the_cloud() {
+        assert_eq!(
+            token_scope_for("https://management.azure.com"),
+            "https://management.azure.com/.default"
+        );
+        assert_eq!(
+            token_scope_for("https://management.usgovcloudapi.net"),
+            "https://management.usgovcloudapi.net/.default"
+        );
+        assert_eq!(
+            token_scope_for("http://127.0.0.1:9999"),
+            "https://management.azure.com/.default"
+        );
+    }
+
+    #[test]
+    fn only_transient_statuses_are_retried() {
+        for s in [408u16, 429, 500, 502, 503, 504] {
+            assert!(is_transient(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+        for s in [400u16, 401, 403, 404, 409, 412] {
+            assert!(!is_transient(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+    }
+
+    #[test]
+    fn retryable_classification() {
+        assert!(
+            ArmError::BudgetExhausted {
+                attempts: 3,
+                last: "500".into()
+            }
+            .retryable()
+        );
+        assert!(
+            !ArmError::Rejected {
+                status: 400,
+                code: "X".into(),
+                message: "m".into(),
+                request_id: None
+            }
+            .retryable()
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! `keyguard`: keeps Azure encryption at rest on the key source a profile decides (CMK or MMK).
+
+mod app;
+mod arm;
+mod demo;
+mod identity;
+mod pipeline;
+mod settings;
+mod store;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use functions_runtime::{HostEnv, LogFormat};
+use keyguard_core::ResourceId;
+
+use crate::app::AppState;
+use crate::pipeline::Trigger;
+use crate::settings::Settings;
+
+#[derive(Parser)]
+#[command(
+    name = "keyguard",
+    version,
+    about = "Detects and reverts Azure encryption key-source drift (CMK/MMK)"
+)]
+struct Cli {
+    /// Log format; JSON is the default under the Functions host, text elsewhere.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Json,
+    Text,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run as the Azure Functions custom handler (port from FUNCTIONS_CUSTOMHANDLER_PORT).
+    Serve {
+        /// Port to use when not started by the Functions host.
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Receive Event Grid directly as a webhook at /api/events (no Functions host).
+    Webhook {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Address to bind; put a TLS-terminating proxy in front (Event Grid only calls HTTPS).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+    },
+    /// Evaluate one resource now and print the outcome (read-only unless --remediate).
+    Check {
+        resource_id: String,
+        /// Apply the profile's mode (may revert in enforce mode). Without it nothing is written.
+        #[arg(long)]
+        remediate: bool,
+    },
+    /// Run the local Azure stand-in (ARM, managed identity, Event Grid delivery).
+    Sim(azure_sim::SimArgs),
+    /// Run the whole loop locally against the stand-in and show what keyguard does.
+    Demo {
+        /// Folder for the demo's state, configuration and logs (default: a new temp folder).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a profile file (default: $KEYGUARD_CONFIG) and print the profiles.
+    Validate { path: Option<PathBuf> },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let host = HostEnv::from_env();
+    let format = match cli.log_format {
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        Some(LogFormatArg::Text) => LogFormat::Text,
+        None => LogFormat::detect(&host),
+    };
+    functions_runtime::init_tracing(format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli.command, host)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { port } => {
+            let settings = Settings::from_env()?;
+            let port = host
+                .port
+                .or(port)
+                .context("no port: set FUNCTIONS_CUSTOMHANDLER_PORT or pass --port")?;
+            let state = app_state(&settings)?;
+            tracing::info!(port, config = %settings.config_source, dry_run = settings.dry_run, "keyguard custom handler starting");
+            functions_runtime::serve(app::functions_router(state), port).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Webhook { port, bind } => {
+            let settings = Settings::from_env()?;
+            if settings.webhook_key.is_none() && !bind.is_loopback() {
+                anyhow::bail!("refusing to listen on {bind} without KEYGUARD_WEBHOOK_KEY: anyone could post events");
+            }
+            let state = app_state(&settings)?;
+            let listener = tokio::net::TcpListener::bind((bind, port)).await?;
+            tracing::info!(addr = %listener.local_addr()?, "keyguard webhook listening on /api/events");
+            functions_runtime::serve_listener(
+                app::webhook_router(state),
+                listener,
+                functions_runtime::shutdown_signal(),
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { resource_id, remediate } => {
+            let id = ResourceId::parse(&resource_id).map_err(|e| anyhow::anyhow!("{resource_id}: {e}"))?;
+            let settings = Settings::from_env()?;
+            let pipeline = settings.build_pipeline()?;
+            let correlation_id = uuid::Uuid::new_v4().to_string();
+            let outcome = pipeline
+                .reconcile(&id, Trigger::Manual, &correlation_id, !remediate)
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+            Ok(match outcome.verdict.as_str() {
+                "drift" if outcome.result != "reverted" => ExitCode::from(1),
+                _ => ExitCode::SUCCESS,
+            })
+        }
+        Command::Sim(args) => {
+            azure_sim::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { output } => demo::run(output).await,
+        Command::Config {
+            command: ConfigCommand::Validate { path },
+        } => {
+            let path = path
+                .or_else(|| std::env::var_os("KEYGUARD_CONFIG").map(PathBuf::from))
+                .context("give a path or set KEYGUARD_CONFIG")?;
+            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let config = keyguard_core::config::Config::from_toml_str(&text, &path.display().to_string())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            for p in &config.profiles {
+                println!("profile {:<24} require {:?}, mode {:?}", p.name, p.require, p.mode);
+            }
+            println!(
+                "{}: ok ({} profiles, {} exemptions)",
+                path.display(),
+                config.profiles.len(),
+                config.exemptions.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn app_state(settings: &Settings) -> anyhow::Result<AppState> {
+    Ok(AppState {
+        pipeline: Arc::new(settings.build_pipeline()?),
+        webhook_key: settings.webhook_key.as_deref().map(Arc::from),
+    })
+}

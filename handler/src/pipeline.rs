@@ -1,0 +1,571 @@
+//! The reconcile pipeline every entry point shares (Event Grid, HTTP, CLI, timer):
+//! guard -> observe (ARM GET: current state decides) -> decide (pure core) -> act -> record.
+//!
+//! Level-triggered like a kube-rs controller: events are hints, each reconcile re-reads the live
+//! resource and is idempotent, so duplicates, late events and keyguard's own writes are harmless.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keyguard_core::ResourceId;
+use keyguard_core::catalog::{self, CatalogEntry, EncryptionState, RevertTarget};
+use keyguard_core::config::Config;
+use keyguard_core::evaluate::{Evaluation, Verdict, evaluate};
+use keyguard_core::event::{Caller, EventKind, IncomingEvent};
+use keyguard_core::plan::{Action, NoRevertReason, PlanContext, plan, revert_target};
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::arm::{ArmClient, ArmError, CallContext};
+use crate::identity::{SelfIdentity, TokenError};
+use crate::store::{StateStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Arm(#[from] ArmError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+impl PipelineError {
+    /// Whether redelivery could succeed. Store and identity failures are transient; ARM says itself.
+    pub fn retryable(&self) -> bool {
+        match self {
+            PipelineError::Arm(e) => e.retryable(),
+            PipelineError::Store(_) | PipelineError::Token(_) => true,
+        }
+    }
+}
+
+/// Why a reconcile runs; carried into the audit record.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Trigger {
+    Event { event_id: String, event_type: String },
+    Manual,
+    Reconcile,
+}
+
+/// One audit record: what was seen, decided and done, with the ids that tie it to the event.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub trigger: Trigger,
+    pub correlation_id: String,
+    pub resource_id: Option<String>,
+    pub resource_type: Option<String>,
+    pub caller: Option<String>,
+    pub profile: Option<String>,
+    /// compliant | drift | exempt | unsupported | gone | skipped | ignored
+    pub verdict: String,
+    pub drift: Option<String>,
+    pub before: Option<EncryptionState>,
+    pub after: Option<EncryptionState>,
+    /// none | revert | dry-run-revert | alert-only | record-only
+    pub action: String,
+    /// e.g. compliant, reverted, would-revert, revert-failed, manual-action-needed, own-write, duplicate
+    pub result: String,
+    pub detail: Option<String>,
+    pub alert: bool,
+    pub dry_run: bool,
+    pub duration_ms: u64,
+}
+
+impl Outcome {
+    fn new(trigger: Trigger, correlation_id: &str, resource_id: Option<&ResourceId>) -> Self {
+        Self {
+            trigger,
+            correlation_id: correlation_id.to_string(),
+            resource_id: resource_id.map(|r| r.as_str().to_string()),
+            resource_type: resource_id.map(|r| r.resource_type()),
+            caller: None,
+            profile: None,
+            verdict: String::new(),
+            drift: None,
+            before: None,
+            after: None,
+            action: "none".into(),
+            result: String::new(),
+            detail: None,
+            alert: false,
+            dry_run: false,
+            duration_ms: 0,
+        }
+    }
+
+    fn finish(mut self, verdict: &str, result: &str, detail: Option<String>) -> Self {
+        self.verdict = verdict.into();
+        self.result = result.into();
+        self.detail = detail;
+        self
+    }
+
+    /// One line for the Functions invocation log.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {}: {} -> {}{}",
+            self.resource_id.as_deref().unwrap_or("-"),
+            self.verdict,
+            self.action,
+            self.result,
+            self.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
+        )
+    }
+}
+
+pub struct PipelineSettings {
+    pub dry_run: bool,
+    pub time_budget: Duration,
+}
+
+pub struct Pipeline {
+    config: Arc<Config>,
+    arm: ArmClient,
+    store: Arc<dyn StateStore>,
+    self_identity: SelfIdentity,
+    settings: PipelineSettings,
+    locks: ResourceLocks,
+}
+
+impl Pipeline {
+    pub fn new(config: Arc<Config>, arm: ArmClient, store: Arc<dyn StateStore>, settings: PipelineSettings) -> Self {
+        let self_identity = SelfIdentity::new(config.settings.self_principal_ids.clone());
+        Self {
+            config,
+            arm,
+            store,
+            self_identity,
+            settings,
+            locks: ResourceLocks::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &dyn StateStore {
+        self.store.as_ref()
+    }
+
+    pub fn time_budget(&self) -> Duration {
+        self.settings.time_budget
+    }
+
+    /// Handle one Event Grid / CloudEvents event. Errors mean "let the sender retry".
+    pub async fn handle_event(&self, event: &IncomingEvent) -> Result<Outcome, PipelineError> {
+        let started = std::time::Instant::now();
+        let trigger = Trigger::Event {
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+        };
+        let (resource_id, caller, correlation, provided_body) = match &event.kind {
+            EventKind::ResourceWrite(op) => {
+                let correlation = op.correlation_id.clone().unwrap_or_else(|| event.id.clone());
+                let outcome = Outcome::new(trigger.clone(), &correlation, Some(&op.resource_id));
+                if !op.status.as_deref().is_none_or(|s| s.eq_ignore_ascii_case("Succeeded")) {
+                    return Ok(self.audit(outcome.finish("ignored", "not-succeeded", op.status.clone()), started));
+                }
+                let watched = catalog::lookup_operation(&op.operation_name).filter(|entry| {
+                    entry
+                        .resource_type
+                        .eq_ignore_ascii_case(&op.resource_id.resource_type())
+                });
+                if watched.is_none() {
+                    let detail = format!("operation {} is not an encryption-relevant write", op.operation_name);
+                    return Ok(self.audit(outcome.finish("ignored", "not-watched", Some(detail)), started));
+                }
+                (op.resource_id.clone(), Some(op.caller.clone()), correlation, None)
+            }
+            EventKind::ResourceNotification {
+                resource_id, resource, ..
+            } => (resource_id.clone(), None, event.id.clone(), Some(resource.clone())),
+            EventKind::ResourceNotificationDeleted { resource_id } => {
+                let outcome = Outcome::new(trigger, &event.id, Some(resource_id));
+                return Ok(self.audit(outcome.finish("gone", "deleted", None), started));
+            }
+            EventKind::OtherArm { operation_name, .. } => {
+                let outcome = Outcome::new(trigger, &event.id, None);
+                let detail = format!("{} ({})", event.event_type, operation_name.as_deref().unwrap_or("-"));
+                return Ok(self.audit(
+                    outcome.finish("ignored", "event-type-not-watched", Some(detail)),
+                    started,
+                ));
+            }
+            EventKind::SubscriptionValidation { .. } | EventKind::Unrecognised => {
+                let outcome = Outcome::new(trigger, &event.id, None);
+                let detail = event.event_type.clone();
+                return Ok(self.audit(
+                    outcome.finish("ignored", "event-type-not-watched", Some(detail)),
+                    started,
+                ));
+            }
+        };
+
+        let mut outcome = Outcome::new(trigger.clone(), &correlation, Some(&resource_id));
+        outcome.caller = caller.as_ref().map(Caller::display);
+        let now = OffsetDateTime::now_utc();
+        if self.store.event_seen(&event.id, now)? {
+            return Ok(self.audit(outcome.finish("skipped", "duplicate", None), started));
+        }
+        if let Some(caller) = &caller {
+            let ids = self.self_identity.ids(self.arm.tokens(), self.arm.scope()).await?;
+            if SelfIdentity::is_self(&ids, caller.object_id.as_deref(), caller.app_id.as_deref()) {
+                self.mark_handled(&event.id, now)?;
+                return Ok(self.audit(outcome.finish("skipped", "own-write", None), started));
+            }
+        }
+
+        let ctx = CallContext::new(correlation.clone(), self.settings.time_budget);
+        let result = self
+            .reconcile_inner(
+                &resource_id,
+                trigger,
+                &ctx,
+                outcome.caller,
+                provided_body,
+                self.settings.dry_run,
+                started,
+            )
+            .await?;
+        self.mark_handled(&event.id, now)?;
+        Ok(result)
+    }
+
+    /// Reconcile one resource outside the event path (HTTP, CLI, timer).
+    pub async fn reconcile(
+        &self,
+        resource_id: &ResourceId,
+        trigger: Trigger,
+        correlation_id: &str,
+        dry_run: bool,
+    ) -> Result<Outcome, PipelineError> {
+        let ctx = CallContext::new(correlation_id, self.settings.time_budget);
+        let dry_run = dry_run || self.settings.dry_run;
+        self.reconcile_inner(
+            resource_id,
+            trigger,
+            &ctx,
+            None,
+            None,
+            dry_run,
+            std::time::Instant::now(),
+        )
+        .await
+    }
+
+    fn mark_handled(&self, event_id: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+        let ttl = time::Duration::seconds(self.config.settings.dedupe_ttl_secs as i64);
+        self.store.mark_event(event_id, now + ttl)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn reconcile_inner(
+        &self,
+        id: &ResourceId,
+        trigger: Trigger,
+        ctx: &CallContext,
+        caller: Option<String>,
+        provided_body: Option<Value>,
+        dry_run: bool,
+        started: std::time::Instant,
+    ) -> Result<Outcome, PipelineError> {
+        let _guard = self.locks.lock(id).await;
+        let mut outcome = Outcome::new(trigger, &ctx.correlation_id, Some(id));
+        outcome.caller = caller;
+        outcome.dry_run = dry_run;
+        let Some(entry) = catalog::lookup(&id.resource_type()) else {
+            let detail = format!("{} is not in the catalog", id.resource_type());
+            return Ok(self.audit(outcome.finish("unsupported", "not-in-catalog", Some(detail)), started));
+        };
+        let document = match provided_body {
+            Some(body) => body,
+            None => match self.arm.get(id, entry.api_version, ctx).await? {
+                Some(doc) => doc,
+                None => return Ok(self.audit(outcome.finish("gone", "resource-not-found", None), started)),
+            },
+        };
+        self.store.remember_resource(id)?;
+
+        let now = OffsetDateTime::now_utc();
+        let evaluation = evaluate(id, &document, &self.config, now);
+        outcome.profile = evaluation.profile.clone();
+        outcome.before = Some(evaluation.observed.clone());
+        let plan_ctx = self.plan_context(id, entry, &evaluation, &document, dry_run, now)?;
+        let decided = plan(&evaluation, &plan_ctx);
+        if let Some(baseline) = &decided.record_baseline
+            && self.store.baseline(id)?.as_ref() != Some(baseline)
+        {
+            self.store.set_baseline(id, baseline)?;
+        }
+        outcome.alert = decided.alert;
+        let verdict = verdict_name(&evaluation.verdict);
+        outcome.drift = drift_text(&evaluation.verdict);
+        if !evaluation.notes.is_empty() {
+            outcome.detail = Some(evaluation.notes.join("; "));
+        }
+
+        let outcome = match decided.action {
+            Action::Nothing => {
+                let result = match &evaluation.verdict {
+                    Verdict::Compliant => "compliant",
+                    Verdict::Exempt { .. } => "exempt",
+                    Verdict::Unsupported { .. } => "unsupported",
+                    Verdict::Drift(_) => "recorded",
+                };
+                let detail = match &evaluation.verdict {
+                    Verdict::Exempt { reason, expires, .. } => Some(match expires {
+                        Some(e) => format!("{reason} (until {})", rfc3339(*e)),
+                        None => reason.clone(),
+                    }),
+                    Verdict::Unsupported { reason } => Some(reason.clone()),
+                    _ => outcome.detail.take(),
+                };
+                outcome.finish(verdict, result, detail)
+            }
+            Action::NoRevert(reason) => {
+                outcome.action = if decided.alert {
+                    "alert-only".into()
+                } else {
+                    "record-only".into()
+                };
+                outcome.finish(verdict, no_revert_result(&reason), Some(no_revert_text(&reason)))
+            }
+            Action::Revert {
+                target,
+                body,
+                api_version,
+                dry_run: true,
+            } => {
+                outcome.action = "dry-run-revert".into();
+                let detail = format!("would PATCH {} to {}", api_version, target_text(&target));
+                outcome.dry_run = true;
+                let _ = body;
+                outcome.finish(verdict, "would-revert", Some(detail))
+            }
+            Action::Revert {
+                target,
+                body,
+                api_version,
+                dry_run: false,
+            } => {
+                outcome.action = "revert".into();
+                self.revert(id, entry, ctx, outcome, &target, &body, api_version, verdict, now)
+                    .await?
+            }
+        };
+        Ok(self.audit(outcome, started))
+    }
+
+    fn plan_context(
+        &self,
+        id: &ResourceId,
+        entry: &CatalogEntry,
+        evaluation: &Evaluation,
+        document: &Value,
+        dry_run: bool,
+        now: OffsetDateTime,
+    ) -> Result<PlanContext, StoreError> {
+        let tags = document
+            .get("tags")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let profile = self.config.profile_for(id, &tags);
+        let drifted = matches!(evaluation.verdict, Verdict::Drift(_));
+        let mut ctx = PlanContext {
+            mode: profile.map(|p| p.mode).unwrap_or(keyguard_core::config::Mode::Audit),
+            dry_run,
+            baseline: if drifted { self.store.baseline(id)? } else { None },
+            pinned_key: profile.and_then(|p| p.pinned_key.clone()),
+            reverts_in_last_hour: if drifted {
+                self.store.reverts_since(id, now - time::Duration::hours(1))?
+            } else {
+                0
+            },
+            max_reverts_per_hour: self.config.settings.max_reverts_per_hour,
+            resource_has_identity_for: None,
+        };
+        if let Some(RevertTarget::Cmk(key)) = revert_target(evaluation, &ctx) {
+            ctx.resource_has_identity_for = Some(entry.has_identity_for(document, &key));
+        }
+        Ok(ctx)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn revert(
+        &self,
+        id: &ResourceId,
+        entry: &CatalogEntry,
+        ctx: &CallContext,
+        mut outcome: Outcome,
+        target: &RevertTarget,
+        body: &Value,
+        api_version: &str,
+        verdict: &str,
+        now: OffsetDateTime,
+    ) -> Result<Outcome, PipelineError> {
+        // The event may be late or carry a stale body: decide on the live resource right before writing.
+        let Some(live) = self.arm.get(id, entry.api_version, ctx).await? else {
+            return Ok(outcome.finish("gone", "resource-not-found", None));
+        };
+        let live_eval = evaluate(id, &live, &self.config, OffsetDateTime::now_utc());
+        if !matches!(live_eval.verdict, Verdict::Drift(_)) {
+            outcome.before = Some(live_eval.observed.clone());
+            outcome.action = "none".into();
+            return Ok(outcome.finish(verdict_name(&live_eval.verdict), "already-resolved", None));
+        }
+        // Counted before the write: a crash after the PATCH must not buy an extra revert.
+        self.store.record_revert(id, now)?;
+        tracing::info!(
+            correlation_id = %ctx.correlation_id, resource_id = %id, target = %target_text(target),
+            "reverting encryption drift"
+        );
+        match self.arm.patch(id, api_version, body, ctx).await {
+            Ok(_) => {}
+            Err(ArmError::Rejected {
+                status, code, message, ..
+            }) => {
+                outcome.alert = true;
+                let detail = format!("ARM refused the revert: {status} {code}: {message}");
+                return Ok(outcome.finish(verdict, "revert-failed", Some(detail)));
+            }
+            Err(other) => return Err(other.into()),
+        }
+        // Success is what ARM shows afterwards, not what the PATCH answered.
+        let after = self.arm.get(id, entry.api_version, ctx).await?;
+        let Some(after) = after else {
+            return Ok(outcome.finish("gone", "resource-not-found", Some("deleted during revert".into())));
+        };
+        let after_eval = evaluate(id, &after, &self.config, OffsetDateTime::now_utc());
+        outcome.after = Some(after_eval.observed.clone());
+        if matches!(after_eval.verdict, Verdict::Compliant) {
+            Ok(outcome.finish(verdict, "reverted", Some(format!("now {}", target_text(target)))))
+        } else {
+            outcome.alert = true;
+            let detail = format!(
+                "after the PATCH the resource still shows {}",
+                verdict_name(&after_eval.verdict)
+            );
+            Ok(outcome.finish(verdict, "revert-unverified", Some(detail)))
+        }
+    }
+
+    /// Every decision becomes one structured record; alerts are a second record channels pick up.
+    fn audit(&self, mut outcome: Outcome, started: std::time::Instant) -> Outcome {
+        outcome.duration_ms = started.elapsed().as_millis() as u64;
+        let record = serde_json::to_string(&outcome).unwrap_or_default();
+        tracing::info!(
+            target: "keyguard::audit",
+            correlation_id = %outcome.correlation_id,
+            resource_id = outcome.resource_id.as_deref().unwrap_or(""),
+            verdict = %outcome.verdict,
+            action = %outcome.action,
+            result = %outcome.result,
+            caller = outcome.caller.as_deref().unwrap_or(""),
+            dry_run = outcome.dry_run,
+            record = %record,
+            "audit"
+        );
+        if outcome.alert {
+            tracing::warn!(
+                target: "keyguard::alert",
+                correlation_id = %outcome.correlation_id,
+                resource_id = outcome.resource_id.as_deref().unwrap_or(""),
+                verdict = %outcome.verdict,
+                result = %outcome.result,
+                detail = outcome.detail.as_deref().unwrap_or(""),
+                "encryption drift alert"
+            );
+        }
+        outcome
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+fn verdict_name(verdict: &Verdict) -> &'static str {
+    match verdict {
+        Verdict::Compliant => "compliant",
+        Verdict::Drift(_) => "drift",
+        Verdict::Exempt { .. } => "exempt",
+        Verdict::Unsupported { .. } => "unsupported",
+    }
+}
+
+fn drift_text(verdict: &Verdict) -> Option<String> {
+    match verdict {
+        Verdict::Drift(reason) => Some(format!("{reason:?}")),
+        _ => None,
+    }
+}
+
+fn target_text(target: &RevertTarget) -> String {
+    match target {
+        RevertTarget::Mmk => "Microsoft-managed keys".to_string(),
+        RevertTarget::Cmk(key) => format!("customer-managed key {}/keys/{}", key.vault_uri, key.key_name),
+    }
+}
+
+fn no_revert_result(reason: &NoRevertReason) -> &'static str {
+    match reason {
+        NoRevertReason::ModeAudit => "recorded",
+        NoRevertReason::ModeAlert => "alerted",
+        NoRevertReason::RateLimited { .. } => "rate-limited",
+        NoRevertReason::NoRevertTarget
+        | NoRevertReason::NotReversible { .. }
+        | NoRevertReason::MissingIdentity
+        | NoRevertReason::NotApplicable => "manual-action-needed",
+    }
+}
+
+fn no_revert_text(reason: &NoRevertReason) -> String {
+    match reason {
+        NoRevertReason::ModeAudit => "profile mode is audit: recorded only".into(),
+        NoRevertReason::ModeAlert => "profile mode is alert: not reverting".into(),
+        NoRevertReason::NoRevertTarget => {
+            "no pinned key and no last known-good key recorded: manual action needed".into()
+        }
+        NoRevertReason::NotReversible { direction } => {
+            format!("this change cannot be reverted on an existing resource ({direction:?})")
+        }
+        NoRevertReason::RateLimited {
+            reverts_in_last_hour,
+            limit,
+        } => {
+            format!(
+                "{reverts_in_last_hour} reverts in the last hour reached the limit of {limit}: someone keeps changing it back"
+            )
+        }
+        NoRevertReason::MissingIdentity => {
+            "the resource has no managed identity that can reach the key: manual action needed".into()
+        }
+        NoRevertReason::NotApplicable => "no revert applies".into(),
+    }
+}
+
+/// At most one reconcile per resource at a time in this process (kube-rs controller rule).
+#[derive(Default)]
+struct ResourceLocks {
+    inner: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl ResourceLocks {
+    async fn lock(&self, id: &ResourceId) -> tokio::sync::OwnedMutexGuard<()> {
+        let mutex = {
+            let mut map = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            // Forget locks nobody holds, so the map does not grow with every resource ever seen.
+            map.retain(|_, m| Arc::strong_count(m) > 1);
+            map.entry(id.key()).or_default().clone()
+        };
+        mutex.lock_owned().await
+    }
+}

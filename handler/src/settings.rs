@@ -1,0 +1,169 @@
+//! Runtime settings: the profile file plus the environment (app settings in Azure), read in one
+//! place and validated at start so a bad setting fails loudly before any event is taken.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use keyguard_core::config::Config;
+
+use crate::arm::{ArmClient, PUBLIC_CLOUD_ENDPOINT};
+use crate::identity::{AuthMode, CredentialTokenSource};
+use crate::pipeline::{Pipeline, PipelineSettings};
+use crate::store::EmbeddedStore;
+
+pub struct Settings {
+    pub config: Config,
+    /// Where the profiles came from: a path, or "built-in default".
+    pub config_source: String,
+    pub dry_run: bool,
+    pub arm_endpoint: String,
+    pub ca_bundle: Option<PathBuf>,
+    pub state_path: PathBuf,
+    pub auth: AuthMode,
+    pub time_budget: Duration,
+    /// Shared secret Event Grid sends in the webhook URL's query (`?code=`), for `keyguard webhook`.
+    pub webhook_key: Option<String>,
+}
+
+impl Settings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let (config, config_source) = match get("KEYGUARD_CONFIG").filter(|p| !p.is_empty()) {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read KEYGUARD_CONFIG file {path}"))?;
+                let config = Config::from_toml_str(&text, &path).map_err(|e| anyhow::anyhow!("{e}"))?;
+                (config, path)
+            }
+            None => (
+                Config::builtin_default(),
+                "built-in default (require cmk, mode alert)".to_string(),
+            ),
+        };
+        let dry_run = match get("KEYGUARD_DRY_RUN") {
+            Some(v) => parse_bool("KEYGUARD_DRY_RUN", &v)? || config.settings.dry_run,
+            None => config.settings.dry_run,
+        };
+        let time_budget = match get("KEYGUARD_TIME_BUDGET_MS") {
+            Some(v) => Duration::from_millis(
+                v.parse()
+                    .with_context(|| format!("KEYGUARD_TIME_BUDGET_MS={v:?} is not a number of milliseconds"))?,
+            ),
+            None => Duration::from_secs(config.settings.time_budget_secs),
+        };
+        let state_path = get("KEYGUARD_STATE_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| default_state_path(&get));
+        Ok(Self {
+            auth: AuthMode::from_lookup(&get)?,
+            arm_endpoint: get("KEYGUARD_ARM_ENDPOINT").unwrap_or_else(|| PUBLIC_CLOUD_ENDPOINT.to_string()),
+            ca_bundle: get("KEYGUARD_CA_BUNDLE").filter(|p| !p.is_empty()).map(PathBuf::from),
+            webhook_key: get("KEYGUARD_WEBHOOK_KEY").filter(|k| !k.is_empty()),
+            config,
+            config_source,
+            dry_run,
+            time_budget,
+            state_path,
+        })
+    }
+
+    /// One HTTP client for ARM and the identity endpoint (shared connection pool).
+    pub fn http_client(&self) -> anyhow::Result<reqwest::Client> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("keyguard/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(path) = &self.ca_bundle {
+            let pem =
+                std::fs::read(path).with_context(|| format!("cannot read KEYGUARD_CA_BUNDLE {}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("KEYGUARD_CA_BUNDLE {} is not a PEM bundle", path.display()))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        Ok(builder.build()?)
+    }
+
+    pub fn build_pipeline(&self) -> anyhow::Result<Pipeline> {
+        let http = self.http_client()?;
+        let tokens = CredentialTokenSource::new(&self.auth, http.clone())
+            .with_context(|| format!("cannot set up the {:?} credential", self.auth))?;
+        let arm = ArmClient::new(http, &self.arm_endpoint, Arc::new(tokens));
+        let store = EmbeddedStore::open(&self.state_path)
+            .with_context(|| format!("cannot open the state store at {}", self.state_path.display()))?;
+        Ok(Pipeline::new(
+            Arc::new(self.config.clone()),
+            arm,
+            Arc::new(store),
+            PipelineSettings {
+                dry_run: self.dry_run,
+                time_budget: self.time_budget,
+            },
+        ))
+    }
+}
+
+/// App Service keeps `$HOME` (`/home`) across restarts; elsewhere fall back to the temp dir.
+fn default_state_path(get: &impl Fn(&str) -> Option<String>) -> PathBuf {
+    match get("HOME") {
+        Some(home) if !home.is_empty() => PathBuf::from(home).join(".keyguard").join("state.redb"),
+        _ => std::env::temp_dir().join("keyguard").join("state.redb"),
+    }
+}
+
+fn parse_bool(name: &str, value: &str) -> anyhow::Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        other => anyhow::bail!("{name}={other:?} is not a boolean (true/false)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let owned: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| owned.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn defaults_without_configuration() {
+        let s = Settings::from_lookup(lookup(&[("HOME", "/home")])).unwrap();
+        assert!(!s.dry_run);
+        assert_eq!(s.arm_endpoint, "https://management.azure.com");
+        assert_eq!(s.time_budget, Duration::from_secs(25));
+        assert_eq!(s.state_path, PathBuf::from("/home/.keyguard/state.redb"));
+        assert!(s.config_source.starts_with("built-in"));
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let s = Settings::from_lookup(lookup(&[
+            ("KEYGUARD_DRY_RUN", "true"),
+            ("KEYGUARD_TIME_BUDGET_MS", "1500"),
+            ("KEYGUARD_ARM_ENDPOINT", "http://127.0.0.1:1"),
+        ]))
+        .unwrap();
+        assert!(s.dry_run);
+        assert_eq!(s.time_budget, Duration::from_millis(1500));
+        assert_eq!(s.arm_endpoint, "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Settings::from_lookup(lookup(&[("KEYGUARD_DRY_RUN", "maybe")]))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("KEYGUARD_DRY_RUN"));
+        let err = Settings::from_lookup(lookup(&[("KEYGUARD_CONFIG", "/nonexistent/k.toml")]))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("/nonexistent/k.toml"));
+    }
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, property, fixture and end-to-end tests, then the demo as a smoke test.
+# End-to-end tests start the real `keyguard` binary, so it is built first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keyguard-target}"
+[ -d ../shared/fixtures ] || { echo "error: ../shared/fixtures not found beside the repository" >&2; exit 1; }
+cargo build --locked --workspace --bins
+# End-to-end tests each run two processes; a few at a time keep a 2-core machine responsive.
+cargo test --locked --workspace --no-fail-fast -- --test-threads 4
+"$CARGO_TARGET_DIR/debug/keyguard" --log-format text demo --output "${KEYGUARD_DEMO_OUTPUT:-$CARGO_TARGET_DIR/demo-output}"

@@ -1,0 +1,449 @@
+//! The event path end to end: the stand-in's ARM emits a write event, delivers it through the
+//! Functions envelope to the real `keyguard serve`, which reads the account back through ARM,
+//! decides against the profile and reverts; every assertion is on what the stand-in saw.
+
+use std::time::Duration;
+
+use keyguard_e2e::*;
+use serde_json::{Value, json};
+
+fn cmk_patch(vault: &str) -> Value {
+    json!({"properties": {"encryption": {"keySource": "Microsoft.Keyvault", "keyvaultproperties": {"keyvaulturi": vault, "keyname": "storage-cmk", "keyversion": ""}}}})
+}
+
+fn mmk_patch() -> Value {
+    json!({"properties": {"encryption": {"keySource": "Microsoft.Storage"}}})
+}
+
+fn tag_patch(value: &str) -> Value {
+    json!({"tags": {"touched": value}})
+}
+
+/// Seeds a compliant CMK account and lets keyguard see it once (a harmless tag write), which
+/// records the last known-good key keyguard will revert to.
+async fn compliant_cmk_account(env: &Env, rg: &str, name: &str) -> anyhow::Result<String> {
+    let id = account_id(rg, name);
+    env.seed(json!([storage_account(
+        rg,
+        name,
+        Some(APPROVED_VAULT),
+        json!({"env": "test"})
+    )]))
+    .await?;
+    let before = env.events().await?.len();
+    env.act_as_user(&id, tag_patch("baseline")).await?;
+    env.wait_delivered(before + 1).await?;
+    let records = env.audit_for(&id);
+    anyhow::ensure!(
+        records.iter().any(|r| r["result"] == "compliant"),
+        "baseline not seen: {records:?}"
+    );
+    Ok(id)
+}
+
+#[tokio::test]
+async fn cmk_to_mmk_drift_is_reverted_and_verified_by_a_fresh_get() -> anyhow::Result<()> {
+    let env = Env::start(Options::default()).await?;
+    let id = compliant_cmk_account(&env, "rg-cmk", "stcmkdrift").await?;
+
+    env.act_as_user(&id, mmk_patch()).await?;
+    env.wait_delivered(2).await?;
+
+    let doc = env.resource(&id).await?;
+    assert_eq!(doc["properties"]["encryption"]["keySource"], "Microsoft.Keyvault");
+    assert_eq!(
+        doc["properties"]["encryption"]["keyvaultproperties"]["keyvaulturi"],
+        APPROVED_VAULT
+    );
+    assert_eq!(
+        doc["properties"]["encryption"]["keyvaultproperties"]["keyname"],
+        "storage-cmk"
+    );
+    assert_eq!(env.keyguard_patches().await?, 1, "exactly one revert PATCH");
+    // Verified by reading back: keyguard's last ARM call for the account is a GET after its PATCH.
+    let keyguard_calls = env.sim_get("/_sim/requests").await?;
+    let calls: Vec<&Value> = keyguard_calls
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["principal_oid"] == KEYGUARD_OID && r["path"].as_str().is_some_and(|p| p.contains("stcmkdrift")))
+        .collect();
+    let last_patch = calls.iter().rposition(|r| r["method"] == "PATCH").expect("a PATCH");
+    assert!(
+        calls[last_patch + 1..].iter().any(|r| r["method"] == "GET"),
+        "a GET after the PATCH: {calls:?}"
+    );
+
+    let record = env
+        .audit_for(&id)
+        .into_iter()
+        .find(|r| r["result"] == "reverted")
+        .expect("a reverted audit record");
+    assert_eq!(record["verdict"], "drift");
+    assert_eq!(record["action"], "revert");
+    assert_eq!(record["before"]["state"], "mmk");
+    assert_eq!(record["after"]["state"], "cmk");
+    assert_eq!(record["after"]["detail"]["vaultUri"], APPROVED_VAULT);
+    assert!(
+        record["caller"].as_str().unwrap_or_default().contains("mallory"),
+        "caller recorded: {record}"
+    );
+    assert!(record["correlationId"].as_str().is_some_and(|c| !c.is_empty()));
+    // keyguard's own PATCH raised another event; it was recognised and skipped, not reverted again.
+    env.wait_delivered(3).await?;
+    assert!(env.audit_for(&id).iter().any(|r| r["result"] == "own-write"));
+    assert_eq!(env.keyguard_patches().await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_key_from_an_unapproved_vault_is_reverted_to_the_last_known_good_key() -> anyhow::Result<()> {
+    let env = Env::start(Options::default()).await?;
+    let id = compliant_cmk_account(&env, "rg-cmk", "stroguevault").await?;
+
+    env.act_as_user(&id, cmk_patch(ROGUE_VAULT)).await?;
+    env.wait_delivered(2).await?;
+    env.wait_for(Duration::from_secs(10), "revert to the approved vault", || async {
+        let doc = env.resource(&id).await?;
+        Ok(doc["properties"]["encryption"]["keyvaultproperties"]["keyvaulturi"] == APPROVED_VAULT)
+    })
+    .await?;
+    let record = env
+        .audit_for(&id)
+        .into_iter()
+        .find(|r| r["result"] == "reverted")
+        .expect("reverted");
+    assert!(
+        record["drift"].as_str().unwrap_or_default().contains("UnapprovedVault"),
+        "{record}"
+    );
+    assert_eq!(env.keyguard_patches().await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_mmk_profile_account_switched_to_cmk_is_reverted_to_microsoft_keys() -> anyhow::Result<()> {
+    let env = Env::start(Options::default()).await?;
+    let id = account_id("rg-mmk", "stmmkonly");
+    env.seed(json!([storage_account("rg-mmk", "stmmkonly", None, json!({}))]))
+        .await?;
+
+    env.act_as_user(&id, cmk_patch(APPROVED_VAULT)).await?;
+    env.wait_delivered(1).await?;
+    assert_eq!(env.key_source(&id).await?, "Microsoft.Storage");
+    let doc = env.resource(&id).await?;
+    assert!(doc["properties"]["encryption"].get("keyvaultproperties").is_none());
+    assert_eq!(env.keyguard_patches().await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_exempt_account_is_left_alone_and_recorded_as_exempt() -> anyhow::Result<()> {
+    let env = Env::start(Options::default()).await?;
+    let id = account_id("rg-cmk", "stexempt");
+    let tags = json!({"keyguard-exempt-until": "2099-01-01", "keyguard-exempt-reason": "CHG-42 migration"});
+    env.seed(json!([storage_account(
+        "rg-cmk",
+        "stexempt",
+        Some(APPROVED_VAULT),
+        tags
+    )]))
+    .await?;
+
+    env.act_as_user(&id, mmk_patch()).await?;
+    env.wait_delivered(1).await?;
+    assert_eq!(env.key_source(&id).await?, "Microsoft.Storage", "untouched");
+    assert_eq!(env.keyguard_patches().await?, 0);
+    let record = env
+        .audit_for(&id)
+        .into_iter()
+        .find(|r| r["verdict"] == "exempt")
+        .expect("exempt record");
+    assert!(
+        record["detail"].as_str().unwrap_or_default().contains("CHG-42"),
+        "{record}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_event_caused_by_keyguards_own_identity_is_ignored() -> anyhow::Result<()> {
+    let env = Env::start(Options::default()).await?;
+    let id = account_id("rg-cmk", "stownwrite");
+    env.seed(json!([storage_account(
+        "rg-cmk",
+        "stownwrite",
+        Some(APPROVED_VAULT),
+        json!({})
+    )]))
+    .await?;
+    let gets_before = env.arm_requests("GET", Some(KEYGUARD_OID)).await?.len();
+
+    // keyguard's own identity (the function app's system-assigned identity) makes a change.
+    env.act(
+        &id,
+        json!({"oid": KEYGUARD_OID, "appid": KEYGUARD_APPID, "name": "keyguard"}),
+        mmk_patch(),
+    )
+    .await?;
+    env.wait_delivered(1).await?;
+
+    assert_eq!(
+        env.key_source(&id).await?,
+        "Microsoft.Storage",
+        "own writes are never fought"
+    );
+    assert_eq!(env.keyguard_patches().await?, 0);
+    assert_eq!(
+        env.arm_requests("GET", Some(KEYGUARD_OID)).await?.len(),
+        gets_before,
+        "not even read"
+    );
+    assert!(env.audit_for(&id).iter().any(|r| r["result"] == "own-write"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_same_event_delivered_twice_reverts_once() -> anyhow::Result<()> {
+    let env = Env::start(Options::default()).await?;
+    let id = compliant_cmk_account(&env, "rg-cmk", "stduplicate").await?;
+    // Stop automatic delivery so the test controls it: drift is made, its event taken from the sim.
+    env.act_as_user(&id, mmk_patch()).await?;
+    env.wait_delivered(2).await?;
+    let drift_event = env
+        .events()
+        .await?
+        .into_iter()
+        .rev()
+        .find(|e| e["data"]["claims"]["name"] == "Mallory Admin")
+        .expect("the drift event");
+    // Redeliver the very same event twice at once, as Event Grid may.
+    let body = serde_json::to_vec(&functions_envelope(&drift_event))?;
+    let (a, b) = tokio::join!(
+        env.invoke("EncryptionDrift", "application/json", body.clone()),
+        env.invoke("EncryptionDrift", "application/json", body)
+    );
+    assert_eq!(a?.0, 200);
+    assert_eq!(b?.0, 200);
+    assert_eq!(env.keyguard_patches().await?, 1, "one revert in all");
+    assert!(env.audit_for(&id).iter().any(|r| r["result"] == "duplicate"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_event_for_a_deleted_account_answers_200_and_gone() -> anyhow::Result<()> {
+    let env = Env::start(Options::default()).await?;
+    let id = account_id("rg-cmk", "stdeleted");
+    env.seed(json!([storage_account(
+        "rg-cmk",
+        "stdeleted",
+        Some(APPROVED_VAULT),
+        json!({})
+    )]))
+    .await?;
+    env.act_as_user(&id, mmk_patch()).await?;
+    let event = env.events().await?.pop().expect("event");
+    env.wait_delivered(1).await?;
+    env.http
+        .delete(format!("{}/_sim/resource", env.sim))
+        .query(&[("id", &id)])
+        .send()
+        .await?;
+
+    let mut late = event.clone();
+    late["id"] = json!("late-event-for-a-deleted-account");
+    let (status, body) = env
+        .invoke(
+            "EncryptionDrift",
+            "application/json",
+            serde_json::to_vec(&functions_envelope(&late))?,
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ReturnValue"]["verdict"], "gone");
+    Ok(())
+}
+
+#[tokio::test]
+async fn arm_throttling_twice_then_success_still_reverts() -> anyhow::Result<()> {
+    let env = Env::start(Options::default()).await?;
+    let id = compliant_cmk_account(&env, "rg-cmk", "stthrottled").await?;
+    env.add_fault(
+        json!({"method": "GET", "path_contains": "stthrottled", "status": 429, "retry_after_secs": 1, "times": 2}),
+    )
+    .await?;
+
+    env.act_as_user(&id, mmk_patch()).await?;
+    env.wait_delivered(2).await?;
+    assert_eq!(env.key_source(&id).await?, "Microsoft.Keyvault");
+    let statuses: Vec<u64> = env
+        .arm_requests("GET", Some(KEYGUARD_OID))
+        .await?
+        .iter()
+        .filter_map(|r| r["status"].as_u64())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 2, "{statuses:?}");
+    // Only one delivery attempt was needed: the retries happened inside the invocation.
+    let deliveries = env.sim_get("/_sim/deliveries").await?;
+    assert!(
+        deliveries.as_array().into_iter().flatten().all(|d| d["status"] == 200),
+        "{deliveries}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn arm_errors_beyond_the_time_budget_fail_the_invocation_and_event_grid_retries() -> anyhow::Result<()> {
+    let env = Env::start(Options {
+        time_budget_ms: 1_500,
+        time_factor: 0.05,
+        ..Options::default()
+    })
+    .await?;
+    let id = compliant_cmk_account(&env, "rg-cmk", "stflaky").await?;
+    // 500s for longer than one invocation's budget (keyguard backs off between tries).
+    env.add_fault(json!({"method": "GET", "path_contains": "stflaky", "status": 500, "times": 6}))
+        .await?;
+
+    env.act_as_user(&id, mmk_patch()).await?;
+    env.wait_for(Duration::from_secs(40), "revert after redelivery", || async {
+        Ok(env.key_source(&id).await? == "Microsoft.Keyvault")
+    })
+    .await?;
+    let deliveries = env.sim_get("/_sim/deliveries").await?;
+    let statuses: Vec<Value> = deliveries
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| d["status"].clone())
+        .collect();
+    assert!(
+        statuses.iter().any(|s| s.as_u64().is_some_and(|s| s >= 500)),
+        "a failed attempt first: {statuses:?}"
+    );
+    assert!(statuses.iter().any(|s| s == 200), "then success: {statuses:?}");
+    assert_eq!(env.keyguard_patches().await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn dry_run_sends_no_patch() -> anyhow::Result<()> {
+    let env = Env::start(Options {
+        dry_run: true,
+        ..Options::default()
+    })
+    .await?;
+    let id = compliant_cmk_account(&env, "rg-cmk", "stdryrun").await?;
+    env.act_as_user(&id, mmk_patch()).await?;
+    env.wait_delivered(2).await?;
+    assert_eq!(env.key_source(&id).await?, "Microsoft.Storage");
+    assert_eq!(
+        env.arm_requests("PATCH", Some(KEYGUARD_OID)).await?.len(),
+        0,
+        "no PATCH reached ARM"
+    );
+    let record = env
+        .audit_for(&id)
+        .into_iter()
+        .find(|r| r["result"] == "would-revert")
+        .expect("would-revert");
+    assert_eq!(record["dryRun"], true);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx() -> anyhow::Result<()> {
+    let env = Env::start(Options::default()).await?;
+
+    let (status, body) = env
+        .invoke("EncryptionDrift", "application/json", b"{\"Data\": ".to_vec())
+        .await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+
+    let mut event = fixture("eventgrid/arm-resourcewritesuccess.eventgrid.spec-example.json");
+    event["data"]["resourceUri"] = json!(
+        "https://evil.example.com/subscriptions/x/resourceGroups/y/providers/Microsoft.Storage/storageAccounts/z"
+    );
+    let (status, body) = env
+        .invoke(
+            "EncryptionDrift",
+            "application/json",
+            serde_json::to_vec(&functions_envelope(&event))?,
+        )
+        .await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase()
+            .contains("resource"),
+        "{body}"
+    );
+    event["data"]["resourceUri"] =
+        json!("/subscriptions/x/resourceGroups/y/providers/Microsoft.Storage/storageAccounts/..%2F..%2Fz");
+    let (status, _) = env
+        .invoke(
+            "EncryptionDrift",
+            "application/json",
+            serde_json::to_vec(&functions_envelope(&event))?,
+        )
+        .await?;
+    assert_eq!(status, 400);
+
+    let huge = vec![b' '; 10 * 1024 * 1024];
+    let (status, body) = env.invoke("EncryptionDrift", "application/json", huge).await?;
+    assert_eq!(status, 413, "{body}");
+
+    let (status, body) = env.invoke("EncryptionDrift", "text/plain", b"{}".to_vec()).await?;
+    assert_eq!(status, 415, "{body}");
+
+    // None of this reached ARM.
+    assert!(env.arm_requests("GET", None).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_direct_webhook_answers_both_handshakes_and_reverts() -> anyhow::Result<()> {
+    let env = Env::start(Options {
+        webhook: true,
+        ..Options::default()
+    })
+    .await?;
+    let url = format!("{}/api/events", env.handler);
+
+    let validation = fixture("eventgrid/subscriptionvalidationevent.delivery.docs.json");
+    let r = env
+        .http
+        .post(&url)
+        .header("aeg-event-type", "SubscriptionValidation")
+        .json(&validation)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await?;
+    assert_eq!(body["validationResponse"], validation[0]["data"]["validationCode"]);
+
+    let r = env
+        .http
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("WebHook-Request-Origin", "eventgrid.azure.net")
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["webhook-allowed-origin"], "eventgrid.azure.net");
+    let r = env
+        .http
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("WebHook-Request-Origin", "evil.example.com")
+        .send()
+        .await?;
+    assert_eq!(r.status(), 403);
+
+    let id = compliant_cmk_account(&env, "rg-cmk", "stwebhook").await?;
+    env.act_as_user(&id, mmk_patch()).await?;
+    env.wait_delivered(2).await?;
+    assert_eq!(env.key_source(&id).await?, "Microsoft.Keyvault");
+    Ok(())
+}

@@ -1,0 +1,479 @@
+//! End-to-end harness: starts the real `keyguard` binary twice — once as `keyguard sim` (the Azure
+//! stand-in) and once as `keyguard serve` (the custom handler, as the Functions host would) — as
+//! separate processes talking HTTP, with the real `azure_identity` credential fetching tokens from
+//! the stand-in's managed-identity endpoint.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-00000000e2e0";
+pub const APPROVED_VAULT: &str = "https://kv-approved.vault.azure.net";
+pub const ROGUE_VAULT: &str = "https://kv-rogue.vault.azure.net";
+/// The stand-in's default system-assigned identity of the function app (keyguard itself).
+pub const KEYGUARD_OID: &str = azure_sim::DEFAULT_SYSTEM_OID;
+pub const KEYGUARD_APPID: &str = azure_sim::DEFAULT_SYSTEM_CLIENT_ID;
+
+pub const CONFIG: &str = r#"
+[settings]
+max_reverts_per_hour = 3
+
+[[profile]]
+name = "cmk-enforce"
+require = "cmk"
+mode = "enforce"
+allowed_vaults = ["https://kv-approved.vault.azure.net"]
+scope = { resource_groups = ["rg-cmk*"] }
+
+[[profile]]
+name = "mmk-enforce"
+require = "mmk"
+mode = "enforce"
+scope = { resource_groups = ["rg-mmk*"] }
+
+[[profile]]
+name = "cmk-alert"
+require = "cmk"
+mode = "alert"
+scope = { resource_groups = ["rg-alert*"] }
+"#;
+
+/// Path of the `keyguard` binary built by `cargo build` (target/<profile>/keyguard next to deps/).
+pub fn keyguard_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("KEYGUARD_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile> folder");
+    let bin = profile_dir.join("keyguard");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first with `cargo build -p keyguard` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+pub fn fixture(relative: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures")
+        .join(relative);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+pub fn account_id(resource_group: &str, name: &str) -> String {
+    format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{resource_group}/providers/Microsoft.Storage/storageAccounts/{name}"
+    )
+}
+
+/// A storage account document in the shape of Microsoft's GET example, renamed and keyed as asked.
+pub fn storage_account(resource_group: &str, name: &str, cmk_vault: Option<&str>, tags: Value) -> Value {
+    let mut doc = fixture("arm/storage/StorageAccountGetPropertiesCMKEnabled.json")["responses"]["200"]["body"].clone();
+    doc["id"] = json!(account_id(resource_group, name));
+    doc["name"] = json!(name);
+    doc["tags"] = tags;
+    let encryption = &mut doc["properties"]["encryption"];
+    match cmk_vault {
+        Some(vault) => {
+            encryption["keySource"] = json!("Microsoft.Keyvault");
+            encryption["keyvaultproperties"] = json!({
+                "keyvaulturi": vault, "keyname": "storage-cmk", "keyversion": "",
+                "currentVersionedKeyIdentifier": format!("{vault}/keys/storage-cmk/0682afdd9c104f4285df20107e956cad"),
+                "lastKeyRotationTimestamp": "2019-12-13T20:36:23.7023290Z"
+            });
+        }
+        None => {
+            encryption["keySource"] = json!("Microsoft.Storage");
+            if let Some(map) = encryption.as_object_mut() {
+                map.remove("keyvaultproperties");
+            }
+        }
+    }
+    doc
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn temp_dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("keyguard-e2e-{label}-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A child process that is killed when the test ends, whatever the outcome.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub struct Options {
+    pub dry_run: bool,
+    pub time_budget_ms: u64,
+    /// Event Grid's retry schedule multiplied by this (10 s -> 10 s x factor).
+    pub time_factor: f64,
+    pub max_attempts: u32,
+    pub webhook: bool,
+    /// Start the stand-in without an Event Grid target: the test posts events itself.
+    pub no_delivery: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            time_budget_ms: 5_000,
+            time_factor: 0.01,
+            max_attempts: 30,
+            webhook: false,
+            no_delivery: false,
+        }
+    }
+}
+
+pub struct Env {
+    _sim: ChildGuard,
+    _handler: ChildGuard,
+    pub sim: String,
+    pub handler: String,
+    pub dir: PathBuf,
+    pub http: reqwest::Client,
+    handler_log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Env {
+    pub async fn start(options: Options) -> anyhow::Result<Env> {
+        let bin = keyguard_bin();
+        let dir = temp_dir("run");
+        let addr_file = dir.join("sim.addr");
+        let handler_port = free_port();
+        let handler = format!("http://127.0.0.1:{handler_port}");
+        let mut sim_cmd = Command::new(&bin);
+        sim_cmd
+            .args(["--log-format", "text", "sim", "--port", "0", "--addr-file"])
+            .arg(&addr_file)
+            .args(["--time-factor", &options.time_factor.to_string()])
+            .args(["--max-attempts", &options.max_attempts.to_string()])
+            .arg("--deadletter-file")
+            .arg(dir.join("deadletter.jsonl"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        match (options.no_delivery, options.webhook) {
+            (true, _) => {}
+            (false, true) => {
+                sim_cmd.args([
+                    "--delivery-mode",
+                    "webhook",
+                    "--deliver-to",
+                    &format!("{handler}/api/events"),
+                ]);
+            }
+            (false, false) => {
+                sim_cmd.args([
+                    "--delivery-mode",
+                    "functions",
+                    "--deliver-to",
+                    &handler,
+                    "--function-name",
+                    "EncryptionDrift",
+                ]);
+            }
+        }
+        let sim_child = ChildGuard(sim_cmd.spawn().context("spawn keyguard sim")?);
+        let sim_addr = wait_for_file(&addr_file, Duration::from_secs(20))?;
+        let sim = format!("http://{}", sim_addr.trim());
+
+        let config_path = dir.join("keyguard.toml");
+        std::fs::write(&config_path, CONFIG)?;
+        let mut cmd = Command::new(&bin);
+        if options.webhook {
+            cmd.args(["--log-format", "json", "webhook", "--port", &handler_port.to_string()]);
+        } else {
+            cmd.args(["--log-format", "json", "serve"])
+                .env("FUNCTIONS_CUSTOMHANDLER_PORT", handler_port.to_string());
+        }
+        cmd.env("KEYGUARD_CONFIG", &config_path)
+            .env("KEYGUARD_STATE_PATH", dir.join("state.redb"))
+            .env("KEYGUARD_ARM_ENDPOINT", &sim)
+            .env("KEYGUARD_AUTH", "managed-identity")
+            .env("IDENTITY_ENDPOINT", format!("{sim}/msi/token"))
+            .env("IDENTITY_HEADER", azure_sim::SimConfig::default().identity_header)
+            .env("KEYGUARD_TIME_BUDGET_MS", options.time_budget_ms.to_string())
+            .env("KEYGUARD_DRY_RUN", options.dry_run.to_string())
+            .env("RUST_LOG", "info")
+            .env_remove("FUNCTIONS_WORKER_RUNTIME")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().context("spawn keyguard serve")?;
+        let handler_log = Arc::new(Mutex::new(Vec::new()));
+        if let Some(stdout) = child.stdout.take() {
+            let log = handler_log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                }
+            });
+        }
+        let env = Env {
+            _sim: sim_child,
+            _handler: ChildGuard(child),
+            sim,
+            handler,
+            dir,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?,
+            handler_log,
+        };
+        env.wait_ready().await?;
+        Ok(env)
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let probe = if self.handler.contains("/api/") {
+                self.handler.clone()
+            } else {
+                format!("{}/", self.handler)
+            };
+            if self.http.get(&probe).send().await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("keyguard did not become ready at {probe}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn seed(&self, docs: Value) -> anyhow::Result<()> {
+        let r = self
+            .http
+            .post(format!("{}/_sim/resources", self.sim))
+            .json(&docs)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "seeding failed: {}", r.text().await?);
+        Ok(())
+    }
+
+    /// A person (not keyguard) PATCHes a resource through ARM; the stand-in emits the write event.
+    pub async fn act_as_user(&self, id: &str, patch: Value) -> anyhow::Result<Value> {
+        self.act(id, json!({"oid": "11111111-2222-3333-4444-555555555555", "appid": "04b07795-8ddb-461a-bbee-02f9e1bf7b46", "name": "Mallory Admin", "upn": "mallory@contoso.example"}), patch).await
+    }
+
+    pub async fn act(&self, id: &str, principal: Value, patch: Value) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .post(format!("{}/_sim/act", self.sim))
+            .json(&json!({"id": id, "principal": principal, "patch": patch}))
+            .send()
+            .await?;
+        let status = r.status();
+        let body: Value = r.json().await?;
+        anyhow::ensure!(status.is_success(), "act failed: {status} {body}");
+        Ok(body)
+    }
+
+    pub async fn resource(&self, id: &str) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .get(format!("{}/_sim/resource", self.sim))
+            .query(&[("id", id)])
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "no resource {id}");
+        Ok(r.json().await?)
+    }
+
+    pub async fn key_source(&self, id: &str) -> anyhow::Result<String> {
+        let doc = self.resource(id).await?;
+        Ok(doc["properties"]["encryption"]["keySource"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    pub async fn sim_get(&self, path: &str) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .get(format!("{}{path}", self.sim))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
+    pub async fn add_fault(&self, fault: Value) -> anyhow::Result<()> {
+        let r = self
+            .http
+            .post(format!("{}/_sim/faults", self.sim))
+            .json(&fault)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "fault rejected: {}", r.text().await?);
+        Ok(())
+    }
+
+    pub async fn clear_faults(&self) -> anyhow::Result<()> {
+        self.http.delete(format!("{}/_sim/faults", self.sim)).send().await?;
+        Ok(())
+    }
+
+    /// ARM requests the stand-in received, filtered by method and (optional) caller object id.
+    pub async fn arm_requests(&self, method: &str, principal_oid: Option<&str>) -> anyhow::Result<Vec<Value>> {
+        let log = self.sim_get("/_sim/requests").await?;
+        Ok(log
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r["method"].as_str() == Some(method))
+            .filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/subscriptions/")))
+            .filter(|r| principal_oid.is_none_or(|oid| r["principal_oid"].as_str() == Some(oid)))
+            .collect())
+    }
+
+    pub async fn keyguard_patches(&self) -> anyhow::Result<usize> {
+        Ok(self.arm_requests("PATCH", Some(KEYGUARD_OID)).await?.len())
+    }
+
+    pub async fn events(&self) -> anyhow::Result<Vec<Value>> {
+        Ok(self
+            .sim_get("/_sim/events")
+            .await?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Waits until every emitted event got a 2xx from keyguard (Event Grid counted it delivered).
+    pub async fn wait_delivered(&self, expected_events: usize) -> anyhow::Result<()> {
+        self.wait_for(Duration::from_secs(30), "events delivered", || async {
+            let deliveries = self.sim_get("/_sim/deliveries").await?;
+            let ok: std::collections::BTreeSet<String> = deliveries
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter(|d| d["status"].as_u64().is_some_and(|s| (200..300).contains(&s)))
+                .filter_map(|d| d["event_id"].as_str().map(str::to_string))
+                .collect();
+            Ok(ok.len() >= expected_events)
+        })
+        .await
+    }
+
+    pub async fn wait_for<F, Fut>(&self, timeout: Duration, what: &str, mut check: F) -> anyhow::Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<bool>>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if check().await? {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "timed out waiting for {what}; keyguard log tail:\n{}",
+                    self.log_tail(30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// keyguard's audit records (one JSON log line per decision), parsed.
+    pub fn audit_records(&self) -> Vec<Value> {
+        let lines = self.handler_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["target"] == "keyguard::audit")
+            .filter_map(|v| {
+                v["fields"]["record"]
+                    .as_str()
+                    .and_then(|r| serde_json::from_str(r).ok())
+            })
+            .collect()
+    }
+
+    pub fn audit_for(&self, id: &str) -> Vec<Value> {
+        self.audit_records()
+            .into_iter()
+            .filter(|r| r["resourceId"].as_str().is_some_and(|r| r.eq_ignore_ascii_case(id)))
+            .collect()
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        let lines = self.handler_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// POST a body to the custom handler the way the Functions host does.
+    pub async fn invoke(&self, function: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<(u16, Value)> {
+        let r = self
+            .http
+            .post(format!("{}/{function}", self.handler))
+            .header("content-type", content_type)
+            .header("x-azure-functions-invocationid", uuid_like())
+            .body(body)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let text = r.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    }
+}
+
+fn uuid_like() -> String {
+    format!("{:032x}", rand_u128())
+}
+
+fn rand_u128() -> u128 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    t ^ (std::process::id() as u128) << 64
+}
+
+fn wait_for_file(path: &Path, timeout: Duration) -> anyhow::Result<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && !text.trim().is_empty()
+        {
+            return Ok(text);
+        }
+        if Instant::now() > deadline {
+            bail!("{} was not written in time", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The Functions host envelope around one Event Grid event (what the Event Grid trigger sends).
+pub fn functions_envelope(event: &Value) -> Value {
+    json!({
+        "Data": {"eventGridEvent": event},
+        "Metadata": {"data": event["data"], "sys": {"MethodName": "EncryptionDrift", "UtcNow": "2026-11-23T12:00:00Z", "RandGuid": "00000000-0000-0000-0000-000000000001"}}
+    })
+}
