@@ -95,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&baseline, 0.95))
     );
     println!(
-        "event -> verified revert (GET, GET, PATCH, GET), n={n}: median {:.2} ms, p95 {:.2} ms",
+        "event -> verified revert (GET, PATCH, GET), n={n}: median {:.2} ms, p95 {:.2} ms",
         ms(r50),
         ms(percentile(&revert, 0.95))
     );

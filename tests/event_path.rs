@@ -33,11 +33,7 @@ async fn compliant_cmk_account(env: &Env, rg: &str, name: &str) -> anyhow::Resul
     let before = env.events().await?.len();
     env.act_as_user(&id, tag_patch("baseline")).await?;
     env.wait_delivered(before + 1).await?;
-    let records = env.audit_for(&id);
-    anyhow::ensure!(
-        records.iter().any(|r| r["result"] == "compliant"),
-        "baseline not seen: {records:?}"
-    );
+    env.audit_record(&id, "result", "compliant").await?;
     Ok(id)
 }
 
@@ -74,11 +70,7 @@ async fn cmk_to_mmk_drift_is_reverted_and_verified_by_a_fresh_get() -> anyhow::R
         "a GET after the PATCH: {calls:?}"
     );
 
-    let record = env
-        .audit_for(&id)
-        .into_iter()
-        .find(|r| r["result"] == "reverted")
-        .expect("a reverted audit record");
+    let record = env.audit_record(&id, "result", "reverted").await?;
     assert_eq!(record["verdict"], "drift");
     assert_eq!(record["action"], "revert");
     assert_eq!(record["before"]["state"], "mmk");
@@ -91,8 +83,10 @@ async fn cmk_to_mmk_drift_is_reverted_and_verified_by_a_fresh_get() -> anyhow::R
     assert!(record["correlationId"].as_str().is_some_and(|c| !c.is_empty()));
     // keyguard's own PATCH raised another event; it was recognised and skipped, not reverted again.
     env.wait_delivered(3).await?;
-    assert!(env.audit_for(&id).iter().any(|r| r["result"] == "own-write"));
+    env.audit_record(&id, "result", "own-write").await?;
     assert_eq!(env.keyguard_patches().await?, 1);
+    // Three events, six ARM calls, one token: the credential caches it until near expiry.
+    assert_eq!(env.token_requests().await?, 1);
     Ok(())
 }
 
@@ -103,16 +97,12 @@ async fn a_key_from_an_unapproved_vault_is_reverted_to_the_last_known_good_key()
 
     env.act_as_user(&id, cmk_patch(ROGUE_VAULT)).await?;
     env.wait_delivered(2).await?;
-    env.wait_for(Duration::from_secs(10), "revert to the approved vault", || async {
-        let doc = env.resource(&id).await?;
-        Ok(doc["properties"]["encryption"]["keyvaultproperties"]["keyvaulturi"] == APPROVED_VAULT)
-    })
-    .await?;
-    let record = env
-        .audit_for(&id)
-        .into_iter()
-        .find(|r| r["result"] == "reverted")
-        .expect("reverted");
+    let doc = env.resource(&id).await?;
+    assert_eq!(
+        doc["properties"]["encryption"]["keyvaultproperties"]["keyvaulturi"],
+        APPROVED_VAULT
+    );
+    let record = env.audit_record(&id, "result", "reverted").await?;
     assert!(
         record["drift"].as_str().unwrap_or_default().contains("UnapprovedVault"),
         "{record}"
@@ -154,11 +144,7 @@ async fn an_exempt_account_is_left_alone_and_recorded_as_exempt() -> anyhow::Res
     env.wait_delivered(1).await?;
     assert_eq!(env.key_source(&id).await?, "Microsoft.Storage", "untouched");
     assert_eq!(env.keyguard_patches().await?, 0);
-    let record = env
-        .audit_for(&id)
-        .into_iter()
-        .find(|r| r["verdict"] == "exempt")
-        .expect("exempt record");
+    let record = env.audit_record(&id, "verdict", "exempt").await?;
     assert!(
         record["detail"].as_str().unwrap_or_default().contains("CHG-42"),
         "{record}"
@@ -199,7 +185,7 @@ async fn an_event_caused_by_keyguards_own_identity_is_ignored() -> anyhow::Resul
         gets_before,
         "not even read"
     );
-    assert!(env.audit_for(&id).iter().any(|r| r["result"] == "own-write"));
+    env.audit_record(&id, "result", "own-write").await?;
     Ok(())
 }
 
@@ -226,7 +212,7 @@ async fn the_same_event_delivered_twice_reverts_once() -> anyhow::Result<()> {
     assert_eq!(a?.0, 200);
     assert_eq!(b?.0, 200);
     assert_eq!(env.keyguard_patches().await?, 1, "one revert in all");
-    assert!(env.audit_for(&id).iter().any(|r| r["result"] == "duplicate"));
+    env.audit_record(&id, "result", "duplicate").await?;
     Ok(())
 }
 
@@ -342,11 +328,7 @@ async fn dry_run_sends_no_patch() -> anyhow::Result<()> {
         0,
         "no PATCH reached ARM"
     );
-    let record = env
-        .audit_for(&id)
-        .into_iter()
-        .find(|r| r["result"] == "would-revert")
-        .expect("would-revert");
+    let record = env.audit_record(&id, "result", "would-revert").await?;
     assert_eq!(record["dryRun"], true);
     Ok(())
 }
@@ -445,5 +427,111 @@ async fn the_direct_webhook_answers_both_handshakes_and_reverts() -> anyhow::Res
     env.act_as_user(&id, mmk_patch()).await?;
     env.wait_delivered(2).await?;
     assert_eq!(env.key_source(&id).await?, "Microsoft.Keyvault");
+    Ok(())
+}
+
+#[tokio::test]
+async fn someone_who_keeps_changing_it_back_gets_three_reverts_an_hour_then_alerts() -> anyhow::Result<()> {
+    let env = Env::start(Options::default()).await?;
+    let id = compliant_cmk_account(&env, "rg-cmk", "sttugofwar").await?;
+    let mut delivered = env.events().await?.len();
+    for round in 1..=4 {
+        env.act_as_user(&id, mmk_patch()).await?;
+        // The drift event, plus keyguard's own echo when it reverted.
+        delivered += if round <= 3 { 2 } else { 1 };
+        env.wait_delivered(delivered).await?;
+    }
+    assert_eq!(
+        env.keyguard_patches().await?,
+        3,
+        "the cap is 3 reverts per resource per hour"
+    );
+    assert_eq!(
+        env.key_source(&id).await?,
+        "Microsoft.Storage",
+        "the fourth change stands"
+    );
+    let capped = env.audit_record(&id, "result", "rate-limited").await?;
+    let records = env.audit_for(&id);
+    assert_eq!(capped["alert"], true);
+    assert_eq!(capped["action"], "alert-only");
+    assert_eq!(records.iter().filter(|r| r["result"] == "reverted").count(), 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_resource_notification_carries_the_body_so_a_compliant_account_needs_no_arm_call() -> anyhow::Result<()> {
+    let env = Env::start(Options {
+        no_delivery: true,
+        ..Options::default()
+    })
+    .await?;
+    let id = account_id("rg-cmk", "starncompliant");
+    let account = storage_account("rg-cmk", "starncompliant", Some(APPROVED_VAULT), json!({}));
+    env.seed(json!([account.clone()])).await?;
+    // Microsoft's example, with its stray space removed and pointed at our account.
+    let mut event = fixture("eventgrid/resourcenotifications-createdorupdated.eventgrid.spec-example.json");
+    event["subject"] = json!(id);
+    event["data"]["resourceInfo"]["id"] = json!(id);
+    event["data"]["resourceInfo"]["name"] = json!("starncompliant");
+    event["data"]["resourceInfo"]["properties"]["encryption"] = account["properties"]["encryption"].clone();
+    let (status, body) = env
+        .invoke(
+            "EncryptionDrift",
+            "application/json",
+            serde_json::to_vec(&functions_envelope(&event))?,
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ReturnValue"]["verdict"], "compliant", "{body}");
+    assert!(
+        env.arm_requests("GET", None).await?.is_empty(),
+        "decided from the event's body"
+    );
+
+    // The same notification saying MMK: before acting, keyguard reads the live account (still CMK).
+    event["id"] = json!("second-notification");
+    event["data"]["resourceInfo"]["properties"]["encryption"] = json!({"keySource": "Microsoft.Storage"});
+    let (status, body) = env
+        .invoke(
+            "EncryptionDrift",
+            "application/json",
+            serde_json::to_vec(&functions_envelope(&event))?,
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["ReturnValue"]["verdict"], "compliant",
+        "stale body, live state decides: {body}"
+    );
+    assert!(
+        body["ReturnValue"]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("live resource"),
+        "{body}"
+    );
+    assert_eq!(
+        env.arm_requests("GET", Some(KEYGUARD_OID)).await?.len(),
+        1,
+        "one live read, no write"
+    );
+    assert_eq!(env.keyguard_patches().await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn cloudevents_deliveries_to_the_webhook_are_handled_the_same_way() -> anyhow::Result<()> {
+    let env = Env::start(Options {
+        webhook: true,
+        cloud_events: true,
+        ..Options::default()
+    })
+    .await?;
+    let id = compliant_cmk_account(&env, "rg-cmk", "stcloudevents").await?;
+    env.act_as_user(&id, mmk_patch()).await?;
+    env.wait_delivered(2).await?;
+    assert_eq!(env.key_source(&id).await?, "Microsoft.Keyvault");
+    assert_eq!(env.keyguard_patches().await?, 1);
     Ok(())
 }

@@ -132,6 +132,8 @@ pub struct Options {
     pub webhook: bool,
     /// Start the stand-in without an Event Grid target: the test posts events itself.
     pub no_delivery: bool,
+    /// Deliver in the CloudEvents 1.0 schema instead of the Event Grid schema.
+    pub cloud_events: bool,
 }
 
 impl Default for Options {
@@ -143,6 +145,7 @@ impl Default for Options {
             max_attempts: 30,
             webhook: false,
             no_delivery: false,
+            cloud_events: false,
         }
     }
 }
@@ -155,6 +158,15 @@ pub struct Env {
     pub dir: PathBuf,
     pub http: reqwest::Client,
     handler_log: Arc<Mutex<Vec<String>>>,
+}
+
+/// Run folders are removed after a passing test and kept (with the state store) after a failure.
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
 
 impl Env {
@@ -175,6 +187,9 @@ impl Env {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        if options.cloud_events {
+            sim_cmd.args(["--schema", "cloudevents"]);
+        }
         match (options.no_delivery, options.webhook) {
             (true, _) => {}
             (false, true) => {
@@ -350,6 +365,13 @@ impl Env {
             .collect())
     }
 
+    /// How many tokens keyguard asked the managed-identity endpoint for (the credential should cache).
+    pub async fn token_requests(&self) -> anyhow::Result<u64> {
+        Ok(self.sim_get("/_sim/msi").await?["token_requests"]
+            .as_u64()
+            .unwrap_or_default())
+    }
+
     pub async fn keyguard_patches(&self) -> anyhow::Result<usize> {
         Ok(self.arm_requests("PATCH", Some(KEYGUARD_OID)).await?.len())
     }
@@ -420,6 +442,23 @@ impl Env {
             .into_iter()
             .filter(|r| r["resourceId"].as_str().is_some_and(|r| r.eq_ignore_ascii_case(id)))
             .collect()
+    }
+
+    /// Waits for keyguard's audit record of `id` whose `field` equals `value` (the log is read
+    /// by a background thread, so a record can trail the HTTP answer by a moment).
+    pub async fn audit_record(&self, id: &str, field: &str, value: &str) -> anyhow::Result<Value> {
+        let mut found = None;
+        self.wait_for(
+            Duration::from_secs(10),
+            &format!("an audit record with {field}={value}"),
+            || {
+                found = self.audit_for(id).into_iter().find(|r| r[field] == value);
+                let done = found.is_some();
+                async move { Ok(done) }
+            },
+        )
+        .await?;
+        found.ok_or_else(|| anyhow::anyhow!("no audit record with {field}={value}"))
     }
 
     pub fn log_tail(&self, n: usize) -> String {

@@ -283,17 +283,29 @@ impl Pipeline {
             let detail = format!("{} is not in the catalog", id.resource_type());
             return Ok(self.audit(outcome.finish("unsupported", "not-in-catalog", Some(detail)), started));
         };
-        let document = match provided_body {
+        let now = OffsetDateTime::now_utc();
+        let carried = provided_body.is_some();
+        let mut document = match provided_body {
             Some(body) => body,
             None => match self.arm.get(id, entry.api_version, ctx).await? {
                 Some(doc) => doc,
                 None => return Ok(self.audit(outcome.finish("gone", "resource-not-found", None), started)),
             },
         };
+        let mut evaluation = evaluate(id, &document, &self.config, now);
+        if carried && evaluation.verdict.is_drift() {
+            // An event's body may be stale (events arrive late and out of order) and lacks fields a
+            // revert needs (identity): anything beyond "compliant" is decided on the live resource.
+            document = match self.arm.get(id, entry.api_version, ctx).await? {
+                Some(doc) => doc,
+                None => return Ok(self.audit(outcome.finish("gone", "resource-not-found", None), started)),
+            };
+            evaluation = evaluate(id, &document, &self.config, now);
+            if !evaluation.verdict.is_drift() {
+                outcome.detail = Some("the event's body showed drift; the live resource does not".into());
+            }
+        }
         self.store.remember_resource(id)?;
-
-        let now = OffsetDateTime::now_utc();
-        let evaluation = evaluate(id, &document, &self.config, now);
         outcome.profile = evaluation.profile.clone();
         outcome.before = Some(evaluation.observed.clone());
         let plan_ctx = self.plan_context(id, entry, &evaluation, &document, dry_run, now)?;
@@ -307,7 +319,11 @@ impl Pipeline {
         let verdict = verdict_name(&evaluation.verdict);
         outcome.drift = drift_text(&evaluation.verdict);
         if !evaluation.notes.is_empty() {
-            outcome.detail = Some(evaluation.notes.join("; "));
+            let notes = evaluation.notes.join("; ");
+            outcome.detail = Some(match outcome.detail.take() {
+                Some(detail) => format!("{detail}; {notes}"),
+                None => notes,
+            });
         }
 
         let outcome = match decided.action {
@@ -410,16 +426,6 @@ impl Pipeline {
         verdict: &str,
         now: OffsetDateTime,
     ) -> Result<Outcome, PipelineError> {
-        // The event may be late or carry a stale body: decide on the live resource right before writing.
-        let Some(live) = self.arm.get(id, entry.api_version, ctx).await? else {
-            return Ok(outcome.finish("gone", "resource-not-found", None));
-        };
-        let live_eval = evaluate(id, &live, &self.config, OffsetDateTime::now_utc());
-        if !matches!(live_eval.verdict, Verdict::Drift(_)) {
-            outcome.before = Some(live_eval.observed.clone());
-            outcome.action = "none".into();
-            return Ok(outcome.finish(verdict_name(&live_eval.verdict), "already-resolved", None));
-        }
         // Counted before the write: a crash after the PATCH must not buy an extra revert.
         self.store.record_revert(id, now)?;
         tracing::info!(

@@ -12,7 +12,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -253,6 +253,37 @@ async fn invoke(f: Arc<Registered>, limit: usize, req: Request) -> Response {
     .await
 }
 
+enum ReadError {
+    TooLarge,
+    Body(axum::Error),
+}
+
+/// Reads at most `limit` bytes; past it keeps reading and discarding up to `drain_cap`.
+async fn read_limited(mut body: Body, limit: usize, drain_cap: usize) -> Result<Vec<u8>, ReadError> {
+    let mut buffer = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(ReadError::Body)?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen = seen.saturating_add(data.len());
+        if seen > drain_cap {
+            break;
+        }
+        if seen <= limit {
+            buffer.extend_from_slice(&data);
+        }
+    }
+    if seen > limit {
+        Err(ReadError::TooLarge)
+    } else {
+        Ok(buffer)
+    }
+}
+
+async fn drain(body: Body, drain_cap: usize) {
+    let _ = read_limited(body, 0, drain_cap).await;
+}
+
 async fn run(
     f: &Registered,
     limit: usize,
@@ -260,7 +291,11 @@ async fn run(
     body: Body,
     invocation_id: Option<String>,
 ) -> Result<InvocationResult, InvocationError> {
+    // The client is usually still sending when we decide to refuse; reading (and discarding) a
+    // bounded amount first lets it receive our answer instead of a reset connection.
+    let drain_cap = limit.saturating_mul(4).max(16 * 1024 * 1024);
     if !is_json(headers) {
+        drain(body, drain_cap).await;
         return Err(InvocationError::rejected(
             415,
             "UnsupportedMediaType",
@@ -279,13 +314,14 @@ async fn run(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|len| len > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        drain(body, drain_cap).await;
         return Err(too_large());
     }
     // Content-Length may be absent (chunked) or wrong, so the limit is enforced while reading too.
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
-        Err(e) => {
+    let bytes = match read_limited(body, limit, drain_cap).await {
+        Ok(bytes) => bytes,
+        Err(ReadError::TooLarge) => return Err(too_large()),
+        Err(ReadError::Body(e)) => {
             return Err(InvocationError::rejected(
                 400,
                 "InvalidEnvelope",
