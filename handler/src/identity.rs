@@ -193,11 +193,7 @@ pub fn principal_ids_from_jwt(token: &str) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let owned: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |k| owned.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone())
-    }
+    use crate::test_support::lookup;
 
     #[test]
     fn auth_mode_defaults_follow_the_environment() {

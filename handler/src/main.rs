@@ -7,6 +7,8 @@ mod identity;
 mod pipeline;
 mod settings;
 mod store;
+#[cfg(test)]
+mod test_support;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -126,11 +126,7 @@ fn parse_bool(name: &str, value: &str) -> anyhow::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let owned: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |k| owned.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone())
-    }
+    use crate::test_support::lookup;
 
     #[test]
     fn defaults_without_configuration() {
