@@ -535,3 +535,25 @@ async fn cloudevents_deliveries_to_the_webhook_are_handled_the_same_way() -> any
     assert_eq!(env.keyguard_patches().await?, 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_revert_that_arm_refuses_is_recorded_and_alerted_not_retried() -> anyhow::Result<()> {
+    let env = Env::start(Options::default()).await?;
+    let id = compliant_cmk_account(&env, "rg-cmk", "strefused").await?;
+    // ARM refuses the PATCH (as a policy denial or a bad request would).
+    env.add_fault(json!({"method": "PATCH", "path_contains": "strefused", "status": 400, "times": 1}))
+        .await?;
+
+    env.act_as_user(&id, mmk_patch()).await?;
+    env.wait_delivered(2).await?;
+    let record = env.audit_record(&id, "result", "revert-failed").await?;
+    assert_eq!(record["alert"], true);
+    assert!(
+        record["detail"].as_str().unwrap_or_default().contains("400"),
+        "{record}"
+    );
+    assert_eq!(env.key_source(&id).await?, "Microsoft.Storage");
+    // A refused write is not retried blindly: one PATCH, one successful delivery.
+    assert_eq!(env.arm_requests("PATCH", Some(KEYGUARD_OID)).await?.len(), 1);
+    Ok(())
+}

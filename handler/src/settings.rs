@@ -83,6 +83,9 @@ impl Settings {
                 std::fs::read(path).with_context(|| format!("cannot read KEYGUARD_CA_BUNDLE {}", path.display()))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .with_context(|| format!("KEYGUARD_CA_BUNDLE {} is not a PEM bundle", path.display()))?;
+            if certs.is_empty() {
+                anyhow::bail!("KEYGUARD_CA_BUNDLE {} contains no PEM certificate", path.display());
+            }
             builder = builder.tls_certs_merge(certs);
         }
         Ok(builder.build()?)
@@ -149,6 +152,17 @@ mod tests {
         assert!(s.dry_run);
         assert_eq!(s.time_budget, Duration::from_millis(1500));
         assert_eq!(s.arm_endpoint, "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn an_extra_ca_bundle_is_loaded_and_a_bad_one_is_named() {
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-ca.pem");
+        let s = Settings::from_lookup(lookup(&[("KEYGUARD_CA_BUNDLE", ca)])).unwrap();
+        assert!(s.http_client().is_ok());
+        let not_pem = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let s = Settings::from_lookup(lookup(&[("KEYGUARD_CA_BUNDLE", not_pem)])).unwrap();
+        let err = s.http_client().err().unwrap().to_string();
+        assert!(err.contains("Cargo.toml"), "{err}");
     }
 
     #[test]
