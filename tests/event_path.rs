@@ -557,3 +557,35 @@ async fn a_revert_that_arm_refuses_is_recorded_and_alerted_not_retried() -> anyh
     assert_eq!(env.arm_requests("PATCH", Some(KEYGUARD_OID)).await?.len(), 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_timer_reconcile_catches_drift_whose_event_was_lost() -> anyhow::Result<()> {
+    let env = Env::start(Options::default()).await?;
+    let id = compliant_cmk_account(&env, "rg-cmk", "stlostevent").await?;
+    // Event Grid loses this one: the target is removed before the change is made.
+    env.http
+        .delete(format!("{}/_sim/delivery", env.sim))
+        .send()
+        .await?
+        .error_for_status()?;
+    env.act_as_user(&id, mmk_patch()).await?;
+    assert_eq!(env.key_source(&id).await?, "Microsoft.Storage");
+
+    // The timer fires (the host's captured timer request shape).
+    let timer = fixture("functions/request.timertrigger.captured.json");
+    let mut request = timer.clone();
+    request["Data"] = json!({"timer": timer["Data"]["inMsg"]});
+    let (status, body) = env
+        .invoke("Reconcile", "application/json", serde_json::to_vec(&request)?)
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ReturnValue"]["drift"], 1, "{body}");
+    assert_eq!(
+        env.key_source(&id).await?,
+        "Microsoft.Keyvault",
+        "reverted by the sweep"
+    );
+    let record = env.audit_record(&id, "result", "reverted").await?;
+    assert_eq!(record["trigger"]["kind"], "reconcile");
+    Ok(())
+}

@@ -140,7 +140,12 @@ impl StateStore for EmbeddedStore {
     }
 
     fn remember_resource(&self, resource: &ResourceId) -> Result<(), StoreError> {
-        self.write(RESOURCES, &resource.key(), resource.as_str())
+        let key = resource.key();
+        // Most events are for resources seen before: a read avoids a durable commit per event.
+        if self.read(RESOURCES, &key, |v| v.is_some())? {
+            return Ok(());
+        }
+        self.write(RESOURCES, &key, resource.as_str())
     }
 
     fn known_resources(&self) -> Result<Vec<ResourceId>, StoreError> {
