@@ -121,19 +121,103 @@ impl ArmClient {
         read_body(response).await.map(Some)
     }
 
-    /// PATCH a resource with a minimal body and return ARM's answer.
-    pub async fn patch(
+    /// PATCH or PUT with a minimal body, following a long-running operation to its end within the
+    /// budget. An operation still running when the budget ends is an error the caller retries later
+    /// (the next delivery finds the resource compliant, or the reconcile does).
+    pub async fn write(
         &self,
+        method: Method,
         id: &ResourceId,
         api_version: &str,
         body: &Value,
         ctx: &CallContext,
     ) -> Result<Value, ArmError> {
-        let response = self.send(Method::PATCH, id, api_version, Some(body), ctx).await?;
-        if response.status() == StatusCode::NOT_FOUND {
+        let response = self.send(method, id, api_version, Some(body), ctx).await?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
             return Err(rejection(response).await);
         }
-        read_body(response).await
+        let operation = header(&response, "azure-asyncoperation").map(|u| (u, true));
+        let operation = operation.or_else(|| header(&response, "location").map(|u| (u, false)));
+        match operation {
+            Some((url, is_async_operation)) if status == StatusCode::CREATED || status == StatusCode::ACCEPTED => {
+                let retry_after = retry_after(&response);
+                self.follow(&url, is_async_operation, retry_after, ctx).await?;
+                Ok(Value::Null)
+            }
+            _ => read_body(response).await,
+        }
+    }
+
+    async fn follow(
+        &self,
+        operation_url: &str,
+        is_async_operation: bool,
+        first_delay: Option<Duration>,
+        ctx: &CallContext,
+    ) -> Result<(), ArmError> {
+        let url = self.same_origin(operation_url)?;
+        let mut delay = first_delay.unwrap_or(Duration::from_secs(1));
+        loop {
+            let remaining = ctx.deadline.saturating_duration_since(Instant::now());
+            if delay >= remaining {
+                return Err(ArmError::BudgetExhausted {
+                    attempts: 0,
+                    last: "long-running operation still running at the end of the time budget".into(),
+                });
+            }
+            tokio::time::sleep(delay).await;
+            let response = self.send_url(Method::GET, &url, None, ctx).await?;
+            let status = response.status();
+            delay = retry_after(&response).unwrap_or(Duration::from_secs(1));
+            if !is_async_operation {
+                // Location polling: 202 while running, the final answer otherwise.
+                if status == StatusCode::ACCEPTED {
+                    continue;
+                }
+                if status.is_success() {
+                    return Ok(());
+                }
+                return Err(rejection(response).await);
+            }
+            let body = read_body(response).await?;
+            let state = body.get("status").and_then(Value::as_str).unwrap_or("InProgress");
+            if state.eq_ignore_ascii_case("Succeeded") {
+                return Ok(());
+            }
+            if state.eq_ignore_ascii_case("Failed") || state.eq_ignore_ascii_case("Canceled") {
+                let error = body.get("error");
+                let field = |name: &str| {
+                    error
+                        .and_then(|e| e.get(name))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                };
+                return Err(ArmError::Rejected {
+                    status: status.as_u16(),
+                    code: field("code").unwrap_or_else(|| state.to_string()),
+                    message: field("message").unwrap_or_else(|| format!("operation {state}")),
+                    request_id: None,
+                });
+            }
+        }
+    }
+
+    /// Polling URLs come from response headers; the bearer token only ever goes to the ARM endpoint
+    /// itself. Relative URLs (Recovery Services returns them) resolve against the endpoint.
+    fn same_origin(&self, url: &str) -> Result<String, ArmError> {
+        if url.starts_with('/') {
+            return Ok(format!("{}{url}", self.base));
+        }
+        let origin = |u: &str| u.split('/').take(3).collect::<Vec<_>>().join("/").to_ascii_lowercase();
+        if origin(url) == origin(&self.base) && url.len() > self.base.len() {
+            Ok(url.to_string())
+        } else {
+            Err(ArmError::InvalidResponse(format!(
+                "long-running operation URL points outside the ARM endpoint: {}",
+                origin(url)
+            )))
+        }
     }
 
     async fn send(
@@ -145,6 +229,16 @@ impl ArmClient {
         ctx: &CallContext,
     ) -> Result<reqwest::Response, ArmError> {
         let url = format!("{}{}?api-version={}", self.base, id.as_str(), api_version);
+        self.send_url(method, &url, body, ctx).await
+    }
+
+    async fn send_url(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        ctx: &CallContext,
+    ) -> Result<reqwest::Response, ArmError> {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
@@ -155,7 +249,7 @@ impl ArmClient {
                     last: "no time left".into(),
                 });
             }
-            let attempt = self.attempt(&method, &url, body, ctx, remaining).await?;
+            let attempt = self.attempt(&method, url, body, ctx, remaining).await?;
             let (reason, retry_after) = match attempt {
                 Attempt::Done(response) => return Ok(response),
                 Attempt::Retry { reason, retry_after } => (reason, retry_after),
@@ -164,13 +258,13 @@ impl ArmClient {
             let remaining = ctx.deadline.saturating_duration_since(Instant::now());
             if delay >= remaining {
                 tracing::warn!(
-                    correlation_id = %ctx.correlation_id, %method, resource_id = %id, attempts, %reason,
+                    correlation_id = %ctx.correlation_id, %method, url = %path_of(url), attempts, %reason,
                     "ARM retry would outlive the time budget; failing so the event is redelivered"
                 );
                 return Err(ArmError::BudgetExhausted { attempts, last: reason });
             }
             tracing::info!(
-                correlation_id = %ctx.correlation_id, %method, resource_id = %id, attempts, %reason,
+                correlation_id = %ctx.correlation_id, %method, url = %path_of(url), attempts, %reason,
                 delay_ms = delay.as_millis() as u64, "retrying ARM call"
             );
             tokio::time::sleep(delay).await;
@@ -223,9 +317,7 @@ impl ArmClient {
             return Ok(Attempt::Done(response));
         }
         if is_transient(status) {
-            let retry_after = header(&response, "retry-after")
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+            let retry_after = retry_after(&response);
             let error = rejection(response).await;
             let reason = match &error {
                 ArmError::Rejected { status, code, .. } => format!("{status} {code}"),
@@ -255,6 +347,17 @@ fn token_scope_for(base: &str) -> String {
         return format!("{PUBLIC_CLOUD_ENDPOINT}/.default");
     }
     format!("{base}/.default")
+}
+
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    header(response, "retry-after")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// Logs carry the path only: query strings of polling URLs can be long and carry tokens of their own.
+fn path_of(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
 }
 
 fn is_transient(status: StatusCode) -> bool {
@@ -332,6 +435,144 @@ mod tests {
         }
         for s in [400u16, 401, 403, 404, 409, 412] {
             assert!(!is_transient(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+    }
+
+    /// A fake ARM endpoint speaking the long-running-operation protocol, on loopback.
+    mod lro {
+        use super::*;
+        use crate::identity::TokenFuture;
+        use axum::Router;
+        use axum::extract::State;
+        use axum::http::{HeaderMap, HeaderValue};
+        use axum::response::IntoResponse;
+        use axum::routing::{get, put};
+        use std::sync::atomic::{AtomicU32, Ordering};
+
+        struct FixedToken;
+        impl TokenSource for FixedToken {
+            fn token<'a>(&'a self, _scope: &'a str) -> TokenFuture<'a> {
+                Box::pin(async { Ok(azure_core::credentials::Secret::new("t")) })
+            }
+        }
+
+        #[derive(Clone)]
+        struct Fake {
+            polls: Arc<AtomicU32>,
+            final_status: &'static str,
+            operation_header: &'static str,
+            operation_url: String,
+        }
+
+        async fn start_write(State(fake): State<Fake>) -> impl IntoResponse {
+            let mut headers = HeaderMap::new();
+            headers.insert("retry-after", HeaderValue::from_static("0"));
+            if let Ok(v) = HeaderValue::from_str(&fake.operation_url) {
+                headers.insert(fake.operation_header, v);
+            }
+            (StatusCode::ACCEPTED, headers, "")
+        }
+
+        async fn operation(State(fake): State<Fake>) -> axum::response::Response {
+            let n = fake.polls.fetch_add(1, Ordering::SeqCst);
+            let mut headers = HeaderMap::new();
+            headers.insert("retry-after", HeaderValue::from_static("0"));
+            if fake.operation_header == "location" {
+                let status = if n < 2 { StatusCode::ACCEPTED } else { StatusCode::OK };
+                return (status, headers, "{}").into_response();
+            }
+            let status = if n < 2 { "InProgress" } else { fake.final_status };
+            let body = serde_json::json!({"status": status, "error": {"code": "AzureKeyVaultKeyDisabled", "message": "key disabled"}});
+            (StatusCode::OK, headers, axum::Json(body)).into_response()
+        }
+
+        async fn serve(
+            header: &'static str,
+            final_status: &'static str,
+            relative: bool,
+        ) -> (ArmClient, Arc<AtomicU32>) {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let polls = Arc::new(AtomicU32::new(0));
+            let path =
+                "/subscriptions/s/providers/Microsoft.Sql/locations/x/operationResults/op1?api-version=2025-01-01";
+            let fake = Fake {
+                polls: polls.clone(),
+                final_status,
+                operation_header: header,
+                operation_url: if relative {
+                    path.to_string()
+                } else {
+                    format!("{base}{path}")
+                },
+            };
+            let app = Router::new()
+                .route("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Sql/servers/sql1/encryptionProtector/current", put(start_write))
+                .route("/subscriptions/s/providers/Microsoft.Sql/locations/x/operationResults/op1", get(operation))
+                .with_state(fake);
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            (
+                ArmClient::new(reqwest::Client::new(), &base, Arc::new(FixedToken)),
+                polls,
+            )
+        }
+
+        fn protector() -> ResourceId {
+            ResourceId::parse(
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Sql/servers/sql1/encryptionProtector/current",
+            )
+            .unwrap()
+        }
+
+        #[tokio::test]
+        async fn async_operation_is_followed_to_success() {
+            let (arm, polls) = serve("azure-asyncoperation", "Succeeded", false).await;
+            let ctx = CallContext::new("c", Duration::from_secs(10));
+            arm.write(Method::PUT, &protector(), "2025-01-01", &serde_json::json!({}), &ctx)
+                .await
+                .unwrap();
+            assert_eq!(polls.load(Ordering::SeqCst), 3);
+        }
+
+        #[tokio::test]
+        async fn a_failed_operation_surfaces_its_error_code() {
+            let (arm, _) = serve("azure-asyncoperation", "Failed", true).await;
+            let ctx = CallContext::new("c", Duration::from_secs(10));
+            let err = arm
+                .write(Method::PUT, &protector(), "2025-01-01", &serde_json::json!({}), &ctx)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, ArmError::Rejected { code, .. } if code == "AzureKeyVaultKeyDisabled"),
+                "{err}"
+            );
+            assert!(!err.retryable());
+        }
+
+        #[tokio::test]
+        async fn location_polling_waits_for_the_final_answer() {
+            let (arm, polls) = serve("location", "Succeeded", true).await;
+            let ctx = CallContext::new("c", Duration::from_secs(10));
+            arm.write(Method::PUT, &protector(), "2025-01-01", &serde_json::json!({}), &ctx)
+                .await
+                .unwrap();
+            assert_eq!(polls.load(Ordering::SeqCst), 3);
+        }
+
+        #[test]
+        fn the_token_never_leaves_the_arm_endpoint() {
+            let arm = ArmClient::new(
+                reqwest::Client::new(),
+                "https://management.azure.com",
+                Arc::new(FixedToken),
+            );
+            assert!(arm.same_origin("https://evil.example.com/subscriptions/x").is_err());
+            assert!(arm.same_origin("https://management.azure.com.evil.example/x").is_err());
+            assert_eq!(
+                arm.same_origin("/subscriptions/x?a=1").unwrap(),
+                "https://management.azure.com/subscriptions/x?a=1"
+            );
+            assert!(arm.same_origin("https://MANAGEMENT.azure.com/subscriptions/x").is_ok());
         }
     }
 

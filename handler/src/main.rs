@@ -74,11 +74,23 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Print the catalog of resource types keyguard knows: key-source field, MMK/CMK values,
+    /// what can be reverted, CIS mapping.
+    Catalog {
+        #[arg(long, value_enum, default_value = "table")]
+        format: CatalogFormat,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CatalogFormat {
+    Table,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -160,6 +172,26 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { output } => demo::run(output).await,
+        Command::Catalog { format } => {
+            let rows = keyguard_core::catalog::catalog_table();
+            match format {
+                CatalogFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                CatalogFormat::Table => {
+                    println!(
+                        "{:<48} {:<58} {:<34} {:<40} {:<24} {:<24} CIS (L1 / L2)",
+                        "TYPE", "KEY SOURCE", "MMK", "CMK", "TO CMK", "TO MMK"
+                    );
+                    for r in &rows {
+                        println!(
+                            "{:<48} {:<58} {:<34} {:<40} {:<24} {:<24} {} / {}",
+                            r.resource_type, r.key_source, r.mmk, r.cmk, r.to_cmk, r.to_mmk, r.cis_level1, r.cis_level2
+                        );
+                    }
+                    println!("{} types", rows.len());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config {
             command: ConfigCommand::Validate { path },
         } => {

@@ -4,16 +4,19 @@
 //! Level-triggered like a kube-rs controller: events are hints, each reconcile re-reads the live
 //! resource and is idempotent, so duplicates, late events and keyguard's own writes are harmless.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keyguard_core::ResourceId;
-use keyguard_core::catalog::{self, CatalogEntry, EncryptionState, RevertTarget};
+use keyguard_core::catalog::{
+    self, CatalogEntry, EncryptionState, ResourceView, RevertTarget, RevertWrite, WriteMethod,
+};
 use keyguard_core::config::Config;
-use keyguard_core::evaluate::{Evaluation, Verdict, evaluate};
+use keyguard_core::evaluate::{Evaluation, Verdict, evaluate_view};
 use keyguard_core::event::{Caller, EventKind, IncomingEvent};
 use keyguard_core::plan::{Action, NoRevertReason, PlanContext, plan, revert_target};
+use reqwest::Method;
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -171,16 +174,16 @@ impl Pipeline {
                 if !op.status.as_deref().is_none_or(|s| s.eq_ignore_ascii_case("Succeeded")) {
                     return Ok(self.audit(outcome.finish("ignored", "not-succeeded", op.status.clone()), started));
                 }
-                let watched = catalog::lookup_operation(&op.operation_name).filter(|entry| {
-                    entry
-                        .resource_type
-                        .eq_ignore_ascii_case(&op.resource_id.resource_type())
+                // A write to a child that holds the key setting (SQL protector, TDE) means "look at the parent".
+                let target = catalog::target_for(&op.resource_id).filter(|(_, entry)| {
+                    catalog::lookup_operation(&op.operation_name)
+                        .is_some_and(|by_operation| by_operation.resource_type == entry.resource_type)
                 });
-                if watched.is_none() {
+                let Some((target_id, _)) = target else {
                     let detail = format!("operation {} is not an encryption-relevant write", op.operation_name);
                     return Ok(self.audit(outcome.finish("ignored", "not-watched", Some(detail)), started));
-                }
-                (op.resource_id.clone(), Some(op.caller.clone()), correlation, None)
+                };
+                (target_id, Some(op.caller.clone()), correlation, None)
             }
             EventKind::ResourceNotification {
                 resource_id, resource, ..
@@ -284,23 +287,25 @@ impl Pipeline {
             return Ok(self.audit(outcome.finish("unsupported", "not-in-catalog", Some(detail)), started));
         };
         let now = OffsetDateTime::now_utc();
+        // An event's body is used only for types whose state lives in the resource itself.
+        let provided_body = provided_body.filter(|_| entry.children.is_empty());
         let carried = provided_body.is_some();
-        let mut document = match provided_body {
-            Some(body) => body,
-            None => match self.arm.get(id, entry.api_version, ctx).await? {
-                Some(doc) => doc,
+        let (mut document, mut children) = match provided_body {
+            Some(body) => (body, BTreeMap::new()),
+            None => match self.read_view(id, entry, ctx).await? {
+                Some(view) => view,
                 None => return Ok(self.audit(outcome.finish("gone", "resource-not-found", None), started)),
             },
         };
-        let mut evaluation = evaluate(id, &document, &self.config, now);
+        let mut evaluation = evaluate_view(id, &view(&document, &children), &self.config, now);
         if carried && evaluation.verdict.is_drift() {
             // An event's body may be stale (events arrive late and out of order) and lacks fields a
             // revert needs (identity): anything beyond "compliant" is decided on the live resource.
-            document = match self.arm.get(id, entry.api_version, ctx).await? {
-                Some(doc) => doc,
+            (document, children) = match self.read_view(id, entry, ctx).await? {
+                Some(view) => view,
                 None => return Ok(self.audit(outcome.finish("gone", "resource-not-found", None), started)),
             };
-            evaluation = evaluate(id, &document, &self.config, now);
+            evaluation = evaluate_view(id, &view(&document, &children), &self.config, now);
             if !evaluation.verdict.is_drift() {
                 outcome.detail = Some("the event's body showed drift; the live resource does not".into());
             }
@@ -353,25 +358,19 @@ impl Pipeline {
                 outcome.finish(verdict, no_revert_result(&reason), Some(no_revert_text(&reason)))
             }
             Action::Revert {
-                target,
-                body,
-                api_version,
-                dry_run: true,
+                target, dry_run: true, ..
             } => {
                 outcome.action = "dry-run-revert".into();
-                let detail = format!("would PATCH {} to {}", api_version, target_text(&target));
+                let writes: Vec<String> = decided.writes.iter().map(|w| write_text(id, w)).collect();
+                let detail = format!("would {} to reach {}", writes.join(", then "), target_text(&target));
                 outcome.dry_run = true;
-                let _ = body;
                 outcome.finish(verdict, "would-revert", Some(detail))
             }
             Action::Revert {
-                target,
-                body,
-                api_version,
-                dry_run: false,
+                target, dry_run: false, ..
             } => {
                 outcome.action = "revert".into();
-                self.revert(id, entry, ctx, outcome, &target, &body, api_version, verdict, now)
+                self.revert(id, entry, ctx, outcome, &target, &decided.writes, verdict, now)
                     .await?
             }
         };
@@ -421,8 +420,7 @@ impl Pipeline {
         ctx: &CallContext,
         mut outcome: Outcome,
         target: &RevertTarget,
-        body: &Value,
-        api_version: &str,
+        writes: &[RevertWrite],
         verdict: &str,
         now: OffsetDateTime,
     ) -> Result<Outcome, PipelineError> {
@@ -430,36 +428,71 @@ impl Pipeline {
         self.store.record_revert(id, now)?;
         tracing::info!(
             correlation_id = %ctx.correlation_id, resource_id = %id, target = %target_text(target),
-            "reverting encryption drift"
+            writes = writes.len(), "reverting encryption drift"
         );
-        match self.arm.patch(id, api_version, body, ctx).await {
-            Ok(_) => {}
-            Err(ArmError::Rejected {
-                status, code, message, ..
-            }) => {
-                outcome.alert = true;
-                let detail = format!("ARM refused the revert: {status} {code}: {message}");
-                return Ok(outcome.finish(verdict, "revert-failed", Some(detail)));
+        for write in writes {
+            let write_id = write_target(id, write).map_err(|e| ArmError::InvalidResponse(e.to_string()))?;
+            let method = match write.method {
+                WriteMethod::Patch => Method::PATCH,
+                WriteMethod::Put => Method::PUT,
+            };
+            match self
+                .arm
+                .write(method, &write_id, write.api_version, &write.body, ctx)
+                .await
+            {
+                Ok(_) => {}
+                Err(ArmError::Rejected {
+                    status, code, message, ..
+                }) => {
+                    outcome.alert = true;
+                    let detail = format!(
+                        "ARM refused the revert ({}): {status} {code}: {message}",
+                        write_text(id, write)
+                    );
+                    return Ok(outcome.finish(verdict, "revert-failed", Some(detail)));
+                }
+                Err(other) => return Err(other.into()),
             }
-            Err(other) => return Err(other.into()),
         }
-        // Success is what ARM shows afterwards, not what the PATCH answered.
-        let after = self.arm.get(id, entry.api_version, ctx).await?;
-        let Some(after) = after else {
+        // Success is what ARM shows afterwards, not what the write answered.
+        let Some((after, children)) = self.read_view(id, entry, ctx).await? else {
             return Ok(outcome.finish("gone", "resource-not-found", Some("deleted during revert".into())));
         };
-        let after_eval = evaluate(id, &after, &self.config, OffsetDateTime::now_utc());
+        let after_eval = evaluate_view(id, &view(&after, &children), &self.config, OffsetDateTime::now_utc());
         outcome.after = Some(after_eval.observed.clone());
         if matches!(after_eval.verdict, Verdict::Compliant) {
             Ok(outcome.finish(verdict, "reverted", Some(format!("now {}", target_text(target)))))
         } else {
             outcome.alert = true;
             let detail = format!(
-                "after the PATCH the resource still shows {}",
+                "after the write the resource still shows {}",
                 verdict_name(&after_eval.verdict)
             );
             Ok(outcome.finish(verdict, "revert-unverified", Some(detail)))
         }
+    }
+
+    /// The live view: the resource, and the child resources its key setting lives in (a child
+    /// that does not exist is simply absent from the view).
+    async fn read_view(
+        &self,
+        id: &ResourceId,
+        entry: &CatalogEntry,
+        ctx: &CallContext,
+    ) -> Result<Option<(Value, BTreeMap<String, Value>)>, ArmError> {
+        let Some(document) = self.arm.get(id, entry.api_version, ctx).await? else {
+            return Ok(None);
+        };
+        let mut children = BTreeMap::new();
+        for child in entry.children {
+            let child_id = ResourceId::parse(&format!("{}/{}", id.as_str(), child.path))
+                .map_err(|e| ArmError::InvalidResponse(format!("child {}: {e}", child.path)))?;
+            if let Some(body) = self.arm.get(&child_id, child.api_version, ctx).await? {
+                children.insert(child.path.to_ascii_lowercase(), body);
+            }
+        }
+        Ok(Some((document, children)))
     }
 
     /// Every decision becomes one structured record; alerts are a second record channels pick up.
@@ -490,6 +523,31 @@ impl Pipeline {
             );
         }
         outcome
+    }
+}
+
+fn view<'a>(document: &'a Value, children: &BTreeMap<String, Value>) -> ResourceView<'a> {
+    ResourceView {
+        resource: document,
+        children: children.clone(),
+    }
+}
+
+fn write_target(id: &ResourceId, write: &RevertWrite) -> Result<ResourceId, keyguard_core::ResourceIdError> {
+    match &write.relative_path {
+        Some(path) => ResourceId::parse(&format!("{}/{}", id.as_str(), path.trim_start_matches('/'))),
+        None => Ok(id.clone()),
+    }
+}
+
+fn write_text(id: &ResourceId, write: &RevertWrite) -> String {
+    let method = match write.method {
+        WriteMethod::Patch => "PATCH",
+        WriteMethod::Put => "PUT",
+    };
+    match &write.relative_path {
+        Some(path) => format!("{method} {}/{path} ({})", id.name(), write.api_version),
+        None => format!("{method} {} ({})", id.name(), write.api_version),
     }
 }
 

@@ -2,15 +2,21 @@
 //! "Microsoft-managed" and "customer-managed", whether a switch is possible on an existing
 //! resource, and how to write it.
 //!
-//! The catalog is data, not code: every behaviour below (`observe`, `revert_body`,
-//! `has_identity_for`) is driven by the paths and spellings in a [`CatalogEntry`], so adding a
-//! service with the common "key source enum + key reference object" shape (Cognitive Services,
-//! Batch, Automation, NetApp, ...) is a new table row. Facts come from
-//! `research/arm-encryption-catalog.md`; the service's own spelling is what we write, while
-//! reading compares case-insensitively because services echo values in varying case.
+//! The catalog is data, not code: `observe`, `revert_writes` and `has_identity_for` are driven by
+//! the paths and spellings in a [`CatalogEntry`] (see `catalog/entries.rs` for the 30 rows and
+//! which research-table rows each one covers). Facts come from `research/arm-encryption-catalog.md`
+//! and Microsoft's spec examples in `fixtures/arm`; where they disagree the example wins. We write
+//! the service's own spelling, while reading compares case-insensitively because services echo
+//! values in varying case.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::resource_id::ResourceId;
+
+mod entries;
 
 /// Whether a key-source switch in one direction can be made on an existing resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -18,16 +24,50 @@ use serde_json::{Map, Value};
 pub enum Direction {
     /// Possible on an existing resource, and the opposite switch is possible too: safe to automate.
     Reversible,
-    /// Possible, but cannot be undone afterwards (Cosmos DB, Event Hubs to CMK): never automated.
+    /// Like `Reversible`, but only while the stated condition holds (a disk must not be attached
+    /// to a running VM). Automated only when the caller has checked the condition.
+    ReversibleIf(&'static str),
+    /// Possible, but cannot be undone afterwards (Cosmos DB, Event Hubs to CMK): never automated,
+    /// because a wrong automatic write would be permanent.
     OneWay,
-    /// Only when the resource is created: an existing resource cannot be switched at all.
+    /// Only when the resource is created (or not verified to work on an existing one): an
+    /// existing resource cannot be switched, so a write could only fail or surprise.
     CreationOnly,
 }
 
 impl Direction {
-    /// Only a switch we could undo is ours to make automatically.
+    /// Only a switch we could undo is ours to make without asking; a conditional one needs the
+    /// caller to have checked the condition, which this answer cannot know.
     pub fn allows_automatic_revert(self) -> bool {
         matches!(self, Direction::Reversible)
+    }
+
+    /// Whether a revert may be planned, given what the caller knows about the precondition
+    /// (`None`: not checked, which never counts as holding).
+    pub fn allows_revert_when(self, precondition_holds: Option<bool>) -> bool {
+        match self {
+            Direction::Reversible => true,
+            Direction::ReversibleIf(_) => precondition_holds == Some(true),
+            Direction::OneWay | Direction::CreationOnly => false,
+        }
+    }
+
+    /// The condition a human must check, for alerts.
+    pub fn precondition(self) -> Option<&'static str> {
+        match self {
+            Direction::ReversibleIf(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Short label for tables and alerts.
+    pub fn label(self) -> String {
+        match self {
+            Direction::Reversible => "reversible".to_string(),
+            Direction::ReversibleIf(p) => format!("reversible if {p}"),
+            Direction::OneWay => "one-way".to_string(),
+            Direction::CreationOnly => "creation-only".to_string(),
+        }
     }
 }
 
@@ -38,44 +78,143 @@ pub struct Reversibility {
     pub to_mmk: Direction,
 }
 
-/// How a revert is sent. Only PATCH exists today; child-resource PUTs (SQL encryption protector)
-/// will add variants.
+/// How a revert write is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum WriteMethod {
     /// `PATCH {id}?api-version=...` with a minimal body: only the encryption fields, never a full
     /// document, so a revert cannot clobber unrelated settings changed in the meantime.
     Patch,
+    /// `PUT {id}/{child}`: services whose key setting is a child resource (SQL encryption
+    /// protector, TDE) have no PATCH for it.
+    Put,
 }
 
-/// Where the CMK key reference lives inside the resource, in the service's own field spelling.
+/// What an absent key-source field means, which differs per service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct KeyRefLayout {
-    /// Path of the object holding the key fields, e.g. `properties.encryption.keyvaultproperties`.
-    pub container_path: &'static [&'static str],
-    pub vault_uri_field: &'static str,
-    pub key_name_field: &'static str,
-    pub key_version_field: &'static str,
-    /// Path of the user-assigned identity (resource id) the service uses to reach the vault, if
-    /// the service has one; absent means it uses the system-assigned identity.
-    pub user_assigned_identity_path: Option<&'static [&'static str]>,
+pub enum WhenAbsent {
+    /// The service always reports the field; its absence means we read the wrong thing.
+    Unknown,
+    /// The service omits the block for Microsoft-managed keys (Event Hubs, Databricks).
+    Mmk,
+    /// The field may be omitted, but a readable key reference proves CMK (the disk-with-DES spec
+    /// example does not echo `encryption.type`; the built-in policy tests `diskEncryptionSetId`).
+    CmkIfKeyRef,
+}
+
+/// How the key source is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum KeySourceKind {
+    /// A string field names the key holder. The first spelling of each list is the one we write.
+    Value {
+        mmk: &'static [&'static str],
+        cmk: &'static [&'static str],
+        absent: WhenAbsent,
+    },
+    /// CMK exactly when the field is present and not empty (`null`, `""`, `{}` and `[]` are
+    /// Microsoft-managed: App Configuration echoes explicit nulls, Redis Enterprise uses `{}`).
+    Presence,
+    /// An on/off switch of service-side encryption (TDE): `on` says "encrypted" without saying by
+    /// whose key, `off` says "not encrypted at rest" (a CIS level-1 failure).
+    Switch {
+        on: &'static [&'static str],
+        off: &'static [&'static str],
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeySource {
+    /// Relative path of the child resource holding the field (`encryptionProtector/current`);
+    /// `None`: the resource body itself.
+    pub child: Option<&'static str>,
+    pub path: &'static [&'static str],
+    pub kind: KeySourceKind,
+}
+
+/// Where the CMK key reference lives, in the service's own field spelling. Paths are relative
+/// to the same document as the key source (the resource, or its child).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "layout", rename_all = "camelCase")]
+pub enum KeyRefLayout {
+    /// Separate vault / name / version fields in one object (the first element if the service
+    /// keeps an array, as Event Hubs does).
+    Fields {
+        container_path: &'static [&'static str],
+        vault_uri_field: &'static str,
+        key_name_field: &'static str,
+        key_version_field: &'static str,
+        /// Path of the user-assigned identity (resource id) the service uses to reach the vault;
+        /// absent means the system-assigned identity.
+        user_assigned_identity_path: Option<&'static [&'static str]>,
+    },
+    /// One key identifier, `https://{vault}/keys/{name}[/{version}]`.
+    KeyUri {
+        path: &'static [&'static str],
+        user_assigned_identity_path: Option<&'static [&'static str]>,
+    },
+    /// A disk encryption set resource id (the DES holds the vault key); the first path present wins.
+    EncryptionSet { paths: &'static [&'static [&'static str]] },
+    /// SQL server keys: `properties.uri`, else `serverKeyName` = `{vault}_{key}_{version}`.
+    SqlServerKey,
+    /// The key is not configured through ARM (Search: per index, in the data plane), or the type
+    /// only has an on/off switch here.
+    None,
+}
+
+/// A child resource whose body the caller must GET (with this api-version) and pass in the
+/// [`ResourceView`], because the state lives there rather than on the resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChildRead {
+    /// Relative to the resource id, in ARM's spelling; the view's key is its lower-case form.
+    pub path: &'static str,
+    pub api_version: &'static str,
+}
+
+/// The write recipe for a revert; the spelling comes from the entry's key source and layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WriteShape {
+    /// PATCH the resource with the key source (and, to CMK, the key reference) only.
+    KeySourcePatch,
+    /// SQL server / managed instance: PUT `keys/{vault}_{key}_{version}` (prerequisite), then PUT
+    /// `encryptionProtector/current`.
+    SqlProtector,
+    /// SQL database: PUT `transparentDataEncryption/current` `{state: Enabled}`.
+    TdeState,
+    /// Managed disk: PATCH `encryption.{type, diskEncryptionSetId}`.
+    DiskEncryption,
+    /// No automatic write exists (every direction is one-way or creation-only).
+    None,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CatalogEntry {
     pub resource_type: &'static str,
-    /// Pinned api-version for GET and PATCH; the spec examples our fixtures come from.
+    /// Rows of Table A in `research/arm-encryption-catalog.md` this entry covers.
+    pub table_rows: &'static str,
+    /// Pinned api-version for GET and writes (conservative: the spec examples' version where one
+    /// exists, not the newest tag).
     pub api_version: &'static str,
-    /// Event Grid `data.operationName` values (RBAC actions) that can change the key source.
+    /// Event Grid `data.operationName` values (RBAC actions) that can change the key source,
+    /// including writes to child resources that hold it.
     pub write_operations: &'static [&'static str],
-    pub key_source_path: &'static [&'static str],
-    pub mmk_value: &'static str,
-    pub cmk_value: &'static str,
+    /// Child resource type segments (lower-case) whose events mean "evaluate the parent".
+    pub watched_children: &'static [&'static str],
+    pub key_source: KeySource,
     pub key_ref: KeyRefLayout,
+    /// Dotted paths of the identity fields the service uses to reach the key, for humans.
+    pub identity_fields: &'static [&'static str],
+    pub children: &'static [ChildRead],
+    /// Resource names whose state is never drift (`master`: its TDE is not the customer's to set).
+    pub never_drift_names: &'static [&'static str],
     pub reversibility: Reversibility,
     pub write_method: WriteMethod,
+    pub write_shape: WriteShape,
     /// Whether the write is a long-running operation that must be polled before re-reading.
     pub long_running: bool,
     /// What "compliant" means at CIS level 1 (encrypted at rest) and level 2 (customer-managed key).
@@ -85,54 +224,51 @@ pub struct CatalogEntry {
     pub notes: &'static str,
 }
 
-static ENTRIES: &[CatalogEntry] = &[CatalogEntry {
-    resource_type: "Microsoft.Storage/storageAccounts",
-    api_version: "2025-01-01",
-    write_operations: &["Microsoft.Storage/storageAccounts/write"],
-    key_source_path: &["properties", "encryption", "keySource"],
-    mmk_value: "Microsoft.Storage",
-    // Lower-case "v": the storage account spelling (encryption scopes use "Microsoft.KeyVault").
-    cmk_value: "Microsoft.Keyvault",
-    key_ref: KeyRefLayout {
-        container_path: &["properties", "encryption", "keyvaultproperties"],
-        vault_uri_field: "keyvaulturi",
-        key_name_field: "keyname",
-        key_version_field: "keyversion",
-        user_assigned_identity_path: Some(&["properties", "encryption", "identity", "userAssignedIdentity"]),
-    },
-    reversibility: Reversibility {
-        to_cmk: Direction::Reversible,
-        to_mmk: Direction::Reversible,
-    },
-    write_method: WriteMethod::Patch,
-    long_running: false,
-    cis_level1: "Storage service encryption at rest (always on; Microsoft-managed keys)",
-    cis_level2: "CIS Microsoft Azure Foundations 3.0.0 6.1.3: storage accounts use a customer-managed key",
-    notes: "CMK needs a vault with soft delete and purge protection, and an identity on the account \
-            with get/wrapKey/unwrapKey on the key. Queue and table services are covered by the CMK \
-            only when created with keyType Account.",
-}];
-
 /// Every supported resource type.
 pub fn entries() -> &'static [CatalogEntry] {
-    ENTRIES
+    entries::ENTRIES
 }
 
 /// Case-insensitive: ids and `type` fields arrive in varying case.
 pub fn lookup(resource_type: &str) -> Option<&'static CatalogEntry> {
     let wanted = resource_type.trim();
-    ENTRIES.iter().find(|e| e.resource_type.eq_ignore_ascii_case(wanted))
+    entries().iter().find(|e| e.resource_type.eq_ignore_ascii_case(wanted))
 }
 
 /// The entry whose write operations include `operation_name` (case-insensitive), so the
 /// pipeline can drop irrelevant events before any ARM call.
 pub fn lookup_operation(operation_name: &str) -> Option<&'static CatalogEntry> {
     let wanted = operation_name.trim();
-    ENTRIES
+    entries()
         .iter()
         .find(|e| e.write_operations.iter().any(|op| op.eq_ignore_ascii_case(wanted)))
 }
 
+/// The resource to evaluate for an event on `id`: the resource itself when its type is in the
+/// catalog, else the nearest ancestor that watches the child type the id goes through (a write
+/// to `servers/s1/encryptionProtector/current` or `servers/s1/keys/k` changes the server's key
+/// source; one to `servers/s1/firewallRules/r` does not).
+pub fn target_for(id: &ResourceId) -> Option<(ResourceId, &'static CatalogEntry)> {
+    if let Some(entry) = lookup(&id.resource_type()) {
+        return Some((id.clone(), entry));
+    }
+    let full_type = id.resource_type();
+    let mut current = id.parent();
+    while let Some(ancestor) = current {
+        let ancestor_type = ancestor.resource_type();
+        if let Some(entry) = lookup(&ancestor_type) {
+            let below = full_type.get(ancestor_type.len()..).unwrap_or("");
+            let child_type = below.trim_start_matches('/').split('/').next().unwrap_or("");
+            let watched = entry
+                .watched_children
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(child_type));
+            return watched.then_some((ancestor, entry));
+        }
+        current = ancestor.parent();
+    }
+    None
+}
 /// A customer-managed key, as configured on a resource or in a profile.
 ///
 /// Serialised in camelCase like the rest of the audit log; snake_case is also accepted when
@@ -172,6 +308,51 @@ impl KeyRef {
         }
     }
 
+    /// A key held by a disk encryption set (managed disks, AKS): the DES, not the resource, names
+    /// the vault, so the reference is the DES resource id, kept in `key_name` with an empty
+    /// `vault_uri`. Encoded in the existing fields so stored baselines and callers that build a
+    /// `KeyRef` field by field keep working; `same_key` then compares DES ids.
+    pub fn encryption_set(set_id: &str) -> KeyRef {
+        KeyRef {
+            vault_uri: String::new(),
+            key_name: set_id.trim().to_string(),
+            key_version: None,
+            user_assigned_identity: None,
+        }
+    }
+
+    /// The disk encryption set id, when this reference is one (see [`KeyRef::encryption_set`]).
+    pub fn encryption_set_id(&self) -> Option<&str> {
+        let looks_like_des = self
+            .key_name
+            .to_ascii_lowercase()
+            .contains("/providers/microsoft.compute/diskencryptionsets/");
+        (self.vault_uri.is_empty() && looks_like_des).then_some(self.key_name.as_str())
+    }
+
+    /// Parse a key identifier `https://{vault}/keys/{name}[/{version}]`; `None` for anything else
+    /// (a bare vault URI, as the Cosmos DB spec example has, names no key).
+    pub fn from_key_uri(uri: &str, user_assigned_identity: Option<&str>) -> Option<KeyRef> {
+        let trimmed = uri.trim().trim_end_matches('/');
+        let (scheme, rest) = trimmed.split_once("://")?;
+        let mut parts = rest.split('/');
+        let host = parts.next().filter(|h| !h.is_empty())?;
+        if !parts.next()?.eq_ignore_ascii_case("keys") {
+            return None;
+        }
+        let name = parts.next().filter(|n| !n.is_empty())?;
+        let version = parts.next();
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(KeyRef::new(
+            &format!("{scheme}://{host}"),
+            name,
+            version,
+            user_assigned_identity,
+        ))
+    }
+
     /// Lower-case DNS name of the vault, the unit allow-lists are written in.
     pub fn vault_host(&self) -> String {
         vault_host_of(&self.vault_uri)
@@ -196,6 +377,9 @@ impl KeyRef {
 
     /// `https://{vault}/keys/{name}[/{version}]`, for humans.
     pub fn key_id(&self) -> String {
+        if self.vault_uri.is_empty() {
+            return self.key_name.clone();
+        }
         match self.version() {
             Some(v) => format!("{}/keys/{}/{}", self.vault_uri, self.key_name, v),
             None => format!("{}/keys/{}", self.vault_uri, self.key_name),
@@ -241,6 +425,12 @@ pub fn vault_host_of(uri_or_host: &str) -> String {
 pub enum EncryptionState {
     Mmk,
     Cmk(KeyRef),
+    /// Service-side encryption is on, and this resource does not decide whose key it uses (a SQL
+    /// database: its server's encryption protector does).
+    Encrypted,
+    /// Service-side encryption is off: the data is not encrypted at rest by the service (TDE
+    /// disabled), a CIS level-1 failure whatever the profile asks for.
+    Disabled,
     /// The raw key-source value, "missing", or why a CMK reference could not be read. Never acted on.
     Unknown(String),
 }
@@ -249,8 +439,72 @@ pub enum EncryptionState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "target", content = "key", rename_all = "camelCase")]
 pub enum RevertTarget {
+    /// Microsoft-managed keys; for on/off types (TDE), "service encryption on".
     Mmk,
     Cmk(KeyRef),
+}
+
+/// A resource body together with the child resources its state lives in, so one evaluation sees
+/// everything; the caller GETs each [`ChildRead`] the entry lists.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResourceView<'a> {
+    pub resource: &'a Value,
+    /// Relative child path, lower-case (`encryptionprotector/current`) -> its GET body.
+    pub children: BTreeMap<String, Value>,
+}
+
+impl<'a> ResourceView<'a> {
+    /// A view with no children read.
+    pub fn new(resource: &'a Value) -> ResourceView<'a> {
+        ResourceView {
+            resource,
+            children: BTreeMap::new(),
+        }
+    }
+
+    /// Add a child body; the path is lower-cased so callers need not match ARM's spelling.
+    pub fn with_child(mut self, relative_path: &str, body: Value) -> ResourceView<'a> {
+        self.children
+            .insert(relative_path.trim_matches('/').to_ascii_lowercase(), body);
+        self
+    }
+
+    /// The child body at `relative_path`, compared case-insensitively.
+    pub fn child(&self, relative_path: &str) -> Option<&Value> {
+        self.children.get(&relative_path.trim_matches('/').to_ascii_lowercase())
+    }
+}
+
+/// One write of a revert, in order; the handler sends them one after the other and stops at the
+/// first failure (the prerequisite SQL server key must exist before the protector names it).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevertWrite {
+    pub method: WriteMethod,
+    /// Appended to the resource id (`encryptionProtector/current`); `None`: the resource itself.
+    pub relative_path: Option<String>,
+    pub body: Value,
+    pub api_version: &'static str,
+}
+
+/// One printable row of the catalog, for `keyguard catalog` and documentation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogRow {
+    pub resource_type: &'static str,
+    pub table_rows: &'static str,
+    pub key_source: String,
+    pub mmk: String,
+    pub cmk: String,
+    pub to_cmk: String,
+    pub to_mmk: String,
+    pub cis_level1: &'static str,
+    pub cis_level2: &'static str,
+}
+
+/// The catalog as rows a CLI can print.
+pub fn catalog_table() -> Vec<CatalogRow> {
+    entries().iter().map(CatalogEntry::row).collect()
 }
 
 fn get_path<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
@@ -290,87 +544,343 @@ fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// `null`, `""`, `{}` and `[]` all mean "not set" to ARM services.
+fn is_unset(value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s.trim().is_empty(),
+        Some(Value::Object(o)) => o.is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(_) => false,
+    }
+}
+
+fn eq_any(list: &[&str], raw: &str) -> bool {
+    list.iter().any(|v| v.eq_ignore_ascii_case(raw))
+}
+
+/// A key whose reference is not visible in ARM (Search keeps it per index in the data plane).
+fn unnamed_key() -> KeyRef {
+    KeyRef {
+        vault_uri: String::new(),
+        key_name: String::new(),
+        key_version: None,
+        user_assigned_identity: None,
+    }
+}
+
+/// SQL's server key name, `{vault}_{key}_{version}`: vault and key names cannot contain `_`,
+/// so the split is unambiguous. SQL only accepts a versioned key here.
+fn sql_server_key_name(key: &KeyRef) -> Option<String> {
+    let host = key.vault_host();
+    let vault = host.split('.').next().filter(|v| !v.is_empty())?;
+    let version = key.version()?;
+    if key.key_name.is_empty() {
+        return None;
+    }
+    Some(format!("{vault}_{}_{version}", key.key_name))
+}
+
+/// The reverse of [`sql_server_key_name`]. The DNS suffix is not in the name, so this assumes
+/// the public cloud; the protector's `uri`, when echoed, is preferred.
+fn key_from_sql_server_key_name(name: &str) -> Option<KeyRef> {
+    let mut parts = name.trim().split('_');
+    let (vault, key, version) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || vault.is_empty() || key.is_empty() || version.is_empty() {
+        return None;
+    }
+    Some(KeyRef::new(
+        &format!("https://{vault}.vault.azure.net"),
+        key,
+        Some(version),
+        None,
+    ))
+}
+
+fn opt_str<'a>(doc: &'a Value, path: Option<&[&str]>) -> Option<&'a str> {
+    path.and_then(|p| get_path(doc, p))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
 impl CatalogEntry {
-    /// Read the key source from a resource body (GET response, or a Resource Notifications
-    /// `resourceInfo`). Anything we cannot read with certainty is `Unknown`, which the planner
-    /// never writes over.
+    /// Read the key source from a resource body alone (GET response, or a Resource Notifications
+    /// `resourceInfo`). Types whose state lives in a child resource read `Unknown` here: use
+    /// [`CatalogEntry::observe_view`] with the children the entry lists.
     pub fn observe(&self, resource: &Value) -> EncryptionState {
-        let raw = match get_path(resource, self.key_source_path) {
-            None | Some(Value::Null) => return EncryptionState::Unknown("missing".to_string()),
-            Some(Value::String(s)) => s.trim(),
-            Some(other) => return EncryptionState::Unknown(other.to_string()),
-        };
-        if raw.eq_ignore_ascii_case(self.mmk_value) {
-            return EncryptionState::Mmk;
-        }
-        if !raw.eq_ignore_ascii_case(self.cmk_value) {
-            return EncryptionState::Unknown(raw.to_string());
-        }
-        let layout = &self.key_ref;
-        let Some(container) = get_path(resource, layout.container_path) else {
-            return EncryptionState::Unknown(format!("{raw} without {}", layout.container_path.join(".")));
-        };
-        let (Some(vault), Some(name)) = (
-            str_at(container, layout.vault_uri_field),
-            str_at(container, layout.key_name_field),
-        ) else {
-            return EncryptionState::Unknown(format!(
-                "{raw} with an incomplete key reference ({}.{{{},{}}})",
-                layout.container_path.join("."),
-                layout.vault_uri_field,
-                layout.key_name_field
-            ));
-        };
-        let version = str_at(container, layout.key_version_field);
-        let identity = layout
-            .user_assigned_identity_path
-            .and_then(|p| get_path(resource, p))
-            .and_then(Value::as_str);
-        EncryptionState::Cmk(KeyRef::new(vault, name, version, identity))
+        self.observe_view(&ResourceView::new(resource))
     }
 
-    /// The minimal PATCH body that switches the resource to `target`, in the service's spelling.
-    pub fn revert_body(&self, target: &RevertTarget) -> Value {
-        let mut root = Map::new();
-        match target {
-            RevertTarget::Mmk => {
-                set_path(
-                    &mut root,
-                    self.key_source_path,
-                    Value::String(self.mmk_value.to_string()),
-                );
-            }
-            RevertTarget::Cmk(key) => {
-                set_path(
-                    &mut root,
-                    self.key_source_path,
-                    Value::String(self.cmk_value.to_string()),
-                );
-                let layout = &self.key_ref;
-                let mut key_fields = Map::new();
-                key_fields.insert(layout.vault_uri_field.to_string(), Value::String(key.vault_uri.clone()));
-                key_fields.insert(layout.key_name_field.to_string(), Value::String(key.key_name.clone()));
-                key_fields.insert(
-                    layout.key_version_field.to_string(),
-                    Value::String(key.version().unwrap_or("").to_string()),
-                );
-                set_path(&mut root, layout.container_path, Value::Object(key_fields));
-                if let (Some(path), Some(uai)) = (
-                    layout.user_assigned_identity_path,
-                    key.user_assigned_identity.as_deref(),
-                ) {
-                    set_path(&mut root, path, Value::String(uai.to_string()));
+    /// Read the key source from a resource and its child resources. Anything we cannot read
+    /// with certainty is `Unknown`, which the planner never writes over.
+    pub fn observe_view(&self, view: &ResourceView<'_>) -> EncryptionState {
+        let doc = match self.key_source.child {
+            None => view.resource,
+            Some(child) => match view.child(child) {
+                Some(doc) => doc,
+                None => return EncryptionState::Unknown(format!("child resource {child} not read")),
+            },
+        };
+        let field = get_path(doc, self.key_source.path);
+        match self.key_source.kind {
+            KeySourceKind::Value { mmk, cmk, absent } => {
+                let raw = match field {
+                    None | Some(Value::Null) => {
+                        return match absent {
+                            WhenAbsent::Unknown => EncryptionState::Unknown("missing".to_string()),
+                            WhenAbsent::Mmk => EncryptionState::Mmk,
+                            WhenAbsent::CmkIfKeyRef => match self.read_key_ref(doc, "absent key source") {
+                                Ok(key) => EncryptionState::Cmk(key),
+                                Err(_) => EncryptionState::Unknown("missing".to_string()),
+                            },
+                        };
+                    }
+                    Some(Value::String(s)) => s.trim(),
+                    Some(other) => return EncryptionState::Unknown(other.to_string()),
+                };
+                if eq_any(mmk, raw) {
+                    return EncryptionState::Mmk;
+                }
+                if !eq_any(cmk, raw) {
+                    return EncryptionState::Unknown(raw.to_string());
+                }
+                match self.read_key_ref(doc, raw) {
+                    Ok(key) => EncryptionState::Cmk(key),
+                    Err(why) => EncryptionState::Unknown(why),
                 }
             }
+            KeySourceKind::Presence => {
+                if is_unset(field) {
+                    return EncryptionState::Mmk;
+                }
+                match self.read_key_ref(doc, &self.key_source.path.join(".")) {
+                    Ok(key) => EncryptionState::Cmk(key),
+                    Err(why) => EncryptionState::Unknown(why),
+                }
+            }
+            KeySourceKind::Switch { on, off } => match field {
+                None | Some(Value::Null) => EncryptionState::Unknown("missing".to_string()),
+                Some(Value::String(s)) if eq_any(on, s.trim()) => EncryptionState::Encrypted,
+                Some(Value::String(s)) if eq_any(off, s.trim()) => EncryptionState::Disabled,
+                Some(Value::String(s)) => EncryptionState::Unknown(s.trim().to_string()),
+                Some(other) => EncryptionState::Unknown(other.to_string()),
+            },
         }
-        Value::Object(root)
+    }
+
+    /// The key reference of a document already known to say "CMK" (`said` is what said so, for
+    /// the error text).
+    fn read_key_ref(&self, doc: &Value, said: &str) -> Result<KeyRef, String> {
+        match self.key_ref {
+            KeyRefLayout::Fields {
+                container_path,
+                vault_uri_field,
+                key_name_field,
+                key_version_field,
+                user_assigned_identity_path,
+            } => {
+                let container = match get_path(doc, container_path) {
+                    Some(Value::Array(items)) => items.first(),
+                    other => other,
+                };
+                let Some(container) = container.filter(|c| c.is_object()) else {
+                    return Err(format!("{said} without {}", container_path.join(".")));
+                };
+                let (Some(vault), Some(name)) = (str_at(container, vault_uri_field), str_at(container, key_name_field))
+                else {
+                    return Err(format!(
+                        "{said} with an incomplete key reference ({}.{{{vault_uri_field},{key_name_field}}})",
+                        container_path.join(".")
+                    ));
+                };
+                let version = str_at(container, key_version_field);
+                let identity = opt_str(doc, user_assigned_identity_path);
+                Ok(KeyRef::new(vault, name, version, identity))
+            }
+            KeyRefLayout::KeyUri {
+                path,
+                user_assigned_identity_path,
+            } => {
+                let Some(uri) = opt_str(doc, Some(path)) else {
+                    return Err(format!("{said} without {}", path.join(".")));
+                };
+                KeyRef::from_key_uri(uri, opt_str(doc, user_assigned_identity_path))
+                    .ok_or_else(|| format!("{said}, but {} is not a key identifier ({uri})", path.join(".")))
+            }
+            KeyRefLayout::EncryptionSet { paths } => paths
+                .iter()
+                .find_map(|p| opt_str(doc, Some(p)))
+                .map(KeyRef::encryption_set)
+                .ok_or_else(|| format!("{said} without a disk encryption set id")),
+            KeyRefLayout::SqlServerKey => {
+                if let Some(uri) = opt_str(doc, Some(&["properties", "uri"]))
+                    && let Some(key) = KeyRef::from_key_uri(uri, None)
+                {
+                    return Ok(key);
+                }
+                opt_str(doc, Some(&["properties", "serverKeyName"]))
+                    .and_then(key_from_sql_server_key_name)
+                    .ok_or_else(|| format!("{said} without a readable properties.uri or serverKeyName"))
+            }
+            KeyRefLayout::None => Ok(unnamed_key()),
+        }
+    }
+
+    /// The writes that switch the resource to `target`, in order, in the service's spelling.
+    /// Empty when no automatic write exists for this type or the target lacks what the service
+    /// needs (SQL needs a versioned key, a disk needs a disk encryption set).
+    pub fn revert_writes(&self, target: &RevertTarget) -> Vec<RevertWrite> {
+        let write = |method, relative_path: Option<&str>, body| RevertWrite {
+            method,
+            relative_path: relative_path.map(str::to_string),
+            body,
+            api_version: self.api_version,
+        };
+        match self.write_shape {
+            WriteShape::KeySourcePatch => self
+                .key_source_patch(target)
+                .map(|body| vec![write(WriteMethod::Patch, None, body)])
+                .unwrap_or_default(),
+            WriteShape::SqlProtector => match target {
+                RevertTarget::Mmk => vec![write(
+                    WriteMethod::Put,
+                    Some("encryptionProtector/current"),
+                    serde_json::json!({"properties": {"serverKeyType": "ServiceManaged", "serverKeyName": "ServiceManaged"}}),
+                )],
+                RevertTarget::Cmk(key) => {
+                    let Some(name) = sql_server_key_name(key) else {
+                        return Vec::new();
+                    };
+                    vec![
+                        write(
+                            WriteMethod::Put,
+                            Some(&format!("keys/{name}")),
+                            serde_json::json!({"properties": {"serverKeyType": "AzureKeyVault", "uri": key.key_id()}}),
+                        ),
+                        write(
+                            WriteMethod::Put,
+                            Some("encryptionProtector/current"),
+                            serde_json::json!({"properties": {"serverKeyType": "AzureKeyVault", "serverKeyName": name, "autoRotationEnabled": false}}),
+                        ),
+                    ]
+                }
+            },
+            WriteShape::TdeState => {
+                let on = match self.key_source.kind {
+                    KeySourceKind::Switch { on, .. } => on.first().copied(),
+                    _ => None,
+                };
+                match (self.key_source.child, on) {
+                    (Some(child), Some(on)) => vec![write(
+                        WriteMethod::Put,
+                        Some(child),
+                        serde_json::json!({"properties": {"state": on}}),
+                    )],
+                    _ => Vec::new(),
+                }
+            }
+            WriteShape::DiskEncryption => {
+                let (KeySourceKind::Value { mmk, cmk, .. }, Some((type_field, parent))) =
+                    (self.key_source.kind, self.key_source.path.split_last())
+                else {
+                    return Vec::new();
+                };
+                let mut encryption = Map::new();
+                match target {
+                    RevertTarget::Mmk => {
+                        let Some(v) = mmk.first() else { return Vec::new() };
+                        encryption.insert((*type_field).to_string(), Value::String((*v).to_string()));
+                    }
+                    RevertTarget::Cmk(key) => {
+                        let (Some(v), Some(set)) = (cmk.first(), key.encryption_set_id()) else {
+                            return Vec::new();
+                        };
+                        encryption.insert((*type_field).to_string(), Value::String((*v).to_string()));
+                        encryption.insert("diskEncryptionSetId".to_string(), Value::String(set.to_string()));
+                    }
+                }
+                let mut root = Map::new();
+                set_path(&mut root, parent, Value::Object(encryption));
+                vec![write(WriteMethod::Patch, None, Value::Object(root))]
+            }
+            WriteShape::None => Vec::new(),
+        }
+    }
+
+    /// The minimal PATCH body for the resource itself (key source fields only).
+    fn key_source_patch(&self, target: &RevertTarget) -> Option<Value> {
+        let mut root = Map::new();
+        let path = self.key_source.path;
+        match (self.key_source.kind, target) {
+            (KeySourceKind::Value { mmk, .. }, RevertTarget::Mmk) => {
+                set_path(&mut root, path, Value::String((*mmk.first()?).to_string()));
+            }
+            (KeySourceKind::Presence, RevertTarget::Mmk) => set_path(&mut root, path, Value::Null),
+            (KeySourceKind::Value { cmk, .. }, RevertTarget::Cmk(key)) => {
+                set_path(&mut root, path, Value::String((*cmk.first()?).to_string()));
+                self.write_key_ref(&mut root, key)?;
+            }
+            (KeySourceKind::Presence, RevertTarget::Cmk(key)) => self.write_key_ref(&mut root, key)?,
+            (KeySourceKind::Switch { .. }, _) => return None,
+        }
+        Some(Value::Object(root))
+    }
+
+    fn write_key_ref(&self, root: &mut Map<String, Value>, key: &KeyRef) -> Option<()> {
+        if key.vault_uri.is_empty() || key.key_name.is_empty() {
+            return None;
+        }
+        let uai = |root: &mut Map<String, Value>, path: Option<&[&str]>| {
+            if let (Some(path), Some(uai)) = (path, key.user_assigned_identity.as_deref()) {
+                set_path(root, path, Value::String(uai.to_string()));
+            }
+        };
+        match self.key_ref {
+            KeyRefLayout::Fields {
+                container_path,
+                vault_uri_field,
+                key_name_field,
+                key_version_field,
+                user_assigned_identity_path,
+            } => {
+                let mut fields = Map::new();
+                fields.insert(vault_uri_field.to_string(), Value::String(key.vault_uri.clone()));
+                fields.insert(key_name_field.to_string(), Value::String(key.key_name.clone()));
+                fields.insert(
+                    key_version_field.to_string(),
+                    Value::String(key.version().unwrap_or("").to_string()),
+                );
+                set_path(root, container_path, Value::Object(fields));
+                uai(root, user_assigned_identity_path);
+            }
+            KeyRefLayout::KeyUri {
+                path,
+                user_assigned_identity_path,
+            } => {
+                set_path(root, path, Value::String(key.key_id()));
+                uai(root, user_assigned_identity_path);
+            }
+            KeyRefLayout::EncryptionSet { .. } | KeyRefLayout::SqlServerKey | KeyRefLayout::None => return None,
+        }
+        Some(())
+    }
+
+    /// The body of the write on the resource itself (the storage PATCH); for types whose revert
+    /// is a PUT on a child, the last write's body; `null` when no write exists. Prefer
+    /// [`CatalogEntry::revert_writes`], which also says where each body goes.
+    pub fn revert_body(&self, target: &RevertTarget) -> Value {
+        self.revert_writes(target).pop().map(|w| w.body).unwrap_or(Value::Null)
     }
 
     /// Whether the resource has the identity the key reference needs: the named user-assigned
     /// identity attached to the resource, or, when the key names none, a system-assigned identity.
     /// Without it the service cannot unwrap its key and a CMK revert would fail (or worse, be
-    /// accepted and leave the data unreadable).
+    /// accepted and leave the data unreadable). A disk encryption set carries its own identity.
     pub fn has_identity_for(&self, resource: &Value, key: &KeyRef) -> bool {
+        if key.encryption_set_id().is_some() {
+            return true;
+        }
         let Some(identity) = get_ci(resource, "identity") else {
             return false;
         };
@@ -390,6 +900,55 @@ impl CatalogEntry {
         match target {
             RevertTarget::Mmk => self.reversibility.to_mmk,
             RevertTarget::Cmk(_) => self.reversibility.to_cmk,
+        }
+    }
+
+    /// Whether `name` (the resource's own name) is never judged, e.g. the `master` database.
+    pub fn never_drifts(&self, name: &str) -> bool {
+        eq_any(self.never_drift_names, name.trim())
+    }
+
+    /// Dotted key-source location, prefixed by its child resource if any.
+    pub fn key_source_location(&self) -> String {
+        let path = self.key_source.path.join(".");
+        match self.key_source.child {
+            Some(child) => format!("{child}: {path}"),
+            None => path,
+        }
+    }
+
+    fn row(&self) -> CatalogRow {
+        let (mmk, cmk) = match self.key_source.kind {
+            KeySourceKind::Value { mmk, cmk, absent } => {
+                let mut m = mmk.join(" | ");
+                if absent == WhenAbsent::Mmk {
+                    m = if m.is_empty() {
+                        "(absent)".to_string()
+                    } else {
+                        format!("{m} | (absent)")
+                    };
+                }
+                if m.is_empty() {
+                    m = "(none)".to_string();
+                }
+                (m, cmk.join(" | "))
+            }
+            KeySourceKind::Presence => ("(absent or empty)".to_string(), "(present)".to_string()),
+            KeySourceKind::Switch { on, off } => (
+                format!("{} (TDE on; key from the server protector)", on.join(" | ")),
+                format!("n/a ({} = not encrypted)", off.join(" | ")),
+            ),
+        };
+        CatalogRow {
+            resource_type: self.resource_type,
+            table_rows: self.table_rows,
+            key_source: self.key_source_location(),
+            mmk,
+            cmk,
+            to_cmk: self.reversibility.to_cmk.label(),
+            to_mmk: self.reversibility.to_mmk.label(),
+            cis_level1: self.cis_level1,
+            cis_level2: self.cis_level2,
         }
     }
 }
@@ -425,8 +984,11 @@ mod tests {
                         .starts_with(&e.resource_type.to_ascii_lowercase())
                 );
             }
-            assert!(!e.key_source_path.is_empty());
-            assert!(!e.mmk_value.eq_ignore_ascii_case(e.cmk_value));
+            assert!(!e.key_source.path.is_empty());
+            if let KeySourceKind::Value { mmk, cmk, .. } = e.key_source.kind {
+                assert!(!cmk.is_empty(), "{}", e.resource_type);
+                assert!(mmk.iter().all(|m| !eq_any(cmk, m)), "{}", e.resource_type);
+            }
             assert!(!e.cis_level1.is_empty() && !e.cis_level2.is_empty());
         }
     }

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::catalog::{self, EncryptionState, KeyRef};
+use crate::catalog::{self, EncryptionState, KeyRef, ResourceView};
 use crate::config::{Config, ExemptionSource, ExemptionStatus, Mode, Requirement, vault_allowed};
 use crate::resource_id::ResourceId;
 
@@ -23,6 +23,9 @@ pub enum DriftReason {
     UnknownKeySource {
         value: String,
     },
+    /// Service-side encryption is off (TDE disabled): fails every requirement, because even
+    /// "Microsoft-managed" presumes the data is encrypted.
+    NotEncrypted,
 }
 
 impl DriftReason {
@@ -41,6 +44,7 @@ impl DriftReason {
             DriftReason::UnknownKeySource { value } => {
                 format!("key source could not be interpreted ({value})")
             }
+            DriftReason::NotEncrypted => "encryption at rest is turned off".to_string(),
         }
     }
 }
@@ -112,8 +116,20 @@ pub fn resource_tags(resource: &Value) -> Map<String, Value> {
 }
 
 /// Judge one resource. `resource` is the current ARM body (GET response or a Resource
-/// Notifications `resourceInfo`).
+/// Notifications `resourceInfo`). Types whose state lives in child resources need
+/// [`evaluate_view`]; here they observe `Unknown`.
 pub fn evaluate(id: &ResourceId, resource: &Value, config: &Config, now: OffsetDateTime) -> Evaluation {
+    evaluate_view(id, &ResourceView::new(resource), config, now)
+}
+
+/// Judge one resource from its body and the child resources its catalog entry lists.
+///
+/// Rules beyond "compare key source with requirement": `Disabled` (TDE off) is drift under every
+/// requirement; `Encrypted` (TDE on, key decided by the server) satisfies every requirement,
+/// because a database's CMK-ness is judged on its server's protector; a resource the entry never
+/// judges (the `master` database) is `Unsupported`, never drift.
+pub fn evaluate_view(id: &ResourceId, view: &ResourceView<'_>, config: &Config, now: OffsetDateTime) -> Evaluation {
+    let resource = view.resource;
     let resource_type = id.resource_type();
     let mut eval = Evaluation {
         resource_id: id.clone(),
@@ -134,7 +150,17 @@ pub fn evaluate(id: &ResourceId, resource: &Value, config: &Config, now: OffsetD
         };
         return eval;
     };
-    eval.observed = entry.observe(resource);
+    eval.observed = entry.observe_view(view);
+    if entry.never_drifts(id.name()) {
+        eval.verdict = Verdict::Unsupported {
+            reason: format!(
+                "{} {} is never judged: its state is not the customer's to set",
+                entry.resource_type,
+                id.name()
+            ),
+        };
+        return eval;
+    }
 
     // A body that is not the resource we asked about means a confused caller; say so loudly.
     if let Some(body_id) = resource.get("id").and_then(Value::as_str)
@@ -189,6 +215,16 @@ pub fn evaluate(id: &ResourceId, resource: &Value, config: &Config, now: OffsetD
     }
 
     eval.verdict = judge(profile.require, &eval.observed, &profile.allowed_vaults);
+    match (&eval.verdict, &eval.observed) {
+        (Verdict::Compliant, EncryptionState::Encrypted) if profile.require == Requirement::Cmk => eval.notes.push(
+            "encryption at rest is on; whether it uses a customer-managed key is judged on the server's encryption protector".to_string(),
+        ),
+        (Verdict::Compliant, EncryptionState::Cmk(key)) if key.vault_uri.is_empty() => eval.notes.push(match key.encryption_set_id() {
+            Some(set) => format!("customer-managed key held by disk encryption set {set}; its vault is not checked here"),
+            None => "customer-managed key enforced; the key itself is not visible in ARM, its vault is not checked".to_string(),
+        }),
+        _ => {}
+    }
 
     if let (Verdict::Compliant, EncryptionState::Cmk(key), Some(pinned)) =
         (&eval.verdict, &eval.observed, &profile.pinned_key)
@@ -205,6 +241,13 @@ pub fn evaluate(id: &ResourceId, resource: &Value, config: &Config, now: OffsetD
 fn judge(require: Requirement, observed: &EncryptionState, allowed_vaults: &[String]) -> Verdict {
     match (require, observed) {
         (_, EncryptionState::Unknown(value)) => Verdict::Drift(DriftReason::UnknownKeySource { value: value.clone() }),
+        (_, EncryptionState::Disabled) => Verdict::Drift(DriftReason::NotEncrypted),
+        (_, EncryptionState::Encrypted) => Verdict::Compliant,
+        // A key we cannot see the vault of (DES-held, or not in ARM) cannot be vetted against the
+        // allow-list; calling it drift would alert on every compliant disk.
+        (Requirement::Cmk | Requirement::Encrypted, EncryptionState::Cmk(key)) if key.vault_uri.is_empty() => {
+            Verdict::Compliant
+        }
         (Requirement::Cmk, EncryptionState::Mmk) => Verdict::Drift(DriftReason::ExpectedCmkFoundMmk),
         (Requirement::Mmk, EncryptionState::Cmk(_)) => Verdict::Drift(DriftReason::ExpectedMmkFoundCmk),
         (Requirement::Cmk | Requirement::Encrypted, EncryptionState::Cmk(key)) => {
@@ -238,7 +281,7 @@ mod tests {
         let c = Config::builtin_default();
         let now = datetime!(2026-01-01 0:00 UTC);
         let e = evaluate(
-            &id("/subscriptions/s/resourceGroups/rg/providers/Microsoft.DocumentDB/databaseAccounts/db"),
+            &id("/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv"),
             &json!({}),
             &c,
             now,
@@ -246,7 +289,7 @@ mod tests {
         assert_eq!(
             e.verdict,
             Verdict::Unsupported {
-                reason: "resource type Microsoft.DocumentDB/databaseAccounts is not in the catalog".into()
+                reason: "resource type Microsoft.KeyVault/vaults is not in the catalog".into()
             }
         );
         assert_eq!(e.requirement, None);

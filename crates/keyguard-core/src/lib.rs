@@ -16,13 +16,14 @@ pub mod plan;
 pub mod resource_id;
 
 pub use catalog::{
-    CatalogEntry, Direction, EncryptionState, KeyRef, Reversibility, RevertTarget, entries, lookup, lookup_operation,
+    CatalogEntry, CatalogRow, Direction, EncryptionState, KeyRef, ResourceView, Reversibility, RevertTarget,
+    RevertWrite, catalog_table, entries, lookup, lookup_operation, target_for,
 };
 pub use config::{
     Config, ConfigError, ConfigProblem, Exemption, ExemptionSource, ExemptionStatus, Mode, Profile, Requirement, Scope,
     Settings,
 };
-pub use evaluate::{DriftReason, Evaluation, Verdict, evaluate};
+pub use evaluate::{DriftReason, Evaluation, Verdict, evaluate, evaluate_view};
 pub use event::{ArmOperation, Caller, EventError, EventKind, IncomingEvent, Schema, parse_delivery, parse_event};
-pub use plan::{Action, NoRevertReason, Plan, PlanContext, plan, revert_target};
+pub use plan::{Action, NoRevertReason, Plan, PlanContext, plan, plan_with, revert_target};
 pub use resource_id::{ResourceId, ResourceIdError};

@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use crate::catalog::EncryptionState;
-use crate::catalog::{self, CatalogEntry, Direction, KeyRef, RevertTarget};
+use crate::catalog::{self, CatalogEntry, Direction, KeyRef, RevertTarget, RevertWrite};
 use crate::config::{Mode, Settings, vault_allowed};
 use crate::evaluate::{DriftReason, Evaluation, Verdict};
 
@@ -77,13 +77,12 @@ impl NoRevertReason {
             NoRevertReason::NoRevertTarget => {
                 "no revert target (no pinned key, no usable last known-good key, or a key source we do not understand): manual action needed".to_string()
             }
+            NoRevertReason::NotReversible {
+                direction: Direction::ReversibleIf(precondition),
+            } => format!("reverting is safe only if {precondition}; that was not confirmed: check and act manually"),
             NoRevertReason::NotReversible { direction } => format!(
                 "this switch is not safe to automate for this resource type ({})",
-                match direction {
-                    Direction::Reversible => "reversible",
-                    Direction::OneWay => "one-way",
-                    Direction::CreationOnly => "creation-only",
-                }
+                direction.label()
             ),
             NoRevertReason::RateLimited {
                 reverts_in_last_hour,
@@ -106,7 +105,9 @@ pub enum Action {
     #[serde(rename_all = "camelCase")]
     Revert {
         target: RevertTarget,
-        /// Minimal PATCH body.
+        /// Minimal body of the last write. For a storage-style PATCH this is the whole revert;
+        /// for types that write child resources (SQL protector, TDE) only [`Plan::writes`] says
+        /// where each body goes, and that list is what must be sent.
         body: serde_json::Value,
         api_version: &'static str,
         /// Planned but not to be sent.
@@ -123,6 +124,8 @@ pub struct Plan {
     pub alert: bool,
     /// A CMK key seen on a compliant resource: the revert target if the key is later removed.
     pub record_baseline: Option<KeyRef>,
+    /// For a revert, every write in order (method, child path, body, api-version); empty otherwise.
+    pub writes: Vec<RevertWrite>,
 }
 
 /// The key (or MMK) a drift should be reverted to: MMK when MMK is required; otherwise the pinned
@@ -132,7 +135,8 @@ pub fn revert_target(eval: &Evaluation, ctx: &PlanContext) -> Option<RevertTarge
         return None;
     };
     match reason {
-        DriftReason::ExpectedMmkFoundCmk => Some(RevertTarget::Mmk),
+        // For on/off types (TDE) "MMK" is "service encryption on again".
+        DriftReason::ExpectedMmkFoundCmk | DriftReason::NotEncrypted => Some(RevertTarget::Mmk),
         DriftReason::ExpectedCmkFoundMmk | DriftReason::UnapprovedVault { .. } => ctx
             .pinned_key
             .iter()
@@ -144,16 +148,31 @@ pub fn revert_target(eval: &Evaluation, ctx: &PlanContext) -> Option<RevertTarge
     }
 }
 
+/// Decide, treating every conditional revert's precondition as unchecked (so never reverting it).
 pub fn plan(eval: &Evaluation, ctx: &PlanContext) -> Plan {
-    plan_with_entry(eval, ctx, catalog::lookup(&eval.resource_type))
+    plan_with(eval, ctx, None)
 }
 
-/// `plan` with the catalog entry passed in, so one-way entries can be tested before any exists.
-pub(crate) fn plan_with_entry(eval: &Evaluation, ctx: &PlanContext, entry: Option<&CatalogEntry>) -> Plan {
+/// Decide, with what the caller found out about the entry's stated precondition for this
+/// direction (a disk not attached to a running VM): `Some(true)` allows a `ReversibleIf` revert,
+/// `None` (not checked) and `Some(false)` alert with the precondition instead. Kept out of
+/// [`PlanContext`] so callers that build it field by field keep compiling.
+pub fn plan_with(eval: &Evaluation, ctx: &PlanContext, precondition_holds: Option<bool>) -> Plan {
+    plan_with_entry(eval, ctx, catalog::lookup(&eval.resource_type), precondition_holds)
+}
+
+/// `plan_with` with the catalog entry passed in, so synthetic entries can be tested.
+pub(crate) fn plan_with_entry(
+    eval: &Evaluation,
+    ctx: &PlanContext,
+    entry: Option<&CatalogEntry>,
+    precondition_holds: Option<bool>,
+) -> Plan {
     let nothing = |record_baseline| Plan {
         action: Action::Nothing,
         alert: false,
         record_baseline,
+        writes: Vec::new(),
     };
     let reason = match &eval.verdict {
         Verdict::Compliant => {
@@ -169,6 +188,7 @@ pub(crate) fn plan_with_entry(eval: &Evaluation, ctx: &PlanContext, entry: Optio
         action: Action::NoRevert(why),
         alert,
         record_baseline: None,
+        writes: Vec::new(),
     };
     match ctx.mode {
         Mode::Audit => return no_revert(NoRevertReason::ModeAudit, false),
@@ -183,10 +203,10 @@ pub(crate) fn plan_with_entry(eval: &Evaluation, ctx: &PlanContext, entry: Optio
         return no_revert(NoRevertReason::NotApplicable, true);
     };
     let direction = match reason {
-        DriftReason::ExpectedMmkFoundCmk => entry.reversibility.to_mmk,
+        DriftReason::ExpectedMmkFoundCmk | DriftReason::NotEncrypted => entry.reversibility.to_mmk,
         _ => entry.reversibility.to_cmk,
     };
-    if !direction.allows_automatic_revert() {
+    if !direction.allows_revert_when(precondition_holds) {
         return no_revert(NoRevertReason::NotReversible { direction }, true);
     }
     let Some(target) = revert_target(eval, ctx) else {
@@ -204,15 +224,21 @@ pub(crate) fn plan_with_entry(eval: &Evaluation, ctx: &PlanContext, entry: Optio
     if matches!(target, RevertTarget::Cmk(_)) && ctx.resource_has_identity_for == Some(false) {
         return no_revert(NoRevertReason::MissingIdentity, true);
     }
+    // The target lacks what this service's write needs (SQL: a versioned key; disks: a DES).
+    let writes = entry.revert_writes(&target);
+    let Some(last) = writes.last() else {
+        return no_revert(NoRevertReason::NoRevertTarget, true);
+    };
     Plan {
         action: Action::Revert {
-            body: entry.revert_body(&target),
+            body: last.body.clone(),
             target,
-            api_version: entry.api_version,
+            api_version: last.api_version,
             dry_run: ctx.dry_run,
         },
         alert: true,
         record_baseline: None,
+        writes,
     }
 }
 
@@ -220,7 +246,7 @@ pub(crate) fn plan_with_entry(eval: &Evaluation, ctx: &PlanContext, entry: Optio
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::catalog::{KeyRefLayout, Reversibility, WriteMethod};
+    use crate::catalog::{KeyRefLayout, KeySource, KeySourceKind, Reversibility, WhenAbsent, WriteMethod, WriteShape};
     use crate::config::{Config, ExemptionSource, Requirement};
     use crate::evaluate::evaluate;
     use crate::resource_id::ResourceId;
@@ -328,6 +354,7 @@ mod tests {
             Verdict::Drift(DriftReason::ExpectedMmkFoundCmk) => "drift:mmk-found-cmk",
             Verdict::Drift(DriftReason::UnapprovedVault { .. }) => "drift:unapproved-vault",
             Verdict::Drift(DriftReason::UnknownKeySource { .. }) => "drift:unknown",
+            Verdict::Drift(DriftReason::NotEncrypted) => "drift:not-encrypted",
             Verdict::Exempt { .. } => "exempt",
             Verdict::Unsupported { .. } => "unsupported",
         }
@@ -472,23 +499,35 @@ mod tests {
 
     static ONE_WAY: CatalogEntry = CatalogEntry {
         resource_type: "Microsoft.Example/oneWays",
+        table_rows: "-",
         api_version: "2025-01-01",
         write_operations: &["Microsoft.Example/oneWays/write"],
-        key_source_path: &["properties", "encryption", "keySource"],
-        mmk_value: "Microsoft.Example",
-        cmk_value: "Microsoft.KeyVault",
-        key_ref: KeyRefLayout {
+        watched_children: &[],
+        key_source: KeySource {
+            child: None,
+            path: &["properties", "encryption", "keySource"],
+            kind: KeySourceKind::Value {
+                mmk: &["Microsoft.Example"],
+                cmk: &["Microsoft.KeyVault"],
+                absent: WhenAbsent::Unknown,
+            },
+        },
+        key_ref: KeyRefLayout::Fields {
             container_path: &["properties", "encryption", "keyVaultProperties"],
             vault_uri_field: "keyVaultUri",
             key_name_field: "keyName",
             key_version_field: "keyVersion",
             user_assigned_identity_path: None,
         },
+        identity_fields: &[],
+        children: &[],
+        never_drift_names: &[],
         reversibility: Reversibility {
             to_cmk: Direction::OneWay,
             to_mmk: Direction::CreationOnly,
         },
         write_method: WriteMethod::Patch,
+        write_shape: WriteShape::KeySourcePatch,
         long_running: true,
         cis_level1: "l1",
         cis_level2: "l2",
@@ -515,7 +554,7 @@ mod tests {
         worst.baseline = None;
         worst.reverts_in_last_hour = 99;
         worst.resource_has_identity_for = Some(false);
-        let p = plan_with_entry(&eval, &worst, Some(&ONE_WAY));
+        let p = plan_with_entry(&eval, &worst, Some(&ONE_WAY), None);
         assert_eq!(
             no_revert(&p),
             Some(&NoRevertReason::NotReversible {
@@ -525,13 +564,13 @@ mod tests {
         assert!(p.alert);
         let mmk_eval = drift_eval(DriftReason::ExpectedMmkFoundCmk, &[]);
         assert_eq!(
-            no_revert(&plan_with_entry(&mmk_eval, &enforce_ctx(), Some(&ONE_WAY))),
+            no_revert(&plan_with_entry(&mmk_eval, &enforce_ctx(), Some(&ONE_WAY), None)),
             Some(&NoRevertReason::NotReversible {
                 direction: Direction::CreationOnly
             })
         );
         assert_eq!(
-            no_revert(&plan_with_entry(&eval, &enforce_ctx(), None)),
+            no_revert(&plan_with_entry(&eval, &enforce_ctx(), None, None)),
             Some(&NoRevertReason::NotApplicable)
         );
 
@@ -617,7 +656,7 @@ mod tests {
         let v = serde_json::to_value(plan(&eval, &ctx)).unwrap();
         assert_eq!(
             v,
-            json!({"action": {"action": "noRevert", "reason": "rateLimited", "revertsInLastHour": 3, "limit": 3}, "alert": true, "recordBaseline": null})
+            json!({"action": {"action": "noRevert", "reason": "rateLimited", "revertsInLastHour": 3, "limit": 3}, "alert": true, "recordBaseline": null, "writes": []})
         );
         let v = serde_json::to_value(plan(&eval, &enforce_ctx())).unwrap();
         assert_eq!(v["action"]["action"], "revert");
