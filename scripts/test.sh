@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keyguard-target}"
 [ -d ../shared/fixtures ] || { echo "error: ../shared/fixtures not found beside the repository" >&2; exit 1; }
+# Real components the notification tests talk to: an SMTP server (aiosmtpd) and Microsoft's
+# Adaptive Cards parser (npm adaptivecards), both pinned.
+python3 -m pip install --quiet --disable-pip-version-check "aiosmtpd==1.4.6"
+npm ci --prefix crates/keyguard-notify/tests/node --no-audit --no-fund --loglevel=error
 cargo build --locked --workspace --bins
 # End-to-end tests each run two processes; a few at a time keep a 2-core machine responsive.
 cargo test --locked --workspace --no-fail-fast -- --test-threads 4

@@ -1,0 +1,308 @@
+//! Email over SMTP.
+//!
+//! Azure blocks outbound port 25 for most subscriptions, so production uses an authenticated relay on
+//! 587 (STARTTLS) or 465 (implicit TLS). Plain SMTP exists only for local relays and tests.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::render::{self, html_escape};
+use crate::{Alert, Channel, ConfigError, Secret, SendError, SendFuture};
+
+/// Subject line, e.g. "[keyguard] Drift reverted: storage account stpayments (rg-prod)".
+pub fn subject(alert: &Alert) -> String {
+    format!("[keyguard] {}", alert.title())
+}
+
+/// Plain-text body with the same content as the Teams card.
+pub fn text_body(alert: &Alert) -> String {
+    let c = render::content(alert);
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", c.title);
+    let _ = writeln!(out, "Severity: {}", c.severity);
+    let _ = writeln!(out);
+    let _ = writeln!(out, "What keyguard did");
+    let _ = writeln!(out, "  {}", c.outcome);
+    if let Some(d) = &c.detail {
+        let _ = writeln!(out, "  Detail: {d}");
+    }
+    let width = c
+        .sections
+        .iter()
+        .flat_map(|s| s.facts.iter())
+        .map(|f| f.label.len())
+        .max()
+        .unwrap_or(0);
+    for section in &c.sections {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "{}", section.heading);
+        for f in &section.facts {
+            let _ = writeln!(
+                out,
+                "  {:width$}  {}",
+                format!("{}:", f.label),
+                f.value,
+                width = width + 1
+            );
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Open in Azure portal: {}", c.portal_url);
+    let _ = writeln!(out);
+    let _ = writeln!(out, "-- ");
+    let _ = writeln!(out, "Sent by keyguard, encryption key-source drift guard.");
+    out
+}
+
+/// HTML body with the same content; every value is escaped because resource names, callers and
+/// error details are attacker-influenced.
+pub fn html_body(alert: &Alert) -> String {
+    let c = render::content(alert);
+    let banner = if alert.outcome.needs_human() {
+        "#a4262c"
+    } else {
+        match alert.severity {
+            crate::Severity::High => "#a4262c",
+            crate::Severity::Warning => "#8a5a00",
+            crate::Severity::Info => "#0063b1",
+        }
+    };
+    let mut out = String::new();
+    out.push_str("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
+    out.push_str(&html_escape(&c.title));
+    out.push_str("</title></head>\n<body style=\"font-family:Segoe UI,Helvetica,Arial,sans-serif;font-size:14px;color:#201f1e\">\n");
+    let _ = writeln!(
+        out,
+        "<h2 style=\"color:{banner};margin:0 0 4px 0\">{}</h2>",
+        html_escape(&c.title)
+    );
+    let _ = writeln!(
+        out,
+        "<p style=\"color:#605e5c;margin:0 0 16px 0\">Severity: {}</p>",
+        html_escape(&c.severity)
+    );
+    out.push_str("<h3 style=\"margin:16px 0 4px 0\">What keyguard did</h3>\n");
+    let strong = alert.outcome.needs_human();
+    let _ = writeln!(
+        out,
+        "<p style=\"margin:0\">{}{}{}</p>",
+        if strong { "<strong>" } else { "" },
+        html_escape(&c.outcome),
+        if strong { "</strong>" } else { "" }
+    );
+    if let Some(d) = &c.detail {
+        let _ = writeln!(
+            out,
+            "<p style=\"margin:4px 0 0 0;color:#605e5c\">Detail: {}</p>",
+            html_escape(d)
+        );
+    }
+    for section in &c.sections {
+        let _ = writeln!(
+            out,
+            "<h3 style=\"margin:16px 0 4px 0\">{}</h3>",
+            html_escape(section.heading)
+        );
+        out.push_str("<table style=\"border-collapse:collapse\">\n");
+        for f in &section.facts {
+            let _ = writeln!(
+                out,
+                "<tr><th style=\"text-align:left;padding:2px 12px 2px 0;vertical-align:top\">{}</th><td style=\"padding:2px 0;word-break:break-all\">{}</td></tr>",
+                html_escape(f.label),
+                html_escape(&f.value)
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    let _ = writeln!(
+        out,
+        "<p style=\"margin:20px 0\"><a href=\"{}\" style=\"background:#0078d4;color:#ffffff;padding:8px 14px;text-decoration:none;border-radius:2px\">Open in Azure portal</a></p>",
+        html_escape(&c.portal_url)
+    );
+    out.push_str("<p style=\"color:#605e5c;font-size:12px\">Sent by keyguard, encryption key-source drift guard.</p>\n</body></html>\n");
+    out
+}
+
+/// How to talk to the relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SmtpSecurity {
+    /// Port 587: plain connect, then mandatory STARTTLS (fails rather than falling back to plain).
+    StartTls,
+    /// Port 465: TLS from the first byte.
+    ImplicitTls,
+    /// Plain text, for local relays and tests only: credentials would cross the network unencrypted.
+    None,
+}
+
+/// Relay and addressing. `Debug` is safe to log: the password is a [`Secret`].
+#[derive(Clone, Debug)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub from: String,
+    pub to: Vec<String>,
+    /// Bounds one whole send (connect, TLS, AUTH, DATA), so a stalled relay cannot hold up the outbox.
+    pub timeout: Duration,
+}
+
+/// Sends multipart (text + HTML) alerts, one SMTP connection per alert.
+///
+/// Not pooled on purpose: lettre's async transport applies its timeout to connecting only, so the
+/// whole send is bounded by a tokio timeout here, and a dialogue cancelled half-way must not go back
+/// into a pool where the next alert would read the previous command's reply. Alerts are rare, so the
+/// extra handshake per message costs nothing that matters.
+pub struct EmailChannel {
+    name: String,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    /// Kept only to scrub it from relay error text before it reaches logs or the outbox.
+    password: Option<Secret>,
+    host: String,
+    port: u16,
+    timeout: Duration,
+}
+
+impl EmailChannel {
+    pub fn new(settings: SmtpSettings) -> Result<Self, ConfigError> {
+        let from: Mailbox = settings
+            .from
+            .parse()
+            .map_err(|_| ConfigError::InvalidAddress(settings.from.clone()))?;
+        let to = settings
+            .to
+            .iter()
+            .map(|a| a.parse::<Mailbox>().map_err(|_| ConfigError::InvalidAddress(a.clone())))
+            .collect::<Result<Vec<_>, _>>()?;
+        if to.is_empty() {
+            return Err(ConfigError::NoRecipients);
+        }
+
+        let builder = match settings.security {
+            SmtpSecurity::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host)
+                .map_err(|e| ConfigError::Smtp(e.to_string()))?,
+            SmtpSecurity::ImplicitTls => AsyncSmtpTransport::<Tokio1Executor>::relay(&settings.host)
+                .map_err(|e| ConfigError::Smtp(e.to_string()))?,
+            SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host),
+        };
+        let mut builder = builder.port(settings.port).timeout(Some(settings.timeout));
+        match (&settings.username, &settings.password) {
+            (Some(user), Some(pass)) => {
+                builder = builder.credentials(Credentials::new(user.clone(), pass.expose().to_string()));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(ConfigError::Smtp("username and password must be set together".into()));
+            }
+        }
+
+        Ok(EmailChannel {
+            name: "email".into(),
+            transport: builder.build(),
+            from,
+            to,
+            password: settings.password,
+            host: settings.host,
+            port: settings.port,
+            timeout: settings.timeout,
+        })
+    }
+
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The complete message, exposed so callers can preview or archive exactly what is sent.
+    pub fn message(&self, alert: &Alert) -> Result<Message, SendError> {
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(subject(alert))
+            .message_id(Some(message_id(alert, &self.from)));
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        builder
+            .multipart(MultiPart::alternative_plain_html(text_body(alert), html_body(alert)))
+            .map_err(|e| SendError::Permanent(format!("cannot build email: {e}")))
+    }
+
+    fn classify(&self, e: &lettre::transport::smtp::Error) -> SendError {
+        let msg = format!("SMTP {}:{}: {e}", self.host, self.port);
+        let msg = match &self.password {
+            Some(p) if !p.expose().is_empty() => msg.replace(p.expose(), "[redacted]"),
+            _ => msg,
+        };
+        // Order matters: a 5xx reply is permanent even though it arrived over a working connection;
+        // TLS failures are usually a certificate or configuration problem that retrying will not fix.
+        if e.is_permanent() || e.is_client() || e.is_tls() {
+            SendError::Permanent(msg)
+        } else {
+            SendError::Retryable(msg)
+        }
+    }
+}
+
+/// Deterministic per alert (correlation id, outcome, repeats), so an outbox retry after a lost
+/// `250 OK` produces the same Message-ID and mail systems can drop the duplicate.
+fn message_id(alert: &Alert, from: &Mailbox) -> String {
+    let mut input = Vec::new();
+    for part in [
+        alert.correlation_id.as_str(),
+        &format!("{:?}", alert.outcome),
+        &alert.repeats.to_string(),
+        &alert.occurred_at,
+        &alert.resource_id,
+    ] {
+        input.extend_from_slice(part.as_bytes());
+        input.push(0);
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
+    let mut id = String::from("<keyguard.");
+    for b in &digest.as_ref()[..16] {
+        let _ = write!(id, "{b:02x}");
+    }
+    let _ = write!(id, "@{}>", from.email.domain());
+    id
+}
+
+impl std::fmt::Debug for EmailChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailChannel")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("from", &self.from.to_string())
+            .field("to", &self.to.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Channel for EmailChannel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn send<'a>(&'a self, alert: &'a Alert) -> SendFuture<'a> {
+        Box::pin(async move {
+            let message = self.message(alert)?;
+            match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
+                Ok(result) => result.map(|_| ()).map_err(|e| self.classify(&e)),
+                Err(_) => Err(SendError::Retryable(format!(
+                    "SMTP {}:{}: no answer within {}s",
+                    self.host,
+                    self.port,
+                    self.timeout.as_secs()
+                ))),
+            }
+        })
+    }
+}

@@ -1,0 +1,268 @@
+//! The one content model every format renders, so Teams, email text and email HTML cannot drift apart.
+
+use crate::{Alert, Outcome};
+
+/// Longest value shown in any field. Keeps a hostile or runaway value (e.g. a huge error detail)
+/// from pushing the card past Teams' ~28 KB payload limit or burying the facts.
+const MAX_VALUE_CHARS: usize = 600;
+
+/// Makes an attacker-influenced value safe to show as one line of text: control characters (which could
+/// forge extra lines such as a fake "Outcome:" in the text email) become spaces, and bidi overrides
+/// (which can make `stpayments\u{202E}txt.exe` read differently from what it is) become U+FFFD.
+pub(crate) fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(MAX_VALUE_CHARS * 4));
+    for (count, c) in s.chars().enumerate() {
+        if count == MAX_VALUE_CHARS {
+            out.push('…');
+            break;
+        }
+        let c = match c {
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' => '\u{FFFD}',
+            c if c.is_control() => ' ',
+            c => c,
+        };
+        out.push(c);
+    }
+    out
+}
+
+/// Names people recognise in a subject line; unknown types fall back to the ARM type itself.
+pub(crate) fn friendly_type(resource_type: &str) -> String {
+    let known = [
+        ("microsoft.storage/storageaccounts", "storage account"),
+        ("microsoft.compute/disks", "managed disk"),
+        ("microsoft.compute/diskencryptionsets", "disk encryption set"),
+        ("microsoft.compute/snapshots", "disk snapshot"),
+        ("microsoft.sql/servers", "SQL server"),
+        ("microsoft.sql/managedinstances", "SQL managed instance"),
+        ("microsoft.documentdb/databaseaccounts", "Cosmos DB account"),
+        ("microsoft.containerregistry/registries", "container registry"),
+        ("microsoft.cognitiveservices/accounts", "AI services account"),
+        ("microsoft.servicebus/namespaces", "Service Bus namespace"),
+        ("microsoft.eventhub/namespaces", "Event Hubs namespace"),
+        ("microsoft.recoveryservices/vaults", "Recovery Services vault"),
+        (
+            "microsoft.dbforpostgresql/flexibleservers",
+            "PostgreSQL flexible server",
+        ),
+        ("microsoft.dbformysql/flexibleservers", "MySQL flexible server"),
+        ("microsoft.datafactory/factories", "data factory"),
+        ("microsoft.databricks/workspaces", "Databricks workspace"),
+        ("microsoft.machinelearningservices/workspaces", "Azure ML workspace"),
+        ("microsoft.keyvault/managedhsms", "managed HSM"),
+    ];
+    let lower = resource_type.to_ascii_lowercase();
+    known
+        .iter()
+        .find(|(t, _)| *t == lower)
+        .map(|(_, name)| (*name).to_string())
+        .unwrap_or_else(|| clean(resource_type))
+}
+
+/// Clear wording of what keyguard did, so nobody has to know the enum to decide whether to act.
+pub(crate) fn outcome_sentence(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Reverted => {
+            "keyguard reverted the change: the resource is back on the expected key source. Check that the change was not intended."
+        }
+        Outcome::RevertFailed => {
+            "keyguard tried to revert the change and FAILED. The resource is still on the wrong key source: act now."
+        }
+        Outcome::ManualActionNeeded => {
+            "keyguard cannot revert this change automatically. The resource is still on the wrong key source: restore it by hand."
+        }
+        Outcome::AlertOnly => {
+            "keyguard is in alert-only mode for this resource and changed nothing. The resource is still on the wrong key source."
+        }
+        Outcome::DryRunWouldRevert => {
+            "Dry run: keyguard would have reverted this change but changed nothing. The resource is still on the wrong key source."
+        }
+        Outcome::RateLimited => {
+            "keyguard did not revert yet because its remediation rate limit was reached. The resource is still on the wrong key source."
+        }
+        Outcome::Exempt => {
+            "The resource is exempt from remediation, so keyguard changed nothing. It is still on a different key source than the policy expects."
+        }
+    }
+}
+
+/// A labelled value, already cleaned (not yet escaped for any format).
+pub(crate) struct Fact {
+    pub label: &'static str,
+    pub value: String,
+}
+
+pub(crate) struct Section {
+    pub heading: &'static str,
+    pub facts: Vec<Fact>,
+}
+
+/// What every format shows, in order.
+pub(crate) struct Content {
+    pub title: String,
+    pub severity: String,
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub sections: Vec<Section>,
+    pub portal_url: String,
+}
+
+pub(crate) fn content(alert: &Alert) -> Content {
+    let fact = |label, value: &str| Fact {
+        label,
+        value: clean(value),
+    };
+    let opt = |label, value: &Option<String>, missing: &str| Fact {
+        label,
+        value: clean(value.as_deref().unwrap_or(missing)),
+    };
+
+    let mut what = vec![
+        fact("Resource", &alert.resource_name),
+        Fact {
+            label: "Type",
+            value: format!(
+                "{} ({})",
+                friendly_type(&alert.resource_type),
+                clean(&alert.resource_type)
+            ),
+        },
+        fact("Resource group", &alert.resource_group),
+        fact("Subscription", &alert.subscription_id),
+    ];
+    what.push(fact("Resource ID", &alert.resource_id));
+
+    let mut key = vec![fact("Expected", &alert.expected)];
+    if alert.expected_key.is_some() {
+        key.push(opt("Expected key", &alert.expected_key, ""));
+    }
+    key.push(fact("Actual", &alert.actual));
+    if alert.actual_key.is_some() {
+        key.push(opt("Actual key", &alert.actual_key, ""));
+    }
+
+    let mut who = vec![
+        opt("Changed by", &alert.caller, "unknown"),
+        opt("Caller IP", &alert.caller_ip, "unknown"),
+        fact("Changed at", &alert.occurred_at),
+    ];
+    if alert.repeats > 0 {
+        who.push(Fact {
+            label: "Repeated changes",
+            value: format!("{} more in the suppression window", alert.repeats),
+        });
+    }
+
+    let mut context = Vec::new();
+    if alert.cis_control.is_some() {
+        context.push(opt("CIS control", &alert.cis_control, ""));
+    }
+    if alert.profile.is_some() {
+        context.push(opt("Profile", &alert.profile, ""));
+    }
+    context.push(fact("Correlation ID", &alert.correlation_id));
+
+    Content {
+        title: alert.title(),
+        severity: alert.severity.to_string(),
+        outcome: outcome_sentence(alert.outcome).to_string(),
+        detail: alert.detail.as_deref().map(clean),
+        sections: vec![
+            Section {
+                heading: "What drifted",
+                facts: what,
+            },
+            Section {
+                heading: "Key source",
+                facts: key,
+            },
+            Section {
+                heading: "Who and when",
+                facts: who,
+            },
+            Section {
+                heading: "Context",
+                facts: context,
+            },
+        ],
+        portal_url: alert.portal_url(),
+    }
+}
+
+/// Teams renders a Markdown subset in TextBlocks and Fact values; without escaping, a caller or detail
+/// like `[Reset MFA](https://evil)` would become a clickable link inside a trusted security alert.
+/// Only characters that start inline formatting are escaped everywhere (fewer visible backslashes if a
+/// client ignores escapes); block markers (`- `, `# `, `1. `) matter only at the start of the value.
+pub(crate) fn markdown_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    let digits = s.chars().take_while(char::is_ascii_digit).count();
+    // "12. x" / "12) x" start an ordered list; "203.0.113.7" does not.
+    let ordered_list = digits > 0
+        && matches!(s.chars().nth(digits), Some('.' | ')'))
+        && s.chars().nth(digits + 1).is_none_or(char::is_whitespace);
+    for (i, c) in s.chars().enumerate() {
+        let block_marker = (i == 0 && matches!(c, '-' | '+' | '#' | '>' | '=')) || (ordered_list && i == digits);
+        if block_marker || matches!(c, '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '~') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub(crate) fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_removes_line_forgery_and_bidi() {
+        assert_eq!(clean("a\r\nOutcome: ok"), "a  Outcome: ok");
+        assert_eq!(clean("st\u{202E}exe.txt"), "st\u{FFFD}exe.txt");
+        let long = "x".repeat(5000);
+        assert_eq!(clean(&long).chars().count(), MAX_VALUE_CHARS + 1);
+    }
+
+    #[test]
+    fn markdown_links_are_neutralised() {
+        assert_eq!(markdown_escape("[x](https://e)"), "\\[x\\](https://e)");
+    }
+
+    #[test]
+    fn markdown_block_markers_only_at_start() {
+        assert_eq!(markdown_escape("- a-b"), "\\- a-b");
+        assert_eq!(markdown_escape("12. x 3."), "12\\. x 3.");
+        assert_eq!(markdown_escape("rg-prod"), "rg-prod");
+        assert_eq!(markdown_escape("203.0.113.7"), "203.0.113.7");
+        assert_eq!(markdown_escape("3)"), "3\\)");
+    }
+
+    #[test]
+    fn html_escape_covers_attribute_quotes() {
+        assert_eq!(
+            html_escape(r#"<a href="x">'&"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
+        );
+    }
+
+    #[test]
+    fn friendly_type_is_case_insensitive_with_fallback() {
+        assert_eq!(friendly_type("Microsoft.Storage/storageAccounts"), "storage account");
+        assert_eq!(friendly_type("Microsoft.Foo/bars"), "Microsoft.Foo/bars");
+    }
+}

@@ -1,0 +1,253 @@
+use std::process::Command;
+
+use keyguard_notify::{Alert, Outcome, Severity, teams};
+use serde_json::Value;
+
+use crate::support::{hostile_alert, manifest_dir, minimal_alert, temp_file};
+
+/// Runs Microsoft's `adaptivecards` parser over the card and returns its report.
+fn validate_with_adaptivecards(card: &Value) -> Value {
+    let node_dir = manifest_dir().join("tests/node");
+    assert!(
+        node_dir.join("node_modules/adaptivecards").is_dir(),
+        "the adaptivecards npm package is missing: run `npm ci --prefix crates/keyguard-notify/tests/node`"
+    );
+    let file = temp_file("card.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(card).unwrap()).unwrap();
+    let node = std::env::var("KEYGUARD_TEST_NODE").unwrap_or_else(|_| "node".into());
+    let out = Command::new(&node)
+        .arg(node_dir.join("validate-card.js"))
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{node}` (install Node.js >= 18): {e}"));
+    let _ = std::fs::remove_file(&file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "validator printed no JSON ({e}); stdout: {stdout}; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(out.status.success(), "validator failed: {report}\ncard: {card:#}");
+    report
+}
+
+fn variants() -> Vec<Alert> {
+    let mut all = Vec::new();
+    for outcome in Outcome::ALL {
+        all.push(Alert {
+            outcome,
+            ..Alert::sample()
+        });
+        all.push(hostile_alert(outcome));
+        all.push(minimal_alert(outcome));
+    }
+    all
+}
+
+#[test]
+fn every_outcome_passes_the_adaptivecards_parser_without_errors_or_warnings() {
+    for alert in variants() {
+        let card = teams::adaptive_card(&alert);
+        let report = validate_with_adaptivecards(&card);
+        assert_eq!(report["errors"], serde_json::json!([]), "{:?}", alert.outcome);
+        assert_eq!(report["warnings"], serde_json::json!([]), "{:?}", alert.outcome);
+    }
+}
+
+/// The validator itself must catch what we rely on it for, or the test above proves nothing.
+#[test]
+fn validator_rejects_unknown_elements_and_dropped_properties() {
+    let mut card = teams::adaptive_card(&Alert::sample());
+    card["body"][0]["items"][0]["wieght"] = "Bolder".into();
+    let node_dir = manifest_dir().join("tests/node");
+    let file = temp_file("bad-card.json");
+    std::fs::write(&file, serde_json::to_vec(&card).unwrap()).unwrap();
+    let out = Command::new(std::env::var("KEYGUARD_TEST_NODE").unwrap_or_else(|_| "node".into()))
+        .arg(node_dir.join("validate-card.js"))
+        .arg(&file)
+        .output()
+        .expect("node must be installed");
+    let _ = std::fs::remove_file(&file);
+    assert!(!out.status.success());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["warnings"].to_string().contains("wieght"), "{report}");
+
+    let mut card = teams::adaptive_card(&Alert::sample());
+    card["body"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": "TextBlok", "text": "x"}));
+    let file = temp_file("bad-card2.json");
+    std::fs::write(&file, serde_json::to_vec(&card).unwrap()).unwrap();
+    let out = Command::new(std::env::var("KEYGUARD_TEST_NODE").unwrap_or_else(|_| "node".into()))
+        .arg(node_dir.join("validate-card.js"))
+        .arg(&file)
+        .output()
+        .expect("node must be installed");
+    let _ = std::fs::remove_file(&file);
+    assert!(!out.status.success());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["errors"].to_string().contains("TextBlok"), "{report}");
+}
+
+fn all_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s}\n"),
+        Value::Array(a) => a.iter().map(all_text).collect(),
+        Value::Object(o) => o.values().map(all_text).collect(),
+        _ => String::new(),
+    }
+}
+
+#[test]
+fn card_shows_what_a_responder_needs() {
+    let alert = Alert {
+        outcome: Outcome::RevertFailed,
+        detail: Some("PATCH returned 403 AuthorizationFailed".into()),
+        ..Alert::sample()
+    };
+    let card = teams::adaptive_card(&alert);
+    assert_eq!(card["type"], "AdaptiveCard");
+    assert_eq!(card["version"], "1.5");
+    assert_eq!(card["$schema"], "http://adaptivecards.io/schemas/adaptive-card.json");
+    let text = all_text(&card);
+    for needle in [
+        "stpayments",
+        "storage account",
+        "rg-prod",
+        "00000000-0000-0000-0000-000000000000",
+        "customer-managed key (Key Vault)",
+        "Microsoft-managed keys",
+        "https://kv-prod.vault.azure.net/keys/stpayments-cmk",
+        "mallory@contoso.com",
+        "203.0.113.7",
+        "2026-01-15T09:30:00Z",
+        "FAILED",
+        "PATCH returned 403 AuthorizationFailed",
+        "CIS Azure 3.12",
+        "00000000-0000-4000-8000-000000000001",
+    ] {
+        assert!(text.contains(needle), "card lacks {needle:?}:\n{text}");
+    }
+    let action = &card["actions"][0];
+    assert_eq!(action["type"], "Action.OpenUrl");
+    assert_eq!(action["url"], alert.portal_url());
+    assert_eq!(
+        alert.portal_url(),
+        "https://portal.azure.com/#@/resource/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-prod/providers/Microsoft.Storage/storageAccounts/stpayments/overview"
+    );
+}
+
+#[test]
+fn each_outcome_has_its_own_wording() {
+    let mut seen = std::collections::HashSet::new();
+    for outcome in Outcome::ALL {
+        let alert = Alert {
+            outcome,
+            ..Alert::sample()
+        };
+        assert!(seen.insert(alert.title()), "duplicate title for {outcome:?}");
+        let text = all_text(&teams::adaptive_card(&alert));
+        assert!(seen.insert(text), "duplicate card for {outcome:?}");
+    }
+}
+
+#[test]
+fn hostile_values_cannot_become_links_or_forge_lines() {
+    let alert = hostile_alert(Outcome::Reverted);
+    let card = teams::adaptive_card(&alert);
+    let text = all_text(&card);
+    assert!(!text.contains("[Reset MFA]"), "{text}");
+    assert!(text.contains("\\[Reset MFA\\]"), "{text}");
+    assert!(!text.contains('\u{202E}'));
+    assert!(!text.contains("\r\nBcc"));
+    // Only one action, pointing at the portal, whatever the values say.
+    assert_eq!(card["actions"].as_array().map(Vec::len), Some(1));
+    let url = alert.portal_url();
+    assert!(url.starts_with("https://portal.azure.com/#@/resource/subscriptions/"));
+
+    let crafted = Alert {
+        resource_id: "/x\" onclick=\"y#frag?q <b>".into(),
+        ..Alert::sample()
+    };
+    let url = crafted.portal_url();
+    assert!(
+        !url.contains(['"', ' ', '<', '>', '?']) && url.matches('#').count() == 1,
+        "{url}"
+    );
+}
+
+#[test]
+fn workflows_payload_wraps_the_card_as_teams_expects() {
+    let alert = Alert::sample();
+    let payload = teams::workflows_payload(&alert);
+    assert_eq!(payload["type"], "message");
+    let att = &payload["attachments"][0];
+    assert_eq!(att["contentType"], "application/vnd.microsoft.card.adaptive");
+    assert!(att["contentUrl"].is_null());
+    assert_eq!(att["content"], teams::adaptive_card(&alert));
+    assert_eq!(payload["attachments"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn message_card_carries_the_same_facts_without_markdown() {
+    let alert = hostile_alert(Outcome::ManualActionNeeded);
+    let card = teams::message_card(&alert);
+    assert_eq!(card["@type"], "MessageCard");
+    assert_eq!(card["@context"], "https://schema.org/extensions");
+    assert_eq!(card["themeColor"], "D70000");
+    assert!(card["summary"].as_str().is_some_and(|s| !s.is_empty()));
+    for s in card["sections"].as_array().unwrap() {
+        assert_eq!(s["markdown"], false);
+    }
+    let text = all_text(&card);
+    assert!(text.contains("203.0.113.9"));
+    assert!(text.contains("restore it by hand"));
+    assert_eq!(card["potentialAction"][0]["targets"][0]["uri"], alert.portal_url());
+}
+
+#[test]
+fn severity_changes_the_banner() {
+    let style = |severity| {
+        teams::adaptive_card(&Alert {
+            severity,
+            ..Alert::sample()
+        })["body"][0]["style"]
+            .clone()
+    };
+    assert_eq!(style(Severity::High), "attention");
+    assert_eq!(style(Severity::Warning), "warning");
+    assert_eq!(style(Severity::Info), "accent");
+}
+
+#[test]
+fn alert_json_shape_is_stable_for_webhook_consumers() {
+    let v = serde_json::to_value(Alert {
+        outcome: Outcome::DryRunWouldRevert,
+        ..Alert::sample()
+    })
+    .unwrap();
+    assert_eq!(v["outcome"], "dry-run-would-revert");
+    assert_eq!(v["severity"], "high");
+    assert_eq!(v["repeats"], 0);
+    let back: Alert = serde_json::from_value(v).unwrap();
+    assert_eq!(back.outcome, Outcome::DryRunWouldRevert);
+}
+
+#[test]
+fn titles_read_well() {
+    assert_eq!(
+        Alert::sample().title(),
+        "Drift reverted: storage account stpayments (rg-prod)"
+    );
+    assert_eq!(
+        keyguard_notify::email::subject(&Alert::sample()),
+        "[keyguard] Drift reverted: storage account stpayments (rg-prod)"
+    );
+    let folded = Alert {
+        repeats: 4,
+        ..Alert::sample()
+    };
+    assert!(folded.title().ends_with("(+4 repeated changes)"));
+}
