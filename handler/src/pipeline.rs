@@ -386,26 +386,13 @@ impl Pipeline {
         dry_run: bool,
         now: OffsetDateTime,
     ) -> Result<PlanContext, StoreError> {
-        let tags = document
-            .get("tags")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let profile = self.config.profile_for(id, &tags);
-        let drifted = matches!(evaluation.verdict, Verdict::Drift(_));
-        let mut ctx = PlanContext {
-            mode: profile.map(|p| p.mode).unwrap_or(keyguard_core::config::Mode::Audit),
-            dry_run,
-            baseline: if drifted { self.store.baseline(id)? } else { None },
-            pinned_key: profile.and_then(|p| p.pinned_key.clone()),
-            reverts_in_last_hour: if drifted {
-                self.store.reverts_since(id, now - time::Duration::hours(1))?
-            } else {
-                0
-            },
-            max_reverts_per_hour: self.config.settings.max_reverts_per_hour,
-            resource_has_identity_for: None,
-        };
+        // Mode and pinned key come from the profile the evaluation already chose.
+        let mut ctx = PlanContext::new(evaluation, &self.config.settings);
+        ctx.dry_run = dry_run;
+        if evaluation.verdict.is_drift() {
+            ctx.baseline = self.store.baseline(id)?;
+            ctx.reverts_in_last_hour = self.store.reverts_since(id, now - time::Duration::hours(1))?;
+        }
         if let Some(RevertTarget::Cmk(key)) = revert_target(evaluation, &ctx) {
             ctx.resource_has_identity_for = Some(entry.has_identity_for(document, &key));
         }

@@ -82,6 +82,42 @@ const fn fields(
 }
 
 /// An alert-only row: no write is ever planned, so method and shape are placeholders.
+/// Event Hubs and Service Bus namespaces share one encryption model: `keySource` has a single
+/// value (`Microsoft.KeyVault`), MMK is the absence of `encryption`, key properties are an array.
+const fn messaging_namespace(
+    resource_type: &'static str,
+    table_rows: &'static str,
+    write_operations: &'static [&'static str],
+    cis_level2: &'static str,
+    notes: &'static str,
+) -> CatalogEntry {
+    alert_only(
+        resource_type,
+        table_rows,
+        "2024-01-01",
+        write_operations,
+        value(
+            &["properties", "encryption", "keySource"],
+            &[],
+            &["Microsoft.KeyVault"],
+            WhenAbsent::Mmk,
+        ),
+        fields(
+            &["properties", "encryption", "keyVaultProperties"],
+            ["keyVaultUri", "keyName", "keyVersion"],
+            None,
+        ),
+        &[
+            "identity",
+            "properties.encryption.keyVaultProperties[].identity.userAssignedIdentity",
+        ],
+        ONE_WAY_TO_CMK,
+        L1_PLATFORM,
+        cis_level2,
+        notes,
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 const fn alert_only(
     resource_type: &'static str,
@@ -364,53 +400,17 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
         notes: "User-assigned identity only (already attached to the server); key perms get/list/wrap/unwrap; \
                 vault with 90-day soft delete and purge protection. Geo-backup keys are not managed.",
     },
-    alert_only(
+    messaging_namespace(
         "Microsoft.EventHub/namespaces",
         "11",
-        "2024-01-01",
         &["Microsoft.EventHub/namespaces/write"],
-        value(
-            &["properties", "encryption", "keySource"],
-            &[],
-            &["Microsoft.KeyVault"],
-            WhenAbsent::Mmk,
-        ),
-        fields(
-            &["properties", "encryption", "keyVaultProperties"],
-            ["keyVaultUri", "keyName", "keyVersion"],
-            None,
-        ),
-        &[
-            "identity",
-            "properties.encryption.keyVaultProperties[].identity.userAssignedIdentity",
-        ],
-        ONE_WAY_TO_CMK,
-        L1_PLATFORM,
         "Built-in policy: Event Hub namespaces should use a customer-managed key for encryption",
         "CMK only on new or empty Premium/Dedicated namespaces, and it cannot be removed.",
     ),
-    alert_only(
+    messaging_namespace(
         "Microsoft.ServiceBus/namespaces",
         "12",
-        "2024-01-01",
         &["Microsoft.ServiceBus/namespaces/write"],
-        value(
-            &["properties", "encryption", "keySource"],
-            &[],
-            &["Microsoft.KeyVault"],
-            WhenAbsent::Mmk,
-        ),
-        fields(
-            &["properties", "encryption", "keyVaultProperties"],
-            ["keyVaultUri", "keyName", "keyVersion"],
-            None,
-        ),
-        &[
-            "identity",
-            "properties.encryption.keyVaultProperties[].identity.userAssignedIdentity",
-        ],
-        ONE_WAY_TO_CMK,
-        L1_PLATFORM,
         "Built-in policy: Service Bus Premium namespaces should use a customer-managed key for encryption",
         "CMK only on new or empty Premium namespaces, and it cannot be removed.",
     ),
