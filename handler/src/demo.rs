@@ -137,6 +137,16 @@ pub async fn run(output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let config_path = dir.join("keyguard.toml");
     std::fs::write(&config_path, CONFIG)?;
+    // Every run starts from nothing: a state store kept from an earlier run would carry its
+    // revert counts into this one and (rightly) rate-limit the reverts the demo expects.
+    let state_path = dir.join("state.redb");
+    for stale in [&state_path, &dir.join("deadletter.jsonl")] {
+        match std::fs::remove_file(stale) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot reset {}", stale.display())),
+        }
+    }
 
     let seed = vec![
         storage_account("stpaymentsdata", true, json!({"env": "prod"})),
@@ -163,7 +173,7 @@ pub async fn run(output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         .args(["--log-format", "json", "serve"])
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
         .env("KEYGUARD_CONFIG", &config_path)
-        .env("KEYGUARD_STATE_PATH", dir.join("state.redb"))
+        .env("KEYGUARD_STATE_PATH", &state_path)
         .env("KEYGUARD_ARM_ENDPOINT", &sim_url)
         .env("KEYGUARD_AUTH", "managed-identity")
         .env("IDENTITY_ENDPOINT", sim.msi_endpoint())
