@@ -135,6 +135,10 @@ pub struct Options {
     pub no_delivery: bool,
     /// Deliver in the CloudEvents 1.0 schema instead of the Event Grid schema.
     pub cloud_events: bool,
+    /// Appended to the test profile file (alert routes, rules).
+    pub extra_config: String,
+    /// Extra environment for keyguard (the secrets routes name).
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -147,13 +151,17 @@ impl Default for Options {
             webhook: false,
             no_delivery: false,
             cloud_events: false,
+            extra_config: String::new(),
+            extra_env: Vec::new(),
         }
     }
 }
 
 pub struct Env {
     _sim: ChildGuard,
-    _handler: ChildGuard,
+    handler_child: Option<ChildGuard>,
+    handler_port: u16,
+    options: Options,
     pub sim: String,
     pub handler: String,
     pub dir: PathBuf,
@@ -217,47 +225,77 @@ impl Env {
         let sim = format!("http://{}", sim_addr.trim());
 
         let config_path = dir.join("keyguard.toml");
-        std::fs::write(&config_path, CONFIG)?;
-        let mut cmd = Command::new(&bin);
-        if options.webhook {
-            cmd.args(["--log-format", "json", "webhook", "--port", &handler_port.to_string()]);
+        std::fs::write(&config_path, format!("{CONFIG}\n{}", options.extra_config))?;
+        let mut env = Env {
+            _sim: sim_child,
+            handler_child: None,
+            sim,
+            handler,
+            dir,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?,
+            handler_log: Arc::new(Mutex::new(Vec::new())),
+            handler_port,
+            options,
+        };
+        env.start_handler().await?;
+        Ok(env)
+    }
+
+    /// Starts `keyguard serve` (or `webhook`) on the run's state store; used again after a kill.
+    pub async fn start_handler(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(keyguard_bin());
+        if self.options.webhook {
+            cmd.args([
+                "--log-format",
+                "json",
+                "webhook",
+                "--port",
+                &self.handler_port.to_string(),
+            ]);
         } else {
             cmd.args(["--log-format", "json", "serve"])
-                .env("FUNCTIONS_CUSTOMHANDLER_PORT", handler_port.to_string());
+                .env("FUNCTIONS_CUSTOMHANDLER_PORT", self.handler_port.to_string());
         }
-        cmd.env("KEYGUARD_CONFIG", &config_path)
-            .env("KEYGUARD_STATE_PATH", dir.join("state.redb"))
-            .env("KEYGUARD_ARM_ENDPOINT", &sim)
+        cmd.env("KEYGUARD_CONFIG", self.dir.join("keyguard.toml"))
+            .env("KEYGUARD_STATE_PATH", self.dir.join("state.redb"))
+            .env("KEYGUARD_ARM_ENDPOINT", &self.sim)
             .env("KEYGUARD_AUTH", "managed-identity")
-            .env("IDENTITY_ENDPOINT", format!("{sim}/msi/token"))
+            .env("IDENTITY_ENDPOINT", format!("{}/msi/token", self.sim))
             .env("IDENTITY_HEADER", azure_sim::SimConfig::default().identity_header)
-            .env("KEYGUARD_TIME_BUDGET_MS", options.time_budget_ms.to_string())
-            .env("KEYGUARD_DRY_RUN", options.dry_run.to_string())
+            .env("KEYGUARD_TIME_BUDGET_MS", self.options.time_budget_ms.to_string())
+            .env("KEYGUARD_DRY_RUN", self.options.dry_run.to_string())
             .env("RUST_LOG", "info")
             .env_remove("FUNCTIONS_WORKER_RUNTIME")
+            .envs(self.options.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().context("spawn keyguard serve")?;
-        let handler_log = Arc::new(Mutex::new(Vec::new()));
         if let Some(stdout) = child.stdout.take() {
-            let log = handler_log.clone();
+            let log = self.handler_log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                     log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
                 }
             });
         }
-        let env = Env {
-            _sim: sim_child,
-            _handler: ChildGuard(child),
-            sim,
-            handler,
-            dir,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?,
-            handler_log,
-        };
-        env.wait_ready().await?;
-        Ok(env)
+        self.handler_child = Some(ChildGuard(child));
+        self.wait_ready().await
+    }
+
+    /// SIGKILL, as a crashed or recycled Functions worker: no graceful shutdown.
+    pub fn kill_handler(&mut self) {
+        self.handler_child = None;
+    }
+
+    /// Runs a `keyguard` command against this run's configuration and state (handler stopped).
+    pub fn keyguard_cli(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        Ok(Command::new(keyguard_bin())
+            .args(args)
+            .env("KEYGUARD_CONFIG", self.dir.join("keyguard.toml"))
+            .env("KEYGUARD_STATE_PATH", self.dir.join("state.redb"))
+            .env("KEYGUARD_ARM_ENDPOINT", &self.sim)
+            .envs(self.options.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()?)
     }
 
     async fn wait_ready(&self) -> anyhow::Result<()> {

@@ -32,6 +32,15 @@ name = "analytics-mmk"
 require = "mmk"
 mode = "enforce"
 scope = { resource_groups = ["rg-analytics"] }
+
+# Alerts go to a Teams Workflows webhook; the demo plays Teams and saves each card it receives.
+[routes.secops]
+kind = "teams"
+url_env = "KEYGUARD_DEMO_TEAMS_URL"
+
+[alerts]
+default_routes = ["secops"]
+suppress_minutes = 0
 "#;
 
 struct Step {
@@ -167,6 +176,7 @@ pub async fn run(output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let sim = azure_sim::start(sim_config, "127.0.0.1:0".parse()?).await?;
     let sim_url = sim.base_url();
 
+    let teams = TeamsStandIn::start(dir.clone()).await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let handler_url = format!("http://127.0.0.1:{port}");
     let mut child = std::process::Command::new(std::env::current_exe()?)
@@ -179,6 +189,7 @@ pub async fn run(output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         .env("IDENTITY_ENDPOINT", sim.msi_endpoint())
         .env("IDENTITY_HEADER", azure_sim::SimConfig::default().identity_header)
         .env("RUST_LOG", "info")
+        .env("KEYGUARD_DEMO_TEAMS_URL", &teams.url)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -206,6 +217,14 @@ pub async fn run(output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         });
     }
     let result = drive(&sim_url, &handler_url, &keyguard_principal, &audit, started).await;
+    // Alerts leave through the outbox a moment after the decision: give the last one time to land.
+    let _ = wait_until(Duration::from_secs(10), || async { Ok(teams.received() >= 3) }).await;
+    let cards = teams.received();
+    println!(
+        "\nTeams (stand-in) received {cards} Adaptive Cards, saved as {}/teams-card-*.json",
+        dir.display()
+    );
+    let result = result.map(|ok| ok && cards == 3);
     let _ = child.kill();
     let _ = child.wait();
     sim.shutdown().await;
@@ -397,5 +416,40 @@ where
             bail!("timed out");
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Plays the Teams Workflows webhook: answers 202 and saves each posted card to the output folder.
+struct TeamsStandIn {
+    url: String,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TeamsStandIn {
+    async fn start(dir: PathBuf) -> anyhow::Result<Self> {
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = count.clone();
+        let app = axum::Router::new().route(
+            "/workflows",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                let path = dir.join(format!("teams-card-{n}.json"));
+                async move {
+                    let pretty = serde_json::from_slice::<Value>(&body)
+                        .and_then(|v| serde_json::to_vec_pretty(&v))
+                        .unwrap_or_else(|_| body.to_vec());
+                    let _ = std::fs::write(path, pretty);
+                    axum::http::StatusCode::ACCEPTED
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/workflows", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { url, count })
+    }
+
+    fn received(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

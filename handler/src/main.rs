@@ -1,9 +1,11 @@
 //! `keyguard`: keeps Azure encryption at rest on the key source a profile decides (CMK or MMK).
 
+mod alerting;
 mod app;
 mod arm;
 mod demo;
 mod identity;
+mod outbox;
 mod pipeline;
 mod settings;
 mod store;
@@ -80,10 +82,33 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: CatalogFormat,
     },
+    /// The alert outbox: queued, sent and parked alerts.
+    Alerts {
+        /// Only alerts that could not be delivered and were parked.
+        #[arg(long)]
+        failed: bool,
+        /// Put a parked alert back in the queue and try to send it now.
+        #[arg(long, value_name = "ID")]
+        resend: Option<String>,
+    },
+    /// Alert channel commands.
+    Alert {
+        #[command(subcommand)]
+        command: AlertCommand,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlertCommand {
+    /// Send a sample alert through one route, to check its set-up end to end.
+    Test {
+        #[arg(long)]
+        route: String,
     },
 }
 
@@ -167,6 +192,59 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
                 _ => ExitCode::SUCCESS,
             })
         }
+        Command::Alerts { failed, resend } => {
+            let settings = Settings::from_env()?;
+            let pipeline = settings.build_pipeline()?;
+            if let Some(id) = resend {
+                let alerter = pipeline.alerter().context("no alert routes are configured")?;
+                if !alerter.dispatcher().resend(&id)? {
+                    anyhow::bail!("{id} is not a parked alert");
+                }
+                let report = alerter.dispatcher().run_due(time::OffsetDateTime::now_utc()).await?;
+                println!(
+                    "{id}: re-queued; sent {}, retrying {}, parked {}",
+                    report.sent, report.retried, report.parked
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let entries = pipeline.store().outbox_entries()?;
+            let shown: Vec<_> = entries
+                .iter()
+                .filter(|e| !failed || e.status == store::OutboxStatus::Parked)
+                .collect();
+            for e in &shown {
+                println!(
+                    "{}  {:<8} {:<10} attempts {:<3} {}  {}{}",
+                    e.id,
+                    format!("{:?}", e.status).to_lowercase(),
+                    e.route,
+                    e.attempts,
+                    e.alert.resource_name,
+                    e.alert.title(),
+                    e.last_error.as_deref().map(|m| format!("  [{m}]")).unwrap_or_default()
+                );
+            }
+            println!("{} of {} outbox entries", shown.len(), entries.len());
+            Ok(if failed && !shown.is_empty() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Alert {
+            command: AlertCommand::Test { route },
+        } => {
+            let settings = Settings::from_env()?;
+            let channels = alerting::ConfiguredChannels::from_config(&settings.config, |k| std::env::var(k).ok())?;
+            let channel = outbox::ChannelResolver::channel(&channels, &route, &[])
+                .map_err(|e| anyhow::anyhow!("{e} (configured: {})", channels.route_names().join(", ")))?;
+            channel
+                .send(&keyguard_notify::Alert::sample())
+                .await
+                .map_err(|e| anyhow::anyhow!("route {route}: {e}"))?;
+            println!("route {route}: sample alert delivered");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sim(args) => {
             azure_sim::run(args).await?;
             Ok(ExitCode::SUCCESS)
@@ -215,9 +293,19 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Builds the pipeline and, when alert routes are configured, starts the outbox sender.
 fn app_state(settings: &Settings) -> anyhow::Result<AppState> {
+    let pipeline = Arc::new(settings.build_pipeline()?);
+    if let Some(alerter) = pipeline.alerter() {
+        tokio::spawn(
+            alerter
+                .dispatcher()
+                .clone()
+                .run_forever(std::time::Duration::from_secs(5)),
+        );
+    }
     Ok(AppState {
-        pipeline: Arc::new(settings.build_pipeline()?),
+        pipeline,
         webhook_key: settings.webhook_key.as_deref().map(Arc::from),
     })
 }

@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use crate::alerting::Alerter;
 use crate::arm::{ArmClient, ArmError, CallContext};
 use crate::identity::{SelfIdentity, TokenError};
 use crate::store::{StateStore, StoreError};
@@ -63,7 +64,10 @@ pub struct Outcome {
     pub resource_id: Option<String>,
     pub resource_type: Option<String>,
     pub caller: Option<String>,
+    pub caller_ip: Option<String>,
     pub profile: Option<String>,
+    /// cmk | mmk | encrypted, from the profile.
+    pub requirement: Option<String>,
     /// compliant | drift | exempt | unsupported | gone | skipped | ignored
     pub verdict: String,
     pub drift: Option<String>,
@@ -77,6 +81,9 @@ pub struct Outcome {
     pub alert: bool,
     pub dry_run: bool,
     pub duration_ms: u64,
+    /// The resource's tags, for alert routing (owner tag); not part of the audit record.
+    #[serde(skip)]
+    pub tags: serde_json::Map<String, Value>,
 }
 
 impl Outcome {
@@ -87,7 +94,9 @@ impl Outcome {
             resource_id: resource_id.map(|r| r.as_str().to_string()),
             resource_type: resource_id.map(|r| r.resource_type()),
             caller: None,
+            caller_ip: None,
             profile: None,
+            requirement: None,
             verdict: String::new(),
             drift: None,
             before: None,
@@ -98,6 +107,7 @@ impl Outcome {
             alert: false,
             dry_run: false,
             duration_ms: 0,
+            tags: serde_json::Map::new(),
         }
     }
 
@@ -133,6 +143,7 @@ pub struct Pipeline {
     self_identity: SelfIdentity,
     settings: PipelineSettings,
     locks: ResourceLocks,
+    alerter: Option<Arc<Alerter>>,
 }
 
 impl Pipeline {
@@ -145,7 +156,18 @@ impl Pipeline {
             self_identity,
             settings,
             locks: ResourceLocks::default(),
+            alerter: None,
         }
+    }
+
+    /// Alerts go through the outbox to the configured routes (without one they stay log records).
+    pub fn with_alerter(mut self, alerter: Arc<Alerter>) -> Self {
+        self.alerter = Some(alerter);
+        self
+    }
+
+    pub fn alerter(&self) -> Option<&Arc<Alerter>> {
+        self.alerter.as_ref()
     }
 
     pub fn config(&self) -> &Config {
@@ -172,7 +194,7 @@ impl Pipeline {
                 let correlation = op.correlation_id.clone().unwrap_or_else(|| event.id.clone());
                 let outcome = Outcome::new(trigger.clone(), &correlation, Some(&op.resource_id));
                 if !op.status.as_deref().is_none_or(|s| s.eq_ignore_ascii_case("Succeeded")) {
-                    return Ok(self.audit(outcome.finish("ignored", "not-succeeded", op.status.clone()), started));
+                    return self.audit(outcome.finish("ignored", "not-succeeded", op.status.clone()), started);
                 }
                 // A write to a child that holds the key setting (SQL protector, TDE) means "look at the parent".
                 let target = catalog::target_for(&op.resource_id).filter(|(_, entry)| {
@@ -181,7 +203,7 @@ impl Pipeline {
                 });
                 let Some((target_id, _)) = target else {
                     let detail = format!("operation {} is not an encryption-relevant write", op.operation_name);
-                    return Ok(self.audit(outcome.finish("ignored", "not-watched", Some(detail)), started));
+                    return self.audit(outcome.finish("ignored", "not-watched", Some(detail)), started);
                 };
                 (target_id, Some(op.caller.clone()), correlation, None)
             }
@@ -190,23 +212,23 @@ impl Pipeline {
             } => (resource_id.clone(), None, event.id.clone(), Some(resource.clone())),
             EventKind::ResourceNotificationDeleted { resource_id } => {
                 let outcome = Outcome::new(trigger, &event.id, Some(resource_id));
-                return Ok(self.audit(outcome.finish("gone", "deleted", None), started));
+                return self.audit(outcome.finish("gone", "deleted", None), started);
             }
             EventKind::OtherArm { operation_name, .. } => {
                 let outcome = Outcome::new(trigger, &event.id, None);
                 let detail = format!("{} ({})", event.event_type, operation_name.as_deref().unwrap_or("-"));
-                return Ok(self.audit(
+                return self.audit(
                     outcome.finish("ignored", "event-type-not-watched", Some(detail)),
                     started,
-                ));
+                );
             }
             EventKind::SubscriptionValidation { .. } | EventKind::Unrecognised => {
                 let outcome = Outcome::new(trigger, &event.id, None);
                 let detail = event.event_type.clone();
-                return Ok(self.audit(
+                return self.audit(
                     outcome.finish("ignored", "event-type-not-watched", Some(detail)),
                     started,
-                ));
+                );
             }
         };
 
@@ -214,13 +236,13 @@ impl Pipeline {
         outcome.caller = caller.as_ref().map(Caller::display);
         let now = OffsetDateTime::now_utc();
         if self.store.event_seen(&event.id, now)? {
-            return Ok(self.audit(outcome.finish("skipped", "duplicate", None), started));
+            return self.audit(outcome.finish("skipped", "duplicate", None), started);
         }
         if let Some(caller) = &caller {
             let ids = self.self_identity.ids(self.arm.tokens(), self.arm.scope()).await?;
             if SelfIdentity::is_self(&ids, caller.object_id.as_deref(), caller.app_id.as_deref()) {
                 self.mark_handled(&event.id, now)?;
-                return Ok(self.audit(outcome.finish("skipped", "own-write", None), started));
+                return self.audit(outcome.finish("skipped", "own-write", None), started);
             }
         }
 
@@ -230,7 +252,7 @@ impl Pipeline {
                 &resource_id,
                 trigger,
                 &ctx,
-                outcome.caller,
+                caller,
                 provided_body,
                 self.settings.dry_run,
                 started,
@@ -273,18 +295,19 @@ impl Pipeline {
         id: &ResourceId,
         trigger: Trigger,
         ctx: &CallContext,
-        caller: Option<String>,
+        caller: Option<Caller>,
         provided_body: Option<Value>,
         dry_run: bool,
         started: std::time::Instant,
     ) -> Result<Outcome, PipelineError> {
         let _guard = self.locks.lock(id).await;
         let mut outcome = Outcome::new(trigger, &ctx.correlation_id, Some(id));
-        outcome.caller = caller;
+        outcome.caller = caller.as_ref().map(Caller::display);
+        outcome.caller_ip = caller.and_then(|c| c.ip_address);
         outcome.dry_run = dry_run;
         let Some(entry) = catalog::lookup(&id.resource_type()) else {
             let detail = format!("{} is not in the catalog", id.resource_type());
-            return Ok(self.audit(outcome.finish("unsupported", "not-in-catalog", Some(detail)), started));
+            return self.audit(outcome.finish("unsupported", "not-in-catalog", Some(detail)), started);
         };
         let now = OffsetDateTime::now_utc();
         // An event's body is used only for types whose state lives in the resource itself.
@@ -294,7 +317,7 @@ impl Pipeline {
             Some(body) => (body, BTreeMap::new()),
             None => match self.read_view(id, entry, ctx).await? {
                 Some(view) => view,
-                None => return Ok(self.audit(outcome.finish("gone", "resource-not-found", None), started)),
+                None => return self.audit(outcome.finish("gone", "resource-not-found", None), started),
             },
         };
         let mut evaluation = evaluate_view(id, &view(&document, &children), &self.config, now);
@@ -303,7 +326,7 @@ impl Pipeline {
             // revert needs (identity): anything beyond "compliant" is decided on the live resource.
             (document, children) = match self.read_view(id, entry, ctx).await? {
                 Some(view) => view,
-                None => return Ok(self.audit(outcome.finish("gone", "resource-not-found", None), started)),
+                None => return self.audit(outcome.finish("gone", "resource-not-found", None), started),
             };
             evaluation = evaluate_view(id, &view(&document, &children), &self.config, now);
             if !evaluation.verdict.is_drift() {
@@ -312,6 +335,12 @@ impl Pipeline {
         }
         self.store.remember_resource(id)?;
         outcome.profile = evaluation.profile.clone();
+        outcome.requirement = evaluation.requirement.map(|r| r.as_str().to_string());
+        outcome.tags = document
+            .get("tags")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         outcome.before = Some(evaluation.observed.clone());
         let plan_ctx = self.plan_context(id, entry, &evaluation, &document, dry_run, now)?;
         let decided = plan(&evaluation, &plan_ctx);
@@ -374,7 +403,7 @@ impl Pipeline {
                     .await?
             }
         };
-        Ok(self.audit(outcome, started))
+        self.audit(outcome, started)
     }
 
     fn plan_context(
@@ -483,7 +512,7 @@ impl Pipeline {
     }
 
     /// Every decision becomes one structured record; alerts are a second record channels pick up.
-    fn audit(&self, mut outcome: Outcome, started: std::time::Instant) -> Outcome {
+    fn audit(&self, mut outcome: Outcome, started: std::time::Instant) -> Result<Outcome, PipelineError> {
         outcome.duration_ms = started.elapsed().as_millis() as u64;
         let record = serde_json::to_string(&outcome).unwrap_or_default();
         tracing::info!(
@@ -508,8 +537,12 @@ impl Pipeline {
                 detail = outcome.detail.as_deref().unwrap_or(""),
                 "encryption drift alert"
             );
+            if let Some(alerter) = &self.alerter {
+                // Queued durably before this invocation answers; a failure here fails the invocation.
+                alerter.raise(&outcome, &outcome.tags)?;
+            }
         }
-        outcome
+        Ok(outcome)
     }
 }
 

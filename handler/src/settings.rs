@@ -8,10 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use keyguard_core::config::Config;
 
+use crate::alerting::{Alerter, ConfiguredChannels};
 use crate::arm::{ArmClient, PUBLIC_CLOUD_ENDPOINT};
 use crate::identity::{AuthMode, CredentialTokenSource};
+use crate::outbox::Dispatcher;
 use crate::pipeline::{Pipeline, PipelineSettings};
-use crate::store::EmbeddedStore;
+use crate::store::{EmbeddedStore, StateStore};
 
 pub struct Settings {
     pub config: Config,
@@ -96,19 +98,31 @@ impl Settings {
         let tokens = CredentialTokenSource::new(&self.auth, http.clone())
             .with_context(|| format!("cannot set up the {:?} credential", self.auth))?;
         let arm = ArmClient::new(http, &self.arm_endpoint, Arc::new(tokens));
-        let store = EmbeddedStore::open(&self.state_path)
-            .with_context(|| format!("cannot open the state store at {}", self.state_path.display()))?;
-        Ok(Pipeline::new(
-            Arc::new(self.config.clone()),
+        let store: Arc<dyn StateStore> = Arc::new(
+            EmbeddedStore::open(&self.state_path)
+                .with_context(|| format!("cannot open the state store at {}", self.state_path.display()))?,
+        );
+        let config = Arc::new(self.config.clone());
+        let mut pipeline = Pipeline::new(
+            config.clone(),
             arm,
-            Arc::new(store),
+            store.clone(),
             PipelineSettings {
                 dry_run: self.dry_run,
                 time_budget: self.time_budget,
             },
-        ))
+        );
+        if !config.routes.is_empty() {
+            let channels = ConfiguredChannels::from_config(&config, |k| std::env::var(k).ok())?;
+            let dispatcher = Arc::new(Dispatcher::new(store.clone(), Arc::new(channels), OUTBOX_MAX_ATTEMPTS));
+            pipeline = pipeline.with_alerter(Arc::new(Alerter::new(config, store, dispatcher)));
+        }
+        Ok(pipeline)
     }
 }
+
+/// Attempts per alert before it is parked for a person (with backoff from 30 s to 1 h: about a day).
+pub const OUTBOX_MAX_ATTEMPTS: u32 = 30;
 
 /// App Service keeps `$HOME` (`/home`) across restarts; elsewhere fall back to the temp dir.
 fn default_state_path(get: &impl Fn(&str) -> Option<String>) -> PathBuf {

@@ -30,12 +30,58 @@ pub trait StateStore: Send + Sync {
     fn record_revert(&self, resource: &ResourceId, at: OffsetDateTime) -> Result<(), StoreError>;
     fn remember_resource(&self, resource: &ResourceId) -> Result<(), StoreError>;
     fn known_resources(&self) -> Result<Vec<ResourceId>, StoreError>;
+
+    /// The alert outbox: an alert is written here before any attempt to send it, so a crash
+    /// between "decided" and "sent" loses nothing.
+    fn outbox_put(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
+    fn outbox_get(&self, id: &str) -> Result<Option<OutboxEntry>, StoreError>;
+    /// Every entry, oldest first (ids are time-ordered).
+    fn outbox_entries(&self) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// When an alert with this key (resource + outcome) was last sent, and how many were folded since.
+    fn alert_suppression(&self, key: &str) -> Result<Option<SuppressionState>, StoreError>;
+    fn set_alert_suppression(&self, key: &str, state: &SuppressionState) -> Result<(), StoreError>;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OutboxStatus {
+    Pending,
+    /// Gave up: a permanent refusal or too many failures. Visible and re-sendable by a person.
+    Parked,
+    Sent,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxEntry {
+    /// UUID v7: time-ordered, so the table iterates oldest first.
+    pub id: String,
+    pub route: String,
+    #[serde(default)]
+    pub extra_recipients: Vec<String>,
+    pub alert: keyguard_notify::Alert,
+    pub status: OutboxStatus,
+    pub attempts: u32,
+    /// Unix seconds.
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SuppressionState {
+    /// Unix seconds of the last alert actually queued.
+    pub last_sent: Option<i64>,
+    pub folded: u32,
 }
 
 const EVENTS: TableDefinition<&str, i64> = TableDefinition::new("handled_events");
 const BASELINES: TableDefinition<&str, &str> = TableDefinition::new("baselines");
 const REVERTS: TableDefinition<&str, &str> = TableDefinition::new("reverts");
 const RESOURCES: TableDefinition<&str, &str> = TableDefinition::new("resources");
+const OUTBOX: TableDefinition<&str, &str> = TableDefinition::new("alert_outbox");
+const SUPPRESSION: TableDefinition<&str, &str> = TableDefinition::new("alert_suppression");
 
 /// Single-file embedded store (redb: pure Rust, ACID, crash-safe commits). One process at a time.
 pub struct EmbeddedStore {
@@ -54,6 +100,8 @@ impl EmbeddedStore {
             txn.open_table(BASELINES).map_err(store_err)?;
             txn.open_table(REVERTS).map_err(store_err)?;
             txn.open_table(RESOURCES).map_err(store_err)?;
+            txn.open_table(OUTBOX).map_err(store_err)?;
+            txn.open_table(SUPPRESSION).map_err(store_err)?;
         }
         txn.commit().map_err(store_err)?;
         Ok(Self { db })
@@ -110,6 +158,15 @@ impl StateStore for EmbeddedStore {
         {
             let mut table = txn.open_table(EVENTS).map_err(store_err)?;
             table.retain(|_, expires| expires > now).map_err(store_err)?;
+            // Sent alerts are kept a week for inspection; pending and parked ones until handled.
+            let mut outbox = txn.open_table(OUTBOX).map_err(store_err)?;
+            outbox
+                .retain(|_, json| {
+                    serde_json::from_str::<OutboxEntry>(json)
+                        .map(|e| e.status != OutboxStatus::Sent || e.created_at > now - 7 * 24 * 3600)
+                        .unwrap_or(true)
+                })
+                .map_err(store_err)?;
         }
         txn.commit().map_err(store_err)
     }
@@ -146,6 +203,38 @@ impl StateStore for EmbeddedStore {
             return Ok(());
         }
         self.write(RESOURCES, &key, resource.as_str())
+    }
+
+    fn outbox_put(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        let json = serde_json::to_string(entry).map_err(store_err)?;
+        self.write(OUTBOX, &entry.id, &json)
+    }
+
+    fn outbox_get(&self, id: &str) -> Result<Option<OutboxEntry>, StoreError> {
+        self.read(OUTBOX, id, |v| v.and_then(|s| serde_json::from_str(s).ok()))
+    }
+
+    fn outbox_entries(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        let txn = self.db.begin_read().map_err(store_err)?;
+        let table = txn.open_table(OUTBOX).map_err(store_err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(store_err)? {
+            let (_, value) = entry.map_err(store_err)?;
+            match serde_json::from_str(value.value()) {
+                Ok(e) => out.push(e),
+                Err(e) => tracing::warn!(error = %e, "unreadable outbox entry skipped"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn alert_suppression(&self, key: &str) -> Result<Option<SuppressionState>, StoreError> {
+        self.read(SUPPRESSION, key, |v| v.and_then(|s| serde_json::from_str(s).ok()))
+    }
+
+    fn set_alert_suppression(&self, key: &str, state: &SuppressionState) -> Result<(), StoreError> {
+        let json = serde_json::to_string(state).map_err(store_err)?;
+        self.write(SUPPRESSION, key, &json)
     }
 
     fn known_resources(&self) -> Result<Vec<ResourceId>, StoreError> {

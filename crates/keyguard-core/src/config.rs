@@ -14,6 +14,10 @@ use toml::Spanned;
 
 use crate::catalog::{self, KeyRef, vault_host_of};
 use crate::resource_id::ResourceId;
+use crate::routing::{
+    AlertRule, AlertSettings, AlertSeverity, MAX_SUPPRESS_MINUTES, OUTCOMES, Route, RouteKind, is_plausible_email,
+    is_valid_env_name,
+};
 
 /// DNS suffixes of Key Vault and Managed HSM in the public and sovereign clouds. A CMK can only
 /// live in one of these, so an allow-list entry outside them is a mistake.
@@ -311,15 +315,47 @@ impl Default for Settings {
 /// resource = "/subscriptions/.../storageAccounts/legacy*"   # exact id or glob
 /// reason = "migration ticket CHG-1234"
 /// expires = 2027-01-31             # optional; a date means the end of that day UTC, or an RFC 3339 instant
+///
+/// [routes.secops]                  # optional; without routes alerts stay log records
+/// kind = "teams"                   # teams | teams-legacy | email | webhook
+/// url_env = "KEYGUARD_TEAMS_SECOPS_URL"   # teams, teams-legacy, webhook: env var holding the URL
+/// [routes.dba]
+/// kind = "email"
+/// to = ["dba@contoso.example"]
+/// smtp_env = "KEYGUARD_SMTP"       # env var holding smtp[s]://user:pass@host:port
+/// from = "keyguard@contoso.example"   # optional
+/// [routes.siem]
+/// kind = "webhook"
+/// url_env = "KEYGUARD_SIEM_URL"
+/// hmac_key_env = "KEYGUARD_SIEM_KEY"
+///
+/// [alerts]                         # all optional
+/// default_routes = ["secops"]      # when no rule matches
+/// owner_tags = ["keyguard-contact", "owner"]   # first present tag's addresses join email routes
+/// suppress_minutes = 30            # 0-1440; 0 sends every alert
+/// digest = false                   # reserved
+///
+/// [[alert_rule]]                   # consulted in order
+/// routes = ["dba"]                 # [] only with stop = true: matching alerts go nowhere
+/// min_severity = "warning"         # info | warning | high (default info)
+/// resource_types = ["Microsoft.Sql/servers"]
+/// outcomes = ["revert-failed"]     # reverted, revert-failed, manual-action-needed, alert-only, dry-run-would-revert, rate-limited, exempt
+/// scope = { resource_groups = ["rg-db-*"], tags = { env = "prod" } }
+/// stop = false
 /// ```
 ///
 /// The most specific matching profile applies (see [`Scope::specificity`]); a resource no
-/// profile covers is reported as unsupported rather than guessed at.
+/// profile covers is reported as unsupported rather than guessed at. Alert routing is described
+/// in [`crate::routing`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Config {
     pub settings: Settings,
     pub profiles: Vec<Profile>,
     pub exemptions: Vec<Exemption>,
+    /// By name.
+    pub routes: BTreeMap<String, Route>,
+    pub alerts: AlertSettings,
+    pub alert_rules: Vec<AlertRule>,
 }
 
 /// One thing wrong with a config file.
@@ -368,6 +404,9 @@ impl Config {
                 scope: Scope::default(),
             }],
             exemptions: Vec::new(),
+            routes: BTreeMap::new(),
+            alerts: AlertSettings::default(),
+            alert_rules: Vec::new(),
         }
     }
 
@@ -394,6 +433,9 @@ impl Config {
             problems: Vec::new(),
         };
         let config = v.config(raw);
+        // A reader fixes the file top to bottom; validation order is an implementation detail.
+        v.problems
+            .sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column.unwrap_or(0)));
         if v.problems.is_empty() {
             Ok(config)
         } else {
@@ -548,6 +590,53 @@ struct RawConfig {
     profile: Vec<RawProfile>,
     #[serde(default)]
     exemption: Vec<RawExemption>,
+    #[serde(default)]
+    routes: BTreeMap<Spanned<String>, Spanned<RawRoute>>,
+    #[serde(default)]
+    alerts: RawAlerts,
+    #[serde(default)]
+    alert_rule: Vec<RawAlertRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    kind: Spanned<String>,
+    #[serde(default)]
+    url_env: Option<Spanned<String>>,
+    #[serde(default)]
+    hmac_key_env: Option<Spanned<String>>,
+    #[serde(default)]
+    smtp_env: Option<Spanned<String>>,
+    #[serde(default)]
+    from: Option<Spanned<String>>,
+    #[serde(default)]
+    to: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawAlerts {
+    default_routes: Vec<Spanned<String>>,
+    owner_tags: Vec<Spanned<String>>,
+    suppress_minutes: Option<Spanned<u32>>,
+    digest: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertRule {
+    routes: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    min_severity: Option<Spanned<String>>,
+    #[serde(default)]
+    resource_types: Vec<Spanned<String>>,
+    #[serde(default)]
+    outcomes: Vec<Spanned<String>>,
+    #[serde(default)]
+    scope: RawScope,
+    #[serde(default)]
+    stop: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -641,11 +730,297 @@ impl Validator<'_> {
             }
         }
         let exemptions = raw.exemption.into_iter().filter_map(|e| self.exemption(e)).collect();
+        // Checked against the names as written, so a route dropped for its own problem does not
+        // also produce a "not defined" error for every rule that uses it.
+        let defined: Vec<String> = raw.routes.keys().map(|k| k.get_ref().trim().to_string()).collect();
+        // In file order, so problems come out in the order a reader meets them.
+        let mut raw_routes: Vec<_> = raw.routes.into_iter().collect();
+        raw_routes.sort_by_key(|(_, r)| r.span().start);
+        let routes: BTreeMap<String, Route> = raw_routes
+            .into_iter()
+            .filter_map(|(name, route)| self.route(name, route))
+            .map(|r| (r.name.clone(), r))
+            .collect();
+        let alerts = self.alerts(raw.alerts, &defined);
+        let alert_rules = raw
+            .alert_rule
+            .into_iter()
+            .filter_map(|r| self.alert_rule(r, &defined))
+            .collect();
         Config {
             settings,
             profiles,
             exemptions,
+            routes,
+            alerts,
+            alert_rules,
         }
+    }
+
+    fn env_name(&mut self, field: &str, value: &Spanned<String>) -> Option<String> {
+        let v = value.get_ref().trim();
+        if is_valid_env_name(v) {
+            Some(v.to_string())
+        } else {
+            self.at(
+                value.span(),
+                format!(
+                    "{field} must name an environment variable / app setting ([A-Za-z_][A-Za-z0-9_]*), found \"{}\"; secrets never go in this file",
+                    clip(v)
+                ),
+            );
+            None
+        }
+    }
+
+    fn route(&mut self, name: Spanned<String>, raw: Spanned<RawRoute>) -> Option<Route> {
+        let before = self.problems.len();
+        let route_span = raw.span();
+        let raw = raw.into_inner();
+        let route_name = name.get_ref().trim().to_string();
+        if !valid_route_name(&route_name) {
+            self.at(
+                name.span(),
+                format!(
+                    "route name \"{}\" must be 1-64 letters, digits, '-' or '_'",
+                    clip(&route_name)
+                ),
+            );
+        }
+        let kind_text = raw.kind.get_ref().trim();
+        let kind = RouteKind::parse(kind_text);
+        if kind.is_none() {
+            let msg = format!(
+                "kind must be one of teams, teams-legacy, email, webhook (found \"{}\")",
+                clip(kind_text)
+            );
+            self.at(raw.kind.span(), msg);
+        }
+        let url_env = raw.url_env.as_ref().and_then(|v| self.env_name("url_env", v));
+        let hmac_key_env = raw.hmac_key_env.as_ref().and_then(|v| self.env_name("hmac_key_env", v));
+        let smtp_env = raw.smtp_env.as_ref().and_then(|v| self.env_name("smtp_env", v));
+        let mut from = None;
+        if let Some(f) = &raw.from {
+            let v = f.get_ref().trim();
+            if is_plausible_email(v) {
+                from = Some(v.to_string());
+            } else {
+                self.at(f.span(), format!("from: \"{}\" is not an e-mail address", clip(v)));
+            }
+        }
+        let mut to = Vec::new();
+        for addr in raw.to.iter().flat_map(|t| t.get_ref()) {
+            let v = addr.get_ref().trim();
+            if is_plausible_email(v) {
+                to.push(v.to_string());
+            } else {
+                self.at(addr.span(), format!("to: \"{}\" is not an e-mail address", clip(v)));
+            }
+        }
+
+        if let Some(kind) = kind {
+            let k = kind.as_str();
+            let needs_url = matches!(kind, RouteKind::Teams | RouteKind::TeamsLegacy | RouteKind::Webhook);
+            let is_email = kind == RouteKind::Email;
+            let is_webhook = kind == RouteKind::Webhook;
+            let require = |present: bool, field: &str, what: &str, v: &mut Self| {
+                if !present {
+                    v.at(
+                        route_span.clone(),
+                        format!("{k} route \"{route_name}\" needs {field} ({what})"),
+                    );
+                }
+            };
+            require(
+                !needs_url || raw.url_env.is_some(),
+                "url_env",
+                "the environment variable holding its URL",
+                self,
+            );
+            require(
+                !is_webhook || raw.hmac_key_env.is_some(),
+                "hmac_key_env",
+                "the environment variable holding its signing key",
+                self,
+            );
+            require(
+                !is_email || raw.smtp_env.is_some(),
+                "smtp_env",
+                "the environment variable holding smtp[s]://user:pass@host:port",
+                self,
+            );
+            match &raw.to {
+                None if is_email => require(false, "to", "at least one recipient address", self),
+                Some(t) if is_email && t.get_ref().is_empty() => {
+                    self.at(
+                        t.span(),
+                        format!("email route \"{route_name}\" needs at least one address in to"),
+                    );
+                }
+                _ => {}
+            }
+            // A setting the channel will not use is a misunderstanding worth hearing about now.
+            let stray: [(&str, Option<std::ops::Range<usize>>, bool); 5] = [
+                ("url_env", raw.url_env.as_ref().map(Spanned::span), needs_url),
+                ("hmac_key_env", raw.hmac_key_env.as_ref().map(Spanned::span), is_webhook),
+                ("smtp_env", raw.smtp_env.as_ref().map(Spanned::span), is_email),
+                ("from", raw.from.as_ref().map(Spanned::span), is_email),
+                ("to", raw.to.as_ref().map(Spanned::span), is_email),
+            ];
+            for (field, span, applies) in stray {
+                if let Some(span) = span
+                    && !applies
+                {
+                    self.at(
+                        span,
+                        format!("{field} does not apply to kind = \"{k}\" (route \"{route_name}\")"),
+                    );
+                }
+            }
+        }
+        if self.problems.len() != before {
+            return None;
+        }
+        Some(Route {
+            name: route_name,
+            kind: kind?,
+            url_env,
+            hmac_key_env,
+            smtp_env,
+            from,
+            to,
+        })
+    }
+
+    fn route_refs(&mut self, field: &str, names: &[Spanned<String>], defined: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for n in names {
+            let v = n.get_ref().trim();
+            if !defined.iter().any(|d| d == v) {
+                let known = if defined.is_empty() {
+                    "no [routes] are defined".to_string()
+                } else {
+                    format!("defined: {}", defined.join(", "))
+                };
+                self.at(
+                    n.span(),
+                    format!("{field}: \"{}\" is not a defined route ({known})", clip(v)),
+                );
+            } else if !out.iter().any(|o| o == v) {
+                out.push(v.to_string());
+            }
+        }
+        out
+    }
+
+    fn alerts(&mut self, raw: RawAlerts, defined: &[String]) -> AlertSettings {
+        let d = AlertSettings::default();
+        let default_routes = self.route_refs("default_routes", &raw.default_routes, defined);
+        let mut owner_tags = Vec::new();
+        for t in &raw.owner_tags {
+            let v = t.get_ref().trim();
+            if v.is_empty() {
+                self.at(t.span(), "owner_tags entries must not be empty".to_string());
+            } else {
+                owner_tags.push(v.to_string());
+            }
+        }
+        let mut suppress_minutes = d.suppress_minutes;
+        if let Some(m) = raw.suppress_minutes {
+            if *m.get_ref() > MAX_SUPPRESS_MINUTES {
+                self.at(
+                    m.span(),
+                    format!("suppress_minutes must be 0-{MAX_SUPPRESS_MINUTES} (a day at most)"),
+                );
+            }
+            suppress_minutes = m.into_inner();
+        }
+        AlertSettings {
+            default_routes,
+            owner_tags,
+            suppress_minutes,
+            digest: raw.digest.unwrap_or(d.digest),
+        }
+    }
+
+    fn alert_rule(&mut self, raw: RawAlertRule, defined: &[String]) -> Option<AlertRule> {
+        let before = self.problems.len();
+        let stop = raw.stop.unwrap_or(false);
+        if raw.routes.get_ref().is_empty() && !stop {
+            self.at(
+                raw.routes.span(),
+                "alert_rule routes must not be empty (routes = [] with stop = true silences matching alerts)"
+                    .to_string(),
+            );
+        }
+        let routes = self.route_refs("alert_rule routes", raw.routes.get_ref(), defined);
+        let min_severity = match &raw.min_severity {
+            None => Some(AlertSeverity::Info),
+            Some(s) => {
+                let v = s.get_ref().trim();
+                let parsed = AlertSeverity::parse(v);
+                if parsed.is_none() {
+                    self.at(
+                        s.span(),
+                        format!(
+                            "min_severity must be one of info, warning, high (found \"{}\")",
+                            clip(v)
+                        ),
+                    );
+                }
+                parsed
+            }
+        };
+        let mut outcomes = Vec::new();
+        for o in &raw.outcomes {
+            let v = o.get_ref().trim();
+            if OUTCOMES.contains(&v) {
+                outcomes.push(v.to_string());
+            } else {
+                self.at(
+                    o.span(),
+                    format!(
+                        "outcomes: \"{}\" is not an outcome (one of {})",
+                        clip(v),
+                        OUTCOMES.join(", ")
+                    ),
+                );
+            }
+        }
+        let resource_types = raw
+            .resource_types
+            .iter()
+            .filter_map(|t| self.resource_type("resource_types", t))
+            .collect();
+        let scope = self.scope(raw.scope);
+        if self.problems.len() != before {
+            return None;
+        }
+        Some(AlertRule {
+            routes,
+            min_severity: min_severity?,
+            resource_types,
+            outcomes,
+            scope,
+            stop,
+        })
+    }
+
+    fn resource_type(&mut self, field: &str, t: &Spanned<String>) -> Option<String> {
+        let v = t.get_ref().trim();
+        if catalog::lookup(v).is_some() {
+            return Some(v.to_string());
+        }
+        let supported: Vec<&str> = catalog::entries().iter().map(|e| e.resource_type).collect();
+        self.at(
+            t.span(),
+            format!(
+                "{field}: \"{}\" is not a supported resource type (supported: {})",
+                clip(v),
+                supported.join(", ")
+            ),
+        );
+        None
     }
 
     fn settings(&mut self, raw: RawSettings) -> Settings {
@@ -847,20 +1222,9 @@ impl Validator<'_> {
                     .insert(name.trim().to_string(), value.get_ref().trim().to_string());
             }
         }
-        for t in raw.resource_types {
-            let v = t.get_ref().trim();
-            if catalog::lookup(v).is_none() {
-                let supported: Vec<&str> = catalog::entries().iter().map(|e| e.resource_type).collect();
-                self.at(
-                    t.span(),
-                    format!(
-                        "scope.resource_types: \"{}\" is not a supported resource type (supported: {})",
-                        clip(v),
-                        supported.join(", ")
-                    ),
-                );
-            } else {
-                scope.resource_types.push(v.to_string());
+        for t in &raw.resource_types {
+            if let Some(v) = self.resource_type("scope.resource_types", t) {
+                scope.resource_types.push(v);
             }
         }
         scope
@@ -929,6 +1293,10 @@ impl Validator<'_> {
 /// globset errors repeat the pattern; keep only the kind.
 fn glob_error(e: &globset::Error) -> String {
     e.kind().to_string()
+}
+
+fn valid_route_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn clip(s: &str) -> String {
@@ -1176,6 +1544,34 @@ expires = 2027-13-01
             c.exemptions[0].expires,
             Some(datetime!(2027-01-31 23:59:59.999_999_999 UTC))
         );
+        assert_eq!(c.routes.len(), 3);
+        assert_eq!(c.routes["secops"].kind, RouteKind::Teams);
+        assert_eq!(c.routes["dba"].kind, RouteKind::Email);
+        assert_eq!(c.routes["siem"].kind, RouteKind::Webhook);
+        assert_eq!(c.alerts.default_routes, ["secops", "siem"]);
+        assert_eq!(c.alerts.suppress_minutes, 30);
+        assert!(!c.alert_rules.is_empty());
+        let db = id(
+            "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/rg-db-orders/providers/Microsoft.Sql/servers/sql-orders",
+        );
+        let t = tags(json!({"env": "prod", "Owner": "orders-team@contoso.example"}));
+        let facts = crate::routing::AlertFacts {
+            resource_id: &db,
+            tags: &t,
+            outcome: "revert-failed",
+            severity: AlertSeverity::High,
+        };
+        let d = c.route_alert(&facts);
+        let names: Vec<&str> = d.iter().map(|d| d.route.as_str()).collect();
+        assert_eq!(names, ["dba", "secops", "siem"]);
+        assert_eq!(d[0].extra_recipients, ["orders-team@contoso.example"]);
+        let facts = crate::routing::AlertFacts {
+            outcome: "reverted",
+            severity: AlertSeverity::Warning,
+            ..facts
+        };
+        let names: Vec<String> = c.route_alert(&facts).into_iter().map(|d| d.route).collect();
+        assert_eq!(names, ["secops", "siem"]);
     }
 
     fn scoped_config() -> Config {
@@ -1439,5 +1835,249 @@ expires = "2020-01-01"
             serde_json::to_value(s).unwrap(),
             json!({"status":"active","source":"tag","reason":"r","expires":"2027-01-31T00:00:00Z"})
         );
+    }
+
+    #[test]
+    fn routes_alerts_and_rules_parse() {
+        let text = r#"
+[routes.secops]
+kind = "teams"
+url_env = " KEYGUARD_TEAMS_SECOPS_URL "
+[routes.old-teams]
+kind = "teams-legacy"
+url_env = "KEYGUARD_TEAMS_OLD"
+[routes.dba]
+kind = "email"
+to = ["dba@contoso.example", "second@contoso.example"]
+smtp_env = "KEYGUARD_SMTP"
+from = "keyguard@contoso.example"
+[routes.siem]
+kind = "webhook"
+url_env = "KEYGUARD_SIEM_URL"
+hmac_key_env = "_SIEM_KEY_2"
+
+[alerts]
+default_routes = ["secops", "secops"]
+owner_tags = ["keyguard-contact", " owner "]
+suppress_minutes = 1440
+digest = true
+
+[[alert_rule]]
+routes = ["dba"]
+min_severity = "warning"
+resource_types = ["Microsoft.Sql/servers", "microsoft.sql/servers/databases"]
+outcomes = ["revert-failed", "manual-action-needed", "rate-limited"]
+scope = { subscriptions = ["sub-1"], resource_groups = ["rg-db-*"], tags = { env = "prod" } }
+stop = true
+
+[[alert_rule]]
+routes = []
+stop = true
+"#;
+        let c = Config::from_toml_str(text, "x").unwrap();
+        assert_eq!(
+            c.routes.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["dba", "old-teams", "secops", "siem"]
+        );
+        assert_eq!(
+            c.routes["secops"],
+            Route {
+                name: "secops".into(),
+                kind: RouteKind::Teams,
+                url_env: Some("KEYGUARD_TEAMS_SECOPS_URL".into()),
+                hmac_key_env: None,
+                smtp_env: None,
+                from: None,
+                to: vec![],
+            }
+        );
+        assert_eq!(c.routes["old-teams"].kind, RouteKind::TeamsLegacy);
+        assert_eq!(
+            c.routes["dba"],
+            Route {
+                name: "dba".into(),
+                kind: RouteKind::Email,
+                url_env: None,
+                hmac_key_env: None,
+                smtp_env: Some("KEYGUARD_SMTP".into()),
+                from: Some("keyguard@contoso.example".into()),
+                to: vec!["dba@contoso.example".into(), "second@contoso.example".into()],
+            }
+        );
+        assert_eq!(c.routes["siem"].hmac_key_env.as_deref(), Some("_SIEM_KEY_2"));
+        assert_eq!(
+            c.alerts,
+            AlertSettings {
+                default_routes: vec!["secops".into()],
+                owner_tags: vec!["keyguard-contact".into(), "owner".into()],
+                suppress_minutes: 1440,
+                digest: true,
+            }
+        );
+        assert_eq!(c.alert_rules.len(), 2);
+        let r = &c.alert_rules[0];
+        assert_eq!(r.routes, ["dba"]);
+        assert_eq!(r.min_severity, AlertSeverity::Warning);
+        assert_eq!(r.resource_types.len(), 2);
+        assert_eq!(r.outcomes, ["revert-failed", "manual-action-needed", "rate-limited"]);
+        assert_eq!(r.scope.resource_groups, ["rg-db-*"]);
+        assert_eq!(r.scope.tags.get("env").map(String::as_str), Some("prod"));
+        assert!(r.stop);
+        let silent = &c.alert_rules[1];
+        assert!(silent.routes.is_empty() && silent.stop);
+        assert_eq!(silent.min_severity, AlertSeverity::Info);
+    }
+
+    #[test]
+    fn no_routes_is_valid_and_the_default() {
+        for c in [Config::builtin_default(), Config::from_toml_str("", "x").unwrap()] {
+            assert!(c.routes.is_empty());
+            assert!(c.alert_rules.is_empty());
+            assert_eq!(c.alerts, AlertSettings::default());
+            assert!(c.alerts.default_routes.is_empty());
+            assert_eq!(c.alerts.suppress_minutes, 30);
+        }
+        let c = Config::from_toml_str("[alerts]\nsuppress_minutes = 0\nowner_tags = [\"owner\"]\n", "x").unwrap();
+        assert_eq!(c.alerts.suppress_minutes, 0);
+    }
+
+    #[test]
+    fn routing_errors_are_all_reported_with_positions() {
+        let text = r#"
+[routes.chat]
+kind = "slack"
+url_env = "X"
+
+[routes.mail]
+kind = "email"
+from = "keyguard at contoso"
+
+[routes.mail2]
+kind = "email"
+to = []
+smtp_env = "SMTP-URL"
+
+[routes.hook]
+kind = "webhook"
+url_env = "https://siem.example/ingest?sig=abc"
+
+[routes.teams]
+kind = "teams"
+to = ["x@y.example", "not an address"]
+
+[routes."bad name"]
+kind = "teams"
+url_env = "OK"
+
+[alerts]
+default_routes = ["teams", "pager"]
+owner_tags = [""]
+suppress_minutes = 1441
+
+[[alert_rule]]
+routes = ["mail", "nope"]
+min_severity = "critical"
+resource_types = ["Microsoft.Sql/server"]
+outcomes = ["reverted", "Revert-Failed", "failed"]
+scope = { resource_groups = ["rg-[db"] }
+
+[[alert_rule]]
+routes = []
+"#;
+        let p = problems(text);
+        let expected = [
+            "keyguard.toml:3:8: kind must be one of teams, teams-legacy, email, webhook (found \"slack\")",
+            "keyguard.toml:6:1: email route \"mail\" needs smtp_env (the environment variable holding smtp[s]://user:pass@host:port)",
+            "keyguard.toml:6:1: email route \"mail\" needs to (at least one recipient address)",
+            "keyguard.toml:8:8: from: \"keyguard at contoso\" is not an e-mail address",
+            "keyguard.toml:12:6: email route \"mail2\" needs at least one address in to",
+            "keyguard.toml:13:12: smtp_env must name an environment variable / app setting ([A-Za-z_][A-Za-z0-9_]*), found \"SMTP-URL\"; secrets never go in this file",
+            "keyguard.toml:15:1: webhook route \"hook\" needs hmac_key_env (the environment variable holding its signing key)",
+            "keyguard.toml:17:11: url_env must name an environment variable",
+            "keyguard.toml:19:1: teams route \"teams\" needs url_env (the environment variable holding its URL)",
+            "keyguard.toml:21:6: to does not apply to kind = \"teams\" (route \"teams\")",
+            "keyguard.toml:21:22: to: \"not an address\" is not an e-mail address",
+            "keyguard.toml:23:9: route name \"bad name\" must be 1-64 letters, digits, '-' or '_'",
+            "keyguard.toml:28:28: default_routes: \"pager\" is not a defined route (defined: bad name, chat, hook, mail, mail2, teams)",
+            "keyguard.toml:29:15: owner_tags entries must not be empty",
+            "keyguard.toml:30:20: suppress_minutes must be 0-1440 (a day at most)",
+            "keyguard.toml:33:19: alert_rule routes: \"nope\" is not a defined route",
+            "keyguard.toml:34:16: min_severity must be one of info, warning, high (found \"critical\")",
+            "keyguard.toml:35:19: resource_types: \"Microsoft.Sql/server\" is not a supported resource type",
+            "keyguard.toml:36:25: outcomes: \"Revert-Failed\" is not an outcome (one of reverted, revert-failed, manual-action-needed, alert-only, dry-run-would-revert, rate-limited, exempt)",
+            "keyguard.toml:36:42: outcomes: \"failed\" is not an outcome",
+            "keyguard.toml:37:30: scope.resource_groups: invalid glob \"rg-[db\"",
+            "keyguard.toml:40:10: alert_rule routes must not be empty (routes = [] with stop = true silences matching alerts)",
+        ];
+        assert_eq!(p.len(), expected.len(), "{p:#?}");
+        for (got, want) in p.iter().zip(expected) {
+            assert!(got.starts_with(want), "\n got: {got}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn routing_structure_errors_come_from_the_parser_with_positions() {
+        let p = problems("[routes.a]\nkind = \"teams\"\nurl_env = \"A\"\nurl = \"https://x\"\n");
+        assert!(p[0].starts_with("keyguard.toml:4:1: unknown field \"url\""), "{p:?}");
+        let p = problems("[routes.a]\nurl_env = \"A\"\n");
+        assert!(p[0].starts_with("keyguard.toml:1:1: missing field \"kind\""), "{p:?}");
+        let p = problems("[alerts]\nsuppress_minutes = -5\n");
+        assert!(p[0].starts_with("keyguard.toml:2:20: "), "{p:?}");
+        let p = problems("[alerts]\ndigest = \"yes\"\n");
+        assert!(p[0].starts_with("keyguard.toml:2:10: "), "{p:?}");
+        let p = problems("[alerts]\ndefault_route = [\"a\"]\n");
+        assert!(
+            p[0].starts_with("keyguard.toml:2:1: unknown field \"default_route\""),
+            "{p:?}"
+        );
+        let p = problems("[[alert_rule]]\nmin_severity = \"high\"\n");
+        assert!(p[0].contains("missing field \"routes\""), "{p:?}");
+        let p = problems("[[alert_rule]]\nroutes = [\"a\"]\nscope = { resource_group = [\"x\"] }\n");
+        assert!(
+            p[0].starts_with("keyguard.toml:3:11: unknown field \"resource_group\""),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn naming_a_route_when_none_are_defined() {
+        assert_eq!(
+            problems("[alerts]\ndefault_routes = [\"secops\"]\n"),
+            vec![
+                "keyguard.toml:2:19: default_routes: \"secops\" is not a defined route (no [routes] are defined)"
+                    .to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_broken_route_is_not_also_reported_as_undefined() {
+        let p = problems("[routes.a]\nkind = \"email\"\n\n[alerts]\ndefault_routes = [\"a\"]\n");
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p.iter()
+                .all(|l| l.starts_with("keyguard.toml:1:1: email route \"a\" needs")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn stray_settings_for_each_kind() {
+        let p = problems(
+            "[routes.a]\nkind = \"email\"\nto = [\"a@b.example\"]\nsmtp_env = \"S\"\nurl_env = \"U\"\nhmac_key_env = \"H\"\n",
+        );
+        assert_eq!(
+            p,
+            vec![
+                "keyguard.toml:5:11: url_env does not apply to kind = \"email\" (route \"a\")".to_string(),
+                "keyguard.toml:6:16: hmac_key_env does not apply to kind = \"email\" (route \"a\")".to_string(),
+            ]
+        );
+        let p = problems(
+            "[routes.a]\nkind = \"teams-legacy\"\nurl_env = \"U\"\nsmtp_env = \"S\"\nfrom = \"a@b.example\"\n",
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].starts_with("keyguard.toml:4:12: smtp_env does not apply to kind = \"teams-legacy\""));
+        assert!(p[1].starts_with("keyguard.toml:5:8: from does not apply"));
     }
 }

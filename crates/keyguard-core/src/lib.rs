@@ -14,6 +14,7 @@ pub mod evaluate;
 pub mod event;
 pub mod plan;
 pub mod resource_id;
+pub mod routing;
 
 pub use catalog::{
     CatalogEntry, CatalogRow, Direction, EncryptionState, KeyRef, ResourceView, Reversibility, RevertTarget,
@@ -27,3 +28,6 @@ pub use evaluate::{DriftReason, Evaluation, Verdict, evaluate, evaluate_view};
 pub use event::{ArmOperation, Caller, EventError, EventKind, IncomingEvent, Schema, parse_delivery, parse_event};
 pub use plan::{Action, NoRevertReason, Plan, PlanContext, plan, plan_with, revert_target};
 pub use resource_id::{ResourceId, ResourceIdError};
+pub use routing::{
+    AlertFacts, AlertRule, AlertSettings, AlertSeverity, Delivery, Route, RouteKind, SuppressDecision, suppress,
+};

@@ -1,0 +1,332 @@
+//! From an audit outcome that calls for people to know, to alerts in the durable outbox: the
+//! profile config picks the routes (rules, owner tag), the suppression window folds a flapping
+//! resource's repeats into its next alert, and channels are built from secrets named in config.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use keyguard_core::ResourceId;
+use keyguard_core::catalog::{self, EncryptionState};
+use keyguard_core::config::Config;
+use keyguard_core::routing::{AlertFacts, AlertSeverity, RouteKind, SuppressDecision, suppress};
+use keyguard_notify::{
+    Alert, Channel, EmailChannel, Outcome as AlertOutcome, Secret, Severity, SmtpSecurity, SmtpSettings, TeamsChannel,
+    WebhookChannel,
+};
+use time::OffsetDateTime;
+
+use crate::outbox::{ChannelResolver, Dispatcher};
+use crate::pipeline::Outcome;
+use crate::store::{StateStore, StoreError, SuppressionState};
+
+pub struct Alerter {
+    config: Arc<Config>,
+    store: Arc<dyn StateStore>,
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl Alerter {
+    pub fn new(config: Arc<Config>, store: Arc<dyn StateStore>, dispatcher: Arc<Dispatcher>) -> Self {
+        Self {
+            config,
+            store,
+            dispatcher,
+        }
+    }
+
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.dispatcher
+    }
+
+    /// Routes and queues the alert for an outcome. Returns the number of outbox entries written.
+    pub fn raise(
+        &self,
+        outcome: &Outcome,
+        tags: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<usize, StoreError> {
+        let Some(mut alert) = alert_from_outcome(outcome) else {
+            return Ok(0);
+        };
+        let Some(id) = outcome.resource_id.as_deref().and_then(|r| ResourceId::parse(r).ok()) else {
+            return Ok(0);
+        };
+        let outcome_name = alert_outcome_name(&alert.outcome);
+        let deliveries = self.config.route_alert(&AlertFacts {
+            resource_id: &id,
+            tags,
+            outcome: outcome_name,
+            severity: AlertSeverity::for_outcome(outcome_name),
+        });
+        if deliveries.is_empty() {
+            return Ok(0);
+        }
+        let key = format!("{}|{outcome_name}", id.key());
+        let now = OffsetDateTime::now_utc();
+        let state = self.store.alert_suppression(&key)?.unwrap_or_default();
+        let last_sent = state
+            .last_sent
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
+        match suppress(last_sent, state.folded, now, self.config.alerts.suppress_minutes) {
+            SuppressDecision::Fold => {
+                let folded = SuppressionState {
+                    last_sent: state.last_sent,
+                    folded: state.folded + 1,
+                };
+                self.store.set_alert_suppression(&key, &folded)?;
+                tracing::info!(target: "keyguard::alert", resource_id = %id, outcome = outcome_name, folded = folded.folded, "alert folded into the next one (suppression window)");
+                return Ok(0);
+            }
+            SuppressDecision::Send { repeats_folded } => alert.repeats = repeats_folded,
+        }
+        for delivery in &deliveries {
+            self.dispatcher
+                .enqueue(&delivery.route, delivery.extra_recipients.clone(), alert.clone())?;
+        }
+        self.store.set_alert_suppression(
+            &key,
+            &SuppressionState {
+                last_sent: Some(now.unix_timestamp()),
+                folded: 0,
+            },
+        )?;
+        Ok(deliveries.len())
+    }
+}
+
+/// The facts a person needs, from the audit outcome. `None` when the outcome calls for no alert.
+pub fn alert_from_outcome(outcome: &Outcome) -> Option<Alert> {
+    if !outcome.alert {
+        return None;
+    }
+    let id = ResourceId::parse(outcome.resource_id.as_deref()?).ok()?;
+    let alert_outcome = match outcome.result.as_str() {
+        "reverted" => AlertOutcome::Reverted,
+        "revert-failed" | "revert-unverified" => AlertOutcome::RevertFailed,
+        "would-revert" => AlertOutcome::DryRunWouldRevert,
+        "rate-limited" => AlertOutcome::RateLimited,
+        "alerted" => AlertOutcome::AlertOnly,
+        "exempt" => AlertOutcome::Exempt,
+        _ => AlertOutcome::ManualActionNeeded,
+    };
+    let requirement = outcome.requirement.as_deref().unwrap_or("cmk");
+    let entry = catalog::lookup(&id.resource_type());
+    let cis = entry.map(|e| {
+        if requirement == "cmk" {
+            e.cis_level2
+        } else {
+            e.cis_level1
+        }
+        .to_string()
+    });
+    let severity = match AlertSeverity::for_outcome(alert_outcome_name(&alert_outcome)) {
+        AlertSeverity::Info => Severity::Info,
+        AlertSeverity::Warning => Severity::Warning,
+        AlertSeverity::High => Severity::High,
+    };
+    Some(Alert {
+        resource_id: id.as_str().to_string(),
+        resource_name: id.name().to_string(),
+        resource_type: id.resource_type(),
+        resource_group: id.resource_group().to_string(),
+        subscription_id: id.subscription().to_string(),
+        expected: requirement_text(requirement).to_string(),
+        actual: outcome
+            .before
+            .as_ref()
+            .map(state_text)
+            .unwrap_or_else(|| "unknown".into()),
+        expected_key: outcome.after.as_ref().and_then(key_text),
+        actual_key: outcome.before.as_ref().and_then(key_text),
+        caller: outcome.caller.clone(),
+        caller_ip: outcome.caller_ip.clone(),
+        occurred_at: OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        outcome: alert_outcome,
+        detail: outcome.detail.clone(),
+        cis_control: cis,
+        profile: outcome.profile.clone(),
+        correlation_id: outcome.correlation_id.clone(),
+        severity,
+        repeats: 0,
+    })
+}
+
+fn alert_outcome_name(outcome: &AlertOutcome) -> &'static str {
+    match outcome {
+        AlertOutcome::Reverted => "reverted",
+        AlertOutcome::RevertFailed => "revert-failed",
+        AlertOutcome::ManualActionNeeded => "manual-action-needed",
+        AlertOutcome::AlertOnly => "alert-only",
+        AlertOutcome::DryRunWouldRevert => "dry-run-would-revert",
+        AlertOutcome::RateLimited => "rate-limited",
+        AlertOutcome::Exempt => "exempt",
+    }
+}
+
+fn requirement_text(requirement: &str) -> &'static str {
+    match requirement {
+        "mmk" => "Microsoft-managed keys",
+        "encrypted" => "encryption at rest (any key)",
+        _ => "customer-managed key (Key Vault)",
+    }
+}
+
+fn state_text(state: &EncryptionState) -> String {
+    match state {
+        EncryptionState::Mmk => "Microsoft-managed keys".into(),
+        EncryptionState::Cmk(key) => format!("customer-managed key in {}", key.vault_host()),
+        EncryptionState::Encrypted => "encrypted (service key)".into(),
+        EncryptionState::Disabled => "not encrypted".into(),
+        EncryptionState::Unknown(raw) => format!("unrecognised key source ({raw})"),
+    }
+}
+
+fn key_text(state: &EncryptionState) -> Option<String> {
+    match state {
+        EncryptionState::Cmk(key) => Some(key.to_string()),
+        _ => None,
+    }
+}
+
+/// Channels built from the routes in config; secrets are read from the environment names the
+/// config gives, once, at start-up, so a missing secret fails loudly before any alert is due.
+pub struct ConfiguredChannels {
+    http: HashMap<String, Arc<dyn Channel>>,
+    email: HashMap<String, SmtpSettings>,
+}
+
+impl ConfiguredChannels {
+    pub fn from_config(config: &Config, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let mut http: HashMap<String, Arc<dyn Channel>> = HashMap::new();
+        let mut email = HashMap::new();
+        let secret = |route: &str, var: &Option<String>| -> anyhow::Result<Secret> {
+            let var = var
+                .as_deref()
+                .ok_or_else(|| anyhow::anyhow!("route {route}: no secret variable named"))?;
+            get(var)
+                .filter(|v| !v.is_empty())
+                .map(Secret::new)
+                .ok_or_else(|| anyhow::anyhow!("route {route}: environment variable {var} is not set"))
+        };
+        for (name, route) in &config.routes {
+            match route.kind {
+                RouteKind::Teams | RouteKind::TeamsLegacy => {
+                    let legacy = matches!(route.kind, RouteKind::TeamsLegacy);
+                    let channel = TeamsChannel::new(secret(name, &route.url_env)?, legacy)
+                        .map_err(|e| anyhow::anyhow!("route {name}: {e}"))?
+                        .named(name.clone());
+                    http.insert(name.clone(), Arc::new(channel));
+                }
+                RouteKind::Webhook => {
+                    let channel =
+                        WebhookChannel::new(secret(name, &route.url_env)?, secret(name, &route.hmac_key_env)?)
+                            .map_err(|e| anyhow::anyhow!("route {name}: {e}"))?
+                            .named(name.clone());
+                    http.insert(name.clone(), Arc::new(channel));
+                }
+                RouteKind::Email => {
+                    let url = secret(name, &route.smtp_env)?;
+                    let settings =
+                        smtp_settings(url.expose(), route.from.clone().unwrap_or_default(), route.to.clone())
+                            .map_err(|e| anyhow::anyhow!("route {name}: {e}"))?;
+                    // Built once now so a bad address or setting is reported at start-up.
+                    EmailChannel::new(settings.clone()).map_err(|e| anyhow::anyhow!("route {name}: {e}"))?;
+                    email.insert(name.clone(), settings);
+                }
+            }
+        }
+        Ok(Self { http, email })
+    }
+
+    pub fn route_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.http.keys().chain(self.email.keys()).cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+impl ChannelResolver for ConfiguredChannels {
+    fn channel(&self, route: &str, extra_recipients: &[String]) -> Result<Arc<dyn Channel>, String> {
+        if let Some(channel) = self.http.get(route) {
+            return Ok(channel.clone());
+        }
+        let Some(settings) = self.email.get(route) else {
+            return Err(format!("no route named {route} is configured"));
+        };
+        let mut settings = settings.clone();
+        for extra in extra_recipients {
+            if !settings.to.iter().any(|t| t.eq_ignore_ascii_case(extra)) {
+                settings.to.push(extra.clone());
+            }
+        }
+        EmailChannel::new(settings)
+            .map(|c| Arc::new(c.named(route.to_string())) as Arc<dyn Channel>)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// `smtps://user:pass@host:465` (implicit TLS), `smtp://user:pass@host:587` (STARTTLS), and
+/// `smtp://host:port?tls=none` for a local relay. The password never appears in errors.
+pub fn smtp_settings(url: &str, from: String, to: Vec<String>) -> Result<SmtpSettings, String> {
+    let parsed = url::Url::parse(url).map_err(|_| "the SMTP URL cannot be parsed".to_string())?;
+    let tls_none = parsed.query_pairs().any(|(k, v)| k == "tls" && v == "none");
+    let (security, default_port) = match (parsed.scheme(), tls_none) {
+        ("smtps", _) => (SmtpSecurity::ImplicitTls, 465),
+        ("smtp", true) => (SmtpSecurity::None, 25),
+        ("smtp", false) => (SmtpSecurity::StartTls, 587),
+        (other, _) => return Err(format!("SMTP URL scheme {other} is not smtp or smtps")),
+    };
+    let host = parsed.host_str().ok_or("the SMTP URL has no host")?.to_string();
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    let username = Some(parsed.username()).filter(|u| !u.is_empty()).and_then(decode);
+    let password = parsed.password().and_then(decode).map(Secret::new);
+    Ok(SmtpSettings {
+        host,
+        port: parsed.port().unwrap_or(default_port),
+        security,
+        username,
+        password,
+        from,
+        to,
+        timeout: std::time::Duration::from_secs(20),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_urls_pick_the_security_and_never_echo_the_password() {
+        let s = smtp_settings(
+            "smtps://kg%40contoso.example:p%40ss@mail.example:2465",
+            "f@x.example".into(),
+            vec![],
+        )
+        .unwrap();
+        assert!(matches!(s.security, SmtpSecurity::ImplicitTls));
+        assert_eq!((s.host.as_str(), s.port), ("mail.example", 2465));
+        assert_eq!(s.username.as_deref(), Some("kg@contoso.example"));
+        assert_eq!(s.password.as_ref().map(|p| p.expose()), Some("p@ss"));
+        assert!(matches!(
+            smtp_settings("smtp://relay:587", String::new(), vec![])
+                .unwrap()
+                .security,
+            SmtpSecurity::StartTls
+        ));
+        assert!(matches!(
+            smtp_settings("smtp://127.0.0.1:2525?tls=none", String::new(), vec![])
+                .unwrap()
+                .security,
+            SmtpSecurity::None
+        ));
+        let err = smtp_settings("http://u:hunter2@h", String::new(), vec![]).unwrap_err();
+        assert!(!err.contains("hunter2"));
+        assert!(!format!("{s:?}").contains("p@ss"));
+    }
+}
