@@ -38,8 +38,15 @@ scope = { resource_groups = ["rg-analytics"] }
 kind = "teams"
 url_env = "KEYGUARD_DEMO_TEAMS_URL"
 
+# ... and to the platform team by e-mail, through the demo's local SMTP sink.
+[routes.platform-mail]
+kind = "email"
+smtp_env = "KEYGUARD_DEMO_SMTP"
+from = "keyguard@contoso.example"
+to = ["platform-team@contoso.example"]
+
 [alerts]
-default_routes = ["secops"]
+default_routes = ["secops", "platform-mail"]
 suppress_minutes = 0
 "#;
 
@@ -149,7 +156,16 @@ pub async fn run(output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     // Every run starts from nothing: a state store kept from an earlier run would carry its
     // revert counts into this one and (rightly) rate-limit the reverts the demo expects.
     let state_path = dir.join("state.redb");
-    for stale in [&state_path, &dir.join("deadletter.jsonl")] {
+    let mut stale_files = vec![state_path.clone(), dir.join("deadletter.jsonl")];
+    for entry in std::fs::read_dir(&dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if (name.starts_with("teams-card-") && name.ends_with(".json"))
+            || (name.starts_with("mail-") && name.ends_with(".eml"))
+        {
+            stale_files.push(entry.path());
+        }
+    }
+    for stale in &stale_files {
         match std::fs::remove_file(stale) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -177,6 +193,7 @@ pub async fn run(output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let sim_url = sim.base_url();
 
     let teams = TeamsStandIn::start(dir.clone()).await?;
+    let (mail_sink, mail_addr) = azure_sim::smtp::start_smtp_sink("127.0.0.1:0".parse()?, Some(dir.clone())).await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let handler_url = format!("http://127.0.0.1:{port}");
     let mut child = std::process::Command::new(std::env::current_exe()?)
@@ -190,6 +207,7 @@ pub async fn run(output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         .env("IDENTITY_HEADER", azure_sim::SimConfig::default().identity_header)
         .env("RUST_LOG", "info")
         .env("KEYGUARD_DEMO_TEAMS_URL", &teams.url)
+        .env("KEYGUARD_DEMO_SMTP", format!("smtp://{mail_addr}?tls=none"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -218,13 +236,21 @@ pub async fn run(output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     }
     let result = drive(&sim_url, &handler_url, &keyguard_principal, &audit, started).await;
     // Alerts leave through the outbox a moment after the decision: give the last one time to land.
-    let _ = wait_until(Duration::from_secs(10), || async { Ok(teams.received() >= 3) }).await;
+    let _ = wait_until(Duration::from_secs(10), || async {
+        Ok(teams.received() >= 3 && mail_sink.messages().len() >= 3)
+    })
+    .await;
     let cards = teams.received();
+    let mails = mail_sink.messages().len();
     println!(
         "\nTeams (stand-in) received {cards} Adaptive Cards, saved as {}/teams-card-*.json",
         dir.display()
     );
-    let result = result.map(|ok| ok && cards == 3);
+    println!(
+        "the SMTP sink received {mails} e-mails, saved as {}/mail-*.eml",
+        dir.display()
+    );
+    let result = result.map(|ok| ok && cards == 3 && mails == 3);
     let _ = child.kill();
     let _ = child.wait();
     sim.shutdown().await;

@@ -18,6 +18,7 @@ pub mod control;
 pub mod eventgrid;
 pub mod faults;
 pub mod identity;
+pub mod smtp;
 mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
