@@ -5,8 +5,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keyguard-target}"
 [ -d ../shared/fixtures ] || { echo "error: ../shared/fixtures not found beside the repository" >&2; exit 1; }
-# Real components the notification tests talk to: an SMTP server (aiosmtpd) and Microsoft's
-# Adaptive Cards parser (npm adaptivecards), both pinned.
+# Real components the notification tests talk to: an SMTP server (aiosmtpd), Microsoft's
+# Adaptive Cards parser and renderer (npm adaptivecards), both pinned, and Debian's Chromium,
+# which renders the Teams card to a PNG kept under $CARGO_TARGET_DIR/artifacts.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "error: chromium is needed for the card rendering test: sudo apt-get install -y chromium" >&2
+        exit 1
+    fi
+fi
 python3 -m pip install --quiet --disable-pip-version-check "aiosmtpd==1.4.6"
 npm ci --prefix crates/keyguard-notify/tests/node --no-audit --no-fund --loglevel=error
 cargo build --locked --workspace --bins

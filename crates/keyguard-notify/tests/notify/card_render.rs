@@ -1,0 +1,392 @@
+//! Renders keyguard's Adaptive Card with Microsoft's own renderer (the `adaptivecards` browser bundle)
+//! in headless Chromium: the parser test in `card.rs` proves the JSON is accepted, this one proves it
+//! turns into a card a person can read. Screenshots are kept as artifacts for review:
+//! `$CARGO_TARGET_DIR/artifacts/teams-card-<outcome>.png`.
+//!
+//! Needs Debian's Chromium (`apt-get install -y chromium`, or `KEYGUARD_TEST_CHROMIUM=/path`) and the
+//! npm package (`npm ci --prefix crates/keyguard-notify/tests/node`); without them the test FAILS.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keyguard_notify::{Alert, Outcome, Severity, teams};
+
+use crate::support::{hostile_alert, manifest_dir, temp_file};
+
+const WINDOW: &str = "800,1200";
+const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(90);
+const MIN_PNG_BYTES: u64 = 10 * 1024;
+
+/// A Teams-like light theme (Segoe UI, Teams' purple accent and red/amber status colours), trimmed to
+/// what the card uses. Without it the renderer falls back to its generic defaults.
+const HOST_CONFIG: &str = r##"{
+  "fontFamily": "'Segoe UI', 'Helvetica Neue', Arial, sans-serif",
+  "supportsInteractivity": true,
+  "spacing": { "small": 4, "default": 8, "medium": 12, "large": 16, "extraLarge": 24, "padding": 12 },
+  "separator": { "lineThickness": 1, "lineColor": "#E0E0E0" },
+  "fontTypes": {
+    "default": {
+      "fontFamily": "'Segoe UI', 'Helvetica Neue', Arial, sans-serif",
+      "fontSizes": { "small": 12, "default": 14, "medium": 14, "large": 18, "extraLarge": 24 },
+      "fontWeights": { "lighter": 200, "default": 400, "bolder": 600 }
+    },
+    "monospace": {
+      "fontFamily": "Consolas, 'Courier New', monospace",
+      "fontSizes": { "small": 12, "default": 14, "medium": 14, "large": 18, "extraLarge": 24 },
+      "fontWeights": { "lighter": 200, "default": 400, "bolder": 600 }
+    }
+  },
+  "containerStyles": {
+    "default": {
+      "backgroundColor": "#FFFFFF",
+      "foregroundColors": {
+        "default": { "default": "#242424", "subtle": "#616161" },
+        "accent": { "default": "#6264A7", "subtle": "#8B8CC7" },
+        "attention": { "default": "#C4314B", "subtle": "#D74654" },
+        "warning": { "default": "#835C00", "subtle": "#A87A00" },
+        "good": { "default": "#237B4B", "subtle": "#2E9E60" }
+      }
+    },
+    "emphasis": { "backgroundColor": "#F5F5F5" },
+    "accent": { "backgroundColor": "#E8EBFA" },
+    "attention": { "backgroundColor": "#FCF4F6" },
+    "warning": { "backgroundColor": "#FBF6D9" },
+    "good": { "backgroundColor": "#E7F2DA" }
+  },
+  "textStyles": {
+    "heading": { "size": "Large", "weight": "Bolder", "color": "Default", "isSubtle": false, "fontType": "Default" }
+  },
+  "factSet": {
+    "title": { "weight": "Bolder", "wrap": true, "maxWidth": 150 },
+    "value": { "wrap": true },
+    "spacing": 8
+  },
+  "actions": {
+    "maxActions": 6,
+    "buttonSpacing": 8,
+    "actionsOrientation": "Horizontal",
+    "actionAlignment": "Left",
+    "showCard": { "actionMode": "Inline", "inlineTopMargin": 8 }
+  }
+}"##;
+
+/// Loads the bundle from node_modules (file://), renders `window.keyguardCard` (set by card.js, so the
+/// JSON never sits in this page's DOM), and reports failure as visible text the test looks for.
+/// Teams applies Markdown to TextBlocks; this processor does only the part keyguard relies on
+/// (backslash escapes), on HTML-escaped text, so escaped names show as Teams shows them.
+const PAGE: &str = r#"<!DOCTYPE html>
+<html>
+<head>
+<meta charset="utf-8">
+<title>keyguard Teams card</title>
+<link rel="stylesheet" href="{{CSS}}">
+<style>
+  body { margin: 0; padding: 16px; background: #F5F5F5; font-family: 'Segoe UI', Arial, sans-serif; }
+  #card { width: 560px; background: #FFFFFF; border-radius: 4px; box-shadow: 0 1px 4px rgba(0,0,0,.2); overflow: hidden; }
+</style>
+<script src="{{BUNDLE}}"></script>
+<script src="card.js"></script>
+</head>
+<body>
+<div id="card"></div>
+<script>
+(function () {
+  var root = document.getElementById("card");
+  try {
+    if (typeof AdaptiveCards === "undefined") throw new Error("adaptivecards bundle did not load");
+    if (typeof keyguardCard === "undefined") throw new Error("card.js did not load");
+    AdaptiveCards.AdaptiveCard.onProcessMarkdown = function (text, result) {
+      var html = text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+      result.outputHtml = html.replace(/\\([!-\/:-@\[-`{-~])/g, "$1");
+      result.didProcess = true;
+    };
+    var card = new AdaptiveCards.AdaptiveCard();
+    card.hostConfig = new AdaptiveCards.HostConfig({{HOST_CONFIG}});
+    card.parse(keyguardCard);
+    var el = card.render();
+    if (!el) throw new Error("render() returned nothing");
+    root.appendChild(el);
+    document.body.setAttribute("data-keyguard", "rendered");
+  } catch (e) {
+    root.textContent = "KEYGUARD-RENDER-ERROR: " + e;
+  }
+})();
+</script>
+</body>
+</html>
+"#;
+
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("KEYGUARD_TEST_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.is_file(),
+        "Chromium not found at {}: install Debian's package with `apt-get update && apt-get install -y chromium` \
+         (or point KEYGUARD_TEST_CHROMIUM at a chromium binary)",
+        path.display()
+    );
+    path
+}
+
+/// Where screenshots are kept: `$CARGO_TARGET_DIR/artifacts`, else the target dir this test binary
+/// was built into (`target/debug/deps/notify-*` -> `target`).
+fn artifacts_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.parent()?.parent()?.parent()?.to_path_buf())
+        })
+        .unwrap_or_else(|| manifest_dir().join("../../target"));
+    let dir = target.join("artifacts");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// Runs headless Chromium on `page` with `extra` flags and a fresh profile; returns stdout.
+fn run_chromium(chromium: &Path, page: &Path, extra: &[String]) -> String {
+    let profile = temp_file("chromium-profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    let mut child = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--allow-file-access-from-files",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium.display()));
+
+    // Read both pipes on threads so a chatty Chromium cannot block on a full pipe while we wait.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut s).ok();
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).ok();
+        s
+    });
+    let deadline = Instant::now() + CHROMIUM_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "chromium {extra:?} did not finish within {CHROMIUM_TIMEOUT:?}; stderr: {}",
+                err_reader.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = out_reader.join().unwrap();
+    let err = err_reader.join().unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(status.success(), "chromium {extra:?} failed ({status}); stderr:\n{err}");
+    out
+}
+
+/// The DOM as a person would read it: scripts and styles dropped, tags removed, entities decoded
+/// (crudely, enough for assertions), whitespace collapsed.
+fn visible_text(dom: &str) -> String {
+    let mut rest = dom.to_string();
+    for tag in ["script", "style"] {
+        while let Some(start) = rest.find(&format!("<{tag}")) {
+            let close = format!("</{tag}>");
+            let end = rest[start..]
+                .find(&close)
+                .map_or(rest.len(), |i| start + i + close.len());
+            rest.replace_range(start..end, " ");
+        }
+    }
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in rest.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                text.push(' ');
+            }
+            '>' if in_tag => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let text = text
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Must match `render::outcome_sentence`, written out here so a wording regression is caught.
+fn expected_sentence(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Reverted => {
+            "keyguard reverted the change: the resource is back on the expected key source. Check that the change was not intended."
+        }
+        Outcome::RevertFailed => {
+            "keyguard tried to revert the change and FAILED. The resource is still on the wrong key source: act now."
+        }
+        Outcome::ManualActionNeeded => {
+            "keyguard cannot revert this change automatically. The resource is still on the wrong key source: restore it by hand."
+        }
+        other => panic!("no expected wording written down for {other:?}"),
+    }
+}
+
+fn alerts() -> Vec<Alert> {
+    vec![
+        Alert::sample(),
+        Alert {
+            resource_id: "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-data/providers/Microsoft.Compute/disks/disk-sqlvm01-os".into(),
+            resource_name: "disk-sqlvm01-os".into(),
+            resource_type: "Microsoft.Compute/disks".into(),
+            resource_group: "rg-data".into(),
+            expected_key: Some("https://kv-data.vault.azure.net/keys/des-cmk".into()),
+            actual: "platform-managed key".into(),
+            outcome: Outcome::RevertFailed,
+            detail: Some("ARM returned 403 AuthorizationFailed: the identity lacks Microsoft.Compute/disks/write".into()),
+            caller: Some("ops-automation@contoso.com".into()),
+            ..Alert::sample()
+        },
+        // Attacker-chosen name: must come out as text, never as a <script> element.
+        Alert {
+            severity: Severity::High,
+            ..hostile_alert(Outcome::ManualActionNeeded)
+        },
+    ]
+}
+
+#[test]
+fn adaptive_card_renders_in_chromium_with_microsofts_renderer() {
+    let node_dir = manifest_dir().join("tests/node");
+    let dist = node_dir.join("node_modules/adaptivecards/dist");
+    assert!(
+        dist.join("adaptivecards.min.js").is_file(),
+        "the adaptivecards npm package is missing ({}): run `npm ci --prefix crates/keyguard-notify/tests/node`",
+        dist.display()
+    );
+    let chromium = chromium();
+    let artifacts = artifacts_dir();
+    let work = temp_file("card-render");
+    std::fs::create_dir_all(&work).unwrap();
+
+    for alert in alerts() {
+        let outcome = serde_json::to_value(alert.outcome).unwrap();
+        let outcome = outcome.as_str().unwrap();
+        let dir = work.join(outcome);
+        std::fs::create_dir_all(&dir).unwrap();
+        let card = teams::adaptive_card(&alert);
+        std::fs::write(
+            dir.join("card.js"),
+            format!("window.keyguardCard = {};\n", serde_json::to_string(&card).unwrap()),
+        )
+        .unwrap();
+        let html = PAGE
+            .replace(
+                "{{CSS}}",
+                &format!("file://{}", dist.join("adaptivecards.css").display()),
+            )
+            .replace(
+                "{{BUNDLE}}",
+                &format!("file://{}", dist.join("adaptivecards.min.js").display()),
+            )
+            .replace("{{HOST_CONFIG}}", HOST_CONFIG);
+        let page = dir.join("card.html");
+        std::fs::write(&page, html).unwrap();
+
+        // (a) Screenshot, kept as an artifact.
+        let png = artifacts.join(format!("teams-card-{outcome}.png"));
+        let _ = std::fs::remove_file(&png);
+        run_chromium(
+            &chromium,
+            &page,
+            &[
+                format!("--screenshot={}", png.display()),
+                format!("--window-size={WINDOW}"),
+            ],
+        );
+        let bytes =
+            std::fs::read(&png).unwrap_or_else(|e| panic!("chromium wrote no screenshot at {}: {e}", png.display()));
+        assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+            "{} is not a PNG",
+            png.display()
+        );
+        assert!(
+            bytes.len() as u64 > MIN_PNG_BYTES,
+            "{} is only {} bytes: the card was probably not drawn",
+            png.display(),
+            bytes.len()
+        );
+        println!("Teams card screenshot ({outcome}): {}", png.display());
+
+        // (b) The DOM the renderer produced.
+        let dom = run_chromium(&chromium, &page, &["--dump-dom".to_string()]);
+        let text = visible_text(&dom);
+        assert!(
+            !text.contains("KEYGUARD-RENDER-ERROR"),
+            "renderer failed for {outcome}: {text}"
+        );
+        assert!(
+            dom.contains(r#"data-keyguard="rendered""#) && dom.contains("ac-adaptiveCard"),
+            "the card was not rendered for {outcome}; DOM:\n{dom}"
+        );
+        assert!(
+            dom.matches("ac-textBlock").count() >= 5 && dom.contains("ac-factset"),
+            "expected TextBlocks and FactSets in the rendered card for {outcome}; DOM:\n{dom}"
+        );
+        // Only the page's own three scripts; none from card values.
+        assert_eq!(dom.matches("<script").count(), 3, "unexpected <script> in DOM:\n{dom}");
+        assert!(!dom.to_ascii_lowercase().contains("<script>alert"), "{dom}");
+        assert!(!dom.contains("<img"), "an attacker value became an element:\n{dom}");
+
+        for raw in ["\"type\"", "AdaptiveCard\"", "{\"", "\\["] {
+            assert!(
+                !text.contains(raw),
+                "raw JSON/Markdown {raw:?} leaked into the card text: {text}"
+            );
+        }
+        let name = if alert.resource_name.starts_with("<script>") {
+            "<script>alert(1)</script>stpayments\u{FFFD}gpj.exe"
+        } else {
+            alert.resource_name.as_str()
+        };
+        for needle in [
+            name,
+            expected_sentence(alert.outcome),
+            alert.title().as_str(),
+            "What keyguard did",
+            "Open in Azure portal",
+        ] {
+            assert!(
+                text.contains(needle),
+                "rendered {outcome} card lacks {needle:?}; text: {text}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}
