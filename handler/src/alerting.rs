@@ -78,9 +78,18 @@ impl Alerter {
             }
             SuppressDecision::Send { repeats_folded } => alert.repeats = repeats_folded,
         }
+        let digest_at = self
+            .config
+            .alerts
+            .digest
+            .then(|| next_digest_time(now, self.config.alerts.digest_minutes));
         for delivery in &deliveries {
-            self.dispatcher
-                .enqueue(&delivery.route, delivery.extra_recipients.clone(), alert.clone())?;
+            self.dispatcher.enqueue(
+                &delivery.route,
+                delivery.extra_recipients.clone(),
+                alert.clone(),
+                digest_at,
+            )?;
         }
         self.store.set_alert_suppression(
             &key,
@@ -91,6 +100,15 @@ impl Alerter {
         )?;
         Ok(deliveries.len())
     }
+}
+
+/// The end of the digest window `now` falls in. Windows are aligned to the clock (whole multiples
+/// of the window since the epoch), so every instance sends at the same moments.
+pub fn next_digest_time(now: OffsetDateTime, window_minutes: u32) -> OffsetDateTime {
+    let window = i64::from(window_minutes.max(1)) * 60;
+    let t = now.unix_timestamp();
+    let next = (t.div_euclid(window) + 1) * window;
+    OffsetDateTime::from_unix_timestamp(next).unwrap_or(now)
 }
 
 /// The facts a person needs, from the audit outcome. `None` when the outcome calls for no alert.
@@ -300,6 +318,19 @@ pub fn smtp_settings(url: &str, from: String, to: Vec<String>) -> Result<SmtpSet
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digest_windows_are_aligned_to_the_clock() {
+        let t = OffsetDateTime::from_unix_timestamp(3_600 * 10 + 125).unwrap();
+        assert_eq!(next_digest_time(t, 60).unix_timestamp(), 3_600 * 11);
+        assert_eq!(next_digest_time(t, 15).unix_timestamp(), 3_600 * 10 + 900);
+        let on_boundary = OffsetDateTime::from_unix_timestamp(3_600 * 10).unwrap();
+        assert_eq!(
+            next_digest_time(on_boundary, 60).unix_timestamp(),
+            3_600 * 11,
+            "a new window, not zero wait"
+        );
+    }
 
     #[test]
     fn smtp_urls_pick_the_security_and_never_echo_the_password() {

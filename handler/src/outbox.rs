@@ -2,6 +2,7 @@
 //! dispatcher that retries with backoff and parks what cannot be delivered, for a person to see
 //! (`keyguard alerts --failed`) and re-send. Nothing decided is lost to a crash or a slow webhook.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,8 +44,15 @@ impl Dispatcher {
         }
     }
 
-    /// Records the alert durably, then wakes the sender.
-    pub fn enqueue(&self, route: &str, extra_recipients: Vec<String>, alert: Alert) -> Result<OutboxEntry, StoreError> {
+    /// Records the alert durably, then wakes the sender. `digest_at`: hold it for the route's
+    /// digest sent at that time instead of sending it alone.
+    pub fn enqueue(
+        &self,
+        route: &str,
+        extra_recipients: Vec<String>,
+        alert: Alert,
+        digest_at: Option<OffsetDateTime>,
+    ) -> Result<OutboxEntry, StoreError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let entry = OutboxEntry {
             id: uuid::Uuid::now_v7().to_string(),
@@ -53,9 +61,10 @@ impl Dispatcher {
             alert,
             status: OutboxStatus::Pending,
             attempts: 0,
-            next_attempt_at: now,
+            next_attempt_at: digest_at.map_or(now, |t| t.unix_timestamp()),
             last_error: None,
             created_at: now,
+            digest: digest_at.is_some(),
         };
         self.store.outbox_put(&entry)?;
         self.wake.notify_one();
@@ -88,13 +97,44 @@ impl Dispatcher {
             .into_iter()
             .filter(|e| e.status == OutboxStatus::Pending && e.next_attempt_at <= now.unix_timestamp())
             .collect();
-        for mut entry in due {
+        // Digest entries due together go out as one message per route (and recipient set).
+        let (digests, singles): (Vec<OutboxEntry>, Vec<OutboxEntry>) = due.into_iter().partition(|e| e.digest);
+        let mut groups: BTreeMap<(String, Vec<String>), Vec<OutboxEntry>> = BTreeMap::new();
+        for entry in digests {
+            groups
+                .entry((entry.route.clone(), entry.extra_recipients.clone()))
+                .or_default()
+                .push(entry);
+        }
+        for entry in singles {
             let result = match self.channels.channel(&entry.route, &entry.extra_recipients) {
                 Ok(channel) => channel.send(&entry.alert).await,
                 Err(problem) => Err(SendError::Permanent(format!("route {}: {problem}", entry.route))),
             };
+            self.settle(vec![entry], result, now, &mut report)?;
+        }
+        for ((route, extra), entries) in groups {
+            let alerts: Vec<Alert> = entries.iter().map(|e| e.alert.clone()).collect();
+            let result = match self.channels.channel(&route, &extra) {
+                Ok(channel) => channel.send_digest(&alerts).await,
+                Err(problem) => Err(SendError::Permanent(format!("route {route}: {problem}"))),
+            };
+            self.settle(entries, result, now, &mut report)?;
+        }
+        Ok(report)
+    }
+
+    /// Records the result of one send for the entries it carried.
+    fn settle(
+        &self,
+        entries: Vec<OutboxEntry>,
+        result: Result<(), SendError>,
+        now: OffsetDateTime,
+        report: &mut DispatchReport,
+    ) -> Result<(), StoreError> {
+        for mut entry in entries {
             entry.attempts += 1;
-            match result {
+            match &result {
                 Ok(()) => {
                     entry.status = OutboxStatus::Sent;
                     entry.last_error = None;
@@ -114,14 +154,14 @@ impl Dispatcher {
                     tracing::warn!(
                         target: "keyguard::alert",
                         outbox_id = %entry.id, route = %entry.route, attempts = entry.attempts,
-                        parked = !retryable, correlation_id = %entry.alert.correlation_id,
+                        parked = !retryable, digest = entry.digest, correlation_id = %entry.alert.correlation_id,
                         error = %error, "alert not delivered"
                     );
                 }
             }
             self.store.outbox_put(&entry)?;
         }
-        Ok(report)
+        Ok(())
     }
 
     /// The sender loop for long-running modes (`serve`, `webhook`): wakes on enqueue or every `tick`.
@@ -155,6 +195,7 @@ mod tests {
     struct Scripted {
         answers: std::sync::Mutex<Vec<Result<(), SendError>>>,
         calls: AtomicU32,
+        digest_sizes: std::sync::Mutex<Vec<usize>>,
     }
 
     impl Channel for Scripted {
@@ -165,6 +206,10 @@ mod tests {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let next = self.answers.lock().unwrap().pop().unwrap_or(Ok(()));
             Box::pin(async move { next })
+        }
+        fn send_digest<'a>(&'a self, alerts: &'a [Alert]) -> SendFuture<'a> {
+            self.digest_sizes.lock().unwrap().push(alerts.len());
+            self.send(&alerts[0])
         }
     }
 
@@ -188,6 +233,7 @@ mod tests {
         let scripted = Arc::new(Scripted {
             answers: std::sync::Mutex::new(answers.into_iter().rev().collect()),
             calls: AtomicU32::new(0),
+            digest_sizes: std::sync::Mutex::new(Vec::new()),
         });
         (
             Dispatcher::new(store.clone(), Arc::new(One(scripted.clone())), 3),
@@ -200,7 +246,7 @@ mod tests {
     #[tokio::test]
     async fn retryable_failures_are_retried_later_then_sent() {
         let (d, channel, store, dir) = setup(vec![Err(SendError::Retryable("503".into())), Ok(())]);
-        let entry = d.enqueue("teams", vec![], Alert::sample()).unwrap();
+        let entry = d.enqueue("teams", vec![], Alert::sample(), None).unwrap();
         let now = OffsetDateTime::now_utc();
         assert_eq!(
             d.run_due(now).await.unwrap(),
@@ -236,7 +282,7 @@ mod tests {
             Err(SendError::Retryable("503".into())),
             Ok(()),
         ]);
-        let refused = d.enqueue("teams", vec![], Alert::sample()).unwrap();
+        let refused = d.enqueue("teams", vec![], Alert::sample(), None).unwrap();
         let now = OffsetDateTime::now_utc();
         d.run_due(now).await.unwrap();
         assert_eq!(
@@ -244,7 +290,7 @@ mod tests {
             OutboxStatus::Parked
         );
 
-        let flaky = d.enqueue("teams", vec![], Alert::sample()).unwrap();
+        let flaky = d.enqueue("teams", vec![], Alert::sample(), None).unwrap();
         for hour in 1..=3 {
             d.run_due(now + time::Duration::hours(hour)).await.unwrap();
         }
@@ -268,7 +314,7 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_route_parks_instead_of_looping() {
         let (d, channel, store, dir) = setup(vec![]);
-        let entry = d.enqueue("missing", vec![], Alert::sample()).unwrap();
+        let entry = d.enqueue("missing", vec![], Alert::sample(), None).unwrap();
         assert_eq!(d.run_due(OffsetDateTime::now_utc()).await.unwrap().parked, 1);
         assert_eq!(channel.calls.load(Ordering::SeqCst), 0);
         assert!(
@@ -280,6 +326,30 @@ mod tests {
                 .unwrap()
                 .contains("missing")
         );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn digest_entries_wait_for_their_window_and_go_out_as_one_message() {
+        let (d, channel, store, dir) = setup(vec![]);
+        let at = OffsetDateTime::now_utc() + time::Duration::minutes(10);
+        let ids: Vec<String> = (0..3)
+            .map(|_| d.enqueue("teams", vec![], Alert::sample(), Some(at)).unwrap().id)
+            .collect();
+        let single = d.enqueue("teams", vec![], Alert::sample(), None).unwrap();
+        // Before the window ends only the ordinary alert goes.
+        assert_eq!(d.run_due(OffsetDateTime::now_utc()).await.unwrap().sent, 1);
+        assert_eq!(
+            store.outbox_get(&single.id).unwrap().unwrap().status,
+            OutboxStatus::Sent
+        );
+        assert!(channel.digest_sizes.lock().unwrap().is_empty());
+        // At the window's end the three are sent together, once.
+        assert_eq!(d.run_due(at).await.unwrap().sent, 3);
+        assert_eq!(*channel.digest_sizes.lock().unwrap(), vec![3]);
+        for id in ids {
+            assert_eq!(store.outbox_get(&id).unwrap().unwrap().status, OutboxStatus::Sent);
+        }
         std::fs::remove_dir_all(dir).ok();
     }
 

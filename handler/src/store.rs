@@ -66,6 +66,9 @@ pub struct OutboxEntry {
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
     pub created_at: i64,
+    /// Part of the route's periodic digest: sent together with the other digest entries due then.
+    #[serde(default)]
+    pub digest: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

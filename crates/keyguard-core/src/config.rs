@@ -15,8 +15,8 @@ use toml::Spanned;
 use crate::catalog::{self, KeyRef, vault_host_of};
 use crate::resource_id::ResourceId;
 use crate::routing::{
-    AlertRule, AlertSettings, AlertSeverity, MAX_SUPPRESS_MINUTES, OUTCOMES, Route, RouteKind, is_plausible_email,
-    is_valid_env_name,
+    AlertRule, AlertSettings, AlertSeverity, MAX_DIGEST_MINUTES, MAX_SUPPRESS_MINUTES, OUTCOMES, Route, RouteKind,
+    is_plausible_email, is_valid_env_name,
 };
 
 /// DNS suffixes of Key Vault and Managed HSM in the public and sovereign clouds. A CMK can only
@@ -333,7 +333,8 @@ impl Default for Settings {
 /// default_routes = ["secops"]      # when no rule matches
 /// owner_tags = ["keyguard-contact", "owner"]   # first present tag's addresses join email routes
 /// suppress_minutes = 30            # 0-1440; 0 sends every alert
-/// digest = false                   # reserved
+/// digest = false                  # true: one message per route every digest_minutes
+/// digest_minutes = 60              # 1-1440, aligned to the clock
 ///
 /// [[alert_rule]]                   # consulted in order
 /// routes = ["dba"]                 # [] only with stop = true: matching alerts go nowhere
@@ -621,6 +622,7 @@ struct RawAlerts {
     owner_tags: Vec<Spanned<String>>,
     suppress_minutes: Option<Spanned<u32>>,
     digest: Option<bool>,
+    digest_minutes: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -935,11 +937,19 @@ impl Validator<'_> {
             }
             suppress_minutes = m.into_inner();
         }
+        let mut digest_minutes = d.digest_minutes;
+        if let Some(m) = raw.digest_minutes {
+            if !(1..=MAX_DIGEST_MINUTES).contains(m.get_ref()) {
+                self.at(m.span(), format!("digest_minutes must be 1-{MAX_DIGEST_MINUTES}"));
+            }
+            digest_minutes = m.into_inner();
+        }
         AlertSettings {
             default_routes,
             owner_tags,
             suppress_minutes,
             digest: raw.digest.unwrap_or(d.digest),
+            digest_minutes,
         }
     }
 
@@ -1861,6 +1871,7 @@ default_routes = ["secops", "secops"]
 owner_tags = ["keyguard-contact", " owner "]
 suppress_minutes = 1440
 digest = true
+digest_minutes = 15
 
 [[alert_rule]]
 routes = ["dba"]
@@ -1912,6 +1923,7 @@ stop = true
                 owner_tags: vec!["keyguard-contact".into(), "owner".into()],
                 suppress_minutes: 1440,
                 digest: true,
+                digest_minutes: 15,
             }
         );
         assert_eq!(c.alert_rules.len(), 2);
@@ -2025,6 +2037,8 @@ routes = []
         assert!(p[0].starts_with("keyguard.toml:2:20: "), "{p:?}");
         let p = problems("[alerts]\ndigest = \"yes\"\n");
         assert!(p[0].starts_with("keyguard.toml:2:10: "), "{p:?}");
+        let p = problems("[alerts]\ndigest = true\ndigest_minutes = 0\n");
+        assert_eq!(p, ["keyguard.toml:3:18: digest_minutes must be 1-1440"], "{p:?}");
         let p = problems("[alerts]\ndefault_route = [\"a\"]\n");
         assert!(
             p[0].starts_with("keyguard.toml:2:1: unknown field \"default_route\""),

@@ -102,8 +102,11 @@ pub struct AlertSettings {
     /// Repeats of the same resource and outcome inside this window are counted into the next
     /// alert instead of each paging someone. 0 sends every alert.
     pub suppress_minutes: u32,
-    /// Reserved for a periodic digest; parsed so configs can be written ahead of it.
+    /// Collect alerts and send one message per route every `digest_minutes`, for teams that
+    /// prefer a summary to a page per change.
     pub digest: bool,
+    /// The digest window (1-1440 minutes), aligned to the clock so every instance agrees on it.
+    pub digest_minutes: u32,
 }
 
 impl Default for AlertSettings {
@@ -113,9 +116,13 @@ impl Default for AlertSettings {
             owner_tags: Vec::new(),
             suppress_minutes: 30,
             digest: false,
+            digest_minutes: 60,
         }
     }
 }
+
+/// Largest digest window: a day.
+pub const MAX_DIGEST_MINUTES: u32 = 1440;
 
 /// How urgently a person should look. Ordered, so rules can say "this bad or worse".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

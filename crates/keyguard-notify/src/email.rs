@@ -65,11 +65,7 @@ pub fn html_body(alert: &Alert) -> String {
     let banner = if alert.outcome.needs_human() {
         "#a4262c"
     } else {
-        match alert.severity {
-            crate::Severity::High => "#a4262c",
-            crate::Severity::Warning => "#8a5a00",
-            crate::Severity::Info => "#0063b1",
-        }
+        banner_color(alert.severity)
     };
     let mut out = String::new();
     out.push_str("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
@@ -125,6 +121,128 @@ pub fn html_body(alert: &Alert) -> String {
     );
     out.push_str("<p style=\"color:#605e5c;font-size:12px\">Sent by keyguard, encryption key-source drift guard.</p>\n</body></html>\n");
     out
+}
+
+/// Digest subject, e.g. "[keyguard] 3 encryption drift alerts (2 reverted, 1 revert failed)".
+pub fn digest_subject(alerts: &[Alert]) -> String {
+    let d = render::digest(alerts);
+    if d.counts.is_empty() {
+        format!("[keyguard] {}", d.heading)
+    } else {
+        format!("[keyguard] {} ({})", d.heading, d.counts)
+    }
+}
+
+/// Plain-text digest: a summary, then one numbered section per alert (at most 25) with its facts and
+/// portal link, then "and N more (see keyguard alerts)" when alerts were left out.
+pub fn digest_text_body(alerts: &[Alert]) -> String {
+    let d = render::digest(alerts);
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", d.heading);
+    if d.counts.is_empty() {
+        let _ = writeln!(out, "This digest contains no alerts.");
+    } else {
+        let _ = writeln!(out, "{}", d.counts);
+        let _ = writeln!(out, "Highest severity: {}", d.severity);
+    }
+    let width = d
+        .entries
+        .iter()
+        .flat_map(|e| e.facts.iter())
+        .map(|f| f.label.len())
+        .max()
+        .unwrap_or(0);
+    for (i, entry) in d.entries.iter().enumerate() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "{}. {}", i + 1, entry.title);
+        for f in &entry.facts {
+            let _ = writeln!(
+                out,
+                "   {:width$}  {}",
+                format!("{}:", f.label),
+                f.value,
+                width = width + 1
+            );
+        }
+        let _ = writeln!(out, "   Open in Azure portal: {}", entry.portal_url);
+    }
+    if let Some(more) = &d.overflow {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "{more}");
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "-- ");
+    let _ = writeln!(out, "Sent by keyguard, encryption key-source drift guard.");
+    out
+}
+
+/// HTML digest with the same content as [`digest_text_body`]; every value is escaped.
+pub fn digest_html_body(alerts: &[Alert]) -> String {
+    let d = render::digest(alerts);
+    let banner = if d.needs_human {
+        "#a4262c"
+    } else {
+        banner_color(d.severity)
+    };
+    let mut out = String::new();
+    out.push_str("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
+    out.push_str(&html_escape(&d.heading));
+    out.push_str("</title></head>\n<body style=\"font-family:Segoe UI,Helvetica,Arial,sans-serif;font-size:14px;color:#201f1e\">\n");
+    let _ = writeln!(
+        out,
+        "<h2 style=\"color:{banner};margin:0 0 4px 0\">{}</h2>",
+        html_escape(&d.heading)
+    );
+    if d.counts.is_empty() {
+        out.push_str("<p style=\"margin:0 0 16px 0\">This digest contains no alerts.</p>\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "<p style=\"color:#605e5c;margin:0 0 16px 0\">{} | Highest severity: {}</p>",
+            html_escape(&d.counts),
+            html_escape(&d.severity.to_string())
+        );
+    }
+    for entry in &d.entries {
+        let color = if entry.needs_human { "#a4262c" } else { "#201f1e" };
+        let _ = writeln!(
+            out,
+            "<h3 style=\"margin:20px 0 4px 0;padding-top:8px;border-top:1px solid #e1dfdd;color:{color}\">{}</h3>",
+            html_escape(&entry.title)
+        );
+        out.push_str("<table style=\"border-collapse:collapse\">\n");
+        for f in &entry.facts {
+            let _ = writeln!(
+                out,
+                "<tr><th style=\"text-align:left;padding:2px 12px 2px 0;vertical-align:top\">{}</th><td style=\"padding:2px 0;word-break:break-all\">{}</td></tr>",
+                html_escape(f.label),
+                html_escape(&f.value)
+            );
+        }
+        out.push_str("</table>\n");
+        let _ = writeln!(
+            out,
+            "<p style=\"margin:6px 0\"><a href=\"{}\">Open in Azure portal</a></p>",
+            html_escape(&entry.portal_url)
+        );
+    }
+    if let Some(more) = &d.overflow {
+        let _ = writeln!(
+            out,
+            "<p style=\"margin:20px 0;font-weight:bold\">{}</p>",
+            html_escape(more)
+        );
+    }
+    out.push_str("<p style=\"color:#605e5c;font-size:12px\">Sent by keyguard, encryption key-source drift guard.</p>\n</body></html>\n");
+    out
+}
+
+fn banner_color(severity: crate::Severity) -> &'static str {
+    match severity {
+        crate::Severity::High => "#a4262c",
+        crate::Severity::Warning => "#8a5a00",
+        crate::Severity::Info => "#0063b1",
+    }
 }
 
 /// How to talk to the relay.
@@ -235,6 +353,41 @@ impl EmailChannel {
             .map_err(|e| SendError::Permanent(format!("cannot build email: {e}")))
     }
 
+    /// The complete digest message: [`digest_subject`], text + HTML, and a Message-ID derived from
+    /// every alert's identity (correlation id, outcome, repeats, time, resource), so a retry of the
+    /// same digest carries the same Message-ID. Fails with `Permanent("empty digest")` for no alerts.
+    pub fn digest_message(&self, alerts: &[Alert]) -> Result<Message, SendError> {
+        if alerts.is_empty() {
+            return Err(SendError::empty_digest());
+        }
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(digest_subject(alerts))
+            .message_id(Some(digest_message_id(alerts, &self.from)));
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        builder
+            .multipart(MultiPart::alternative_plain_html(
+                digest_text_body(alerts),
+                digest_html_body(alerts),
+            ))
+            .map_err(|e| SendError::Permanent(format!("cannot build email: {e}")))
+    }
+
+    /// One bounded SMTP dialogue for a prepared message.
+    async fn deliver(&self, message: Message) -> Result<(), SendError> {
+        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
+            Ok(result) => result.map(|_| ()).map_err(|e| self.classify(&e)),
+            Err(_) => Err(SendError::Retryable(format!(
+                "SMTP {}:{}: no answer within {}s",
+                self.host,
+                self.port,
+                self.timeout.as_secs()
+            ))),
+        }
+    }
+
     fn classify(&self, e: &lettre::transport::smtp::Error) -> SendError {
         let msg = format!("SMTP {}:{}: {e}", self.host, self.port);
         let msg = match &self.password {
@@ -254,6 +407,23 @@ impl EmailChannel {
 /// Deterministic per alert (correlation id, outcome, repeats), so an outbox retry after a lost
 /// `250 OK` produces the same Message-ID and mail systems can drop the duplicate.
 fn message_id(alert: &Alert, from: &Mailbox) -> String {
+    hashed_id(&identity(alert), from)
+}
+
+/// The same identity per alert as [`message_id`], sorted so the order alerts were collected in does
+/// not matter, under a distinct prefix so a one-alert digest never collides with the single alert.
+fn digest_message_id(alerts: &[Alert], from: &Mailbox) -> String {
+    let mut ids: Vec<Vec<u8>> = alerts.iter().map(identity).collect();
+    ids.sort();
+    let mut input = b"digest\0".to_vec();
+    for id in ids {
+        input.extend_from_slice(&(id.len() as u64).to_be_bytes());
+        input.extend_from_slice(&id);
+    }
+    hashed_id(&input, from)
+}
+
+fn identity(alert: &Alert) -> Vec<u8> {
     let mut input = Vec::new();
     for part in [
         alert.correlation_id.as_str(),
@@ -265,7 +435,11 @@ fn message_id(alert: &Alert, from: &Mailbox) -> String {
         input.extend_from_slice(part.as_bytes());
         input.push(0);
     }
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
+    input
+}
+
+fn hashed_id(input: &[u8], from: &Mailbox) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input);
     let mut id = String::from("<keyguard.");
     for b in &digest.as_ref()[..16] {
         let _ = write!(id, "{b:02x}");
@@ -294,15 +468,14 @@ impl Channel for EmailChannel {
     fn send<'a>(&'a self, alert: &'a Alert) -> SendFuture<'a> {
         Box::pin(async move {
             let message = self.message(alert)?;
-            match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
-                Ok(result) => result.map(|_| ()).map_err(|e| self.classify(&e)),
-                Err(_) => Err(SendError::Retryable(format!(
-                    "SMTP {}:{}: no answer within {}s",
-                    self.host,
-                    self.port,
-                    self.timeout.as_secs()
-                ))),
-            }
+            self.deliver(message).await
+        })
+    }
+
+    fn send_digest<'a>(&'a self, alerts: &'a [Alert]) -> SendFuture<'a> {
+        Box::pin(async move {
+            let message = self.digest_message(alerts)?;
+            self.deliver(message).await
         })
     }
 }

@@ -249,6 +249,10 @@ impl SendError {
             .map(Duration::from_secs)
     }
 
+    pub(crate) fn empty_digest() -> SendError {
+        SendError::Permanent("empty digest".into())
+    }
+
     pub(crate) fn retryable_after(msg: String, after: Option<Duration>) -> SendError {
         match after {
             Some(d) => SendError::Retryable(format!("{msg}{RETRY_AFTER_MARK}{}s)", d.as_secs())),
@@ -283,4 +287,24 @@ pub trait Channel: Send + Sync {
     /// Stable name for logs and the outbox (e.g. `teams`, `email`, `webhook`, or a configured one).
     fn name(&self) -> &str;
     fn send<'a>(&'a self, alert: &'a Alert) -> SendFuture<'a>;
+
+    /// Sends several alerts collected over a digest window as ONE message (per route).
+    ///
+    /// An empty slice is a programming error and fails with `SendError::Permanent("empty digest")`.
+    ///
+    /// The default keeps other implementations (test doubles, custom channels) compiling and correct:
+    /// it sends each alert on its own, in order, stopping at the first failure, so nothing is lost but
+    /// a retry may repeat alerts already delivered. Every channel in this crate overrides it with a
+    /// real single-message digest.
+    fn send_digest<'a>(&'a self, alerts: &'a [Alert]) -> SendFuture<'a> {
+        Box::pin(async move {
+            if alerts.is_empty() {
+                return Err(SendError::empty_digest());
+            }
+            for alert in alerts {
+                self.send(alert).await?;
+            }
+            Ok(())
+        })
+    }
 }

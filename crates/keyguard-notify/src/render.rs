@@ -1,6 +1,6 @@
 //! The one content model every format renders, so Teams, email text and email HTML cannot drift apart.
 
-use crate::{Alert, Outcome};
+use crate::{Alert, Outcome, Severity};
 
 /// Longest value shown in any field. Keeps a hostile or runaway value (e.g. a huge error detail)
 /// from pushing the card past Teams' ~28 KB payload limit or burying the facts.
@@ -185,6 +185,97 @@ pub(crate) fn content(alert: &Alert) -> Content {
                 facts: context,
             },
         ],
+        portal_url: alert.portal_url(),
+    }
+}
+
+/// Most alerts shown in one digest card or email. Each alert section is about 1 KB of card JSON, so
+/// 25 keeps a digest of ordinary alerts well under Teams' ~28 KB payload limit and readable on a phone.
+pub(crate) const DIGEST_MAX: usize = 25;
+
+/// Short outcome wording for the digest header and subject ("2 reverted, 1 revert failed").
+pub(crate) fn outcome_label(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Reverted => "reverted",
+        Outcome::RevertFailed => "revert failed",
+        Outcome::ManualActionNeeded => "manual action needed",
+        Outcome::AlertOnly => "alert only",
+        Outcome::DryRunWouldRevert => "dry run",
+        Outcome::RateLimited => "rate limited",
+        Outcome::Exempt => "exempt",
+    }
+}
+
+/// One alert of a digest: its title line and the compact facts, already cleaned.
+pub(crate) struct DigestEntry {
+    pub title: String,
+    pub needs_human: bool,
+    pub facts: Vec<Fact>,
+    pub portal_url: String,
+}
+
+/// What every digest format shows, in order. Built from at most [`DIGEST_MAX`] alerts.
+pub(crate) struct Digest {
+    /// "3 encryption drift alerts", or a harmless line for an empty slice.
+    pub heading: String,
+    /// "2 reverted, 1 revert failed" (empty for an empty slice).
+    pub counts: String,
+    /// Highest severity present (Info for an empty slice).
+    pub severity: Severity,
+    /// True when any alert still needs a person.
+    pub needs_human: bool,
+    pub entries: Vec<DigestEntry>,
+    /// "and 5 more (see keyguard alerts)" when alerts were left out.
+    pub overflow: Option<String>,
+}
+
+pub(crate) fn digest(alerts: &[Alert]) -> Digest {
+    let n = alerts.len();
+    let heading = match n {
+        0 => "No encryption drift alerts".to_string(),
+        1 => "1 encryption drift alert".to_string(),
+        n => format!("{n} encryption drift alerts"),
+    };
+    let counts = Outcome::ALL
+        .iter()
+        .filter_map(|&o| {
+            let k = alerts.iter().filter(|a| a.outcome == o).count();
+            (k > 0).then(|| format!("{k} {}", outcome_label(o)))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let entries = alerts.iter().take(DIGEST_MAX).map(digest_entry).collect();
+    let overflow = (n > DIGEST_MAX).then(|| format!("and {} more (see keyguard alerts)", n - DIGEST_MAX));
+    Digest {
+        heading,
+        counts,
+        severity: alerts.iter().map(|a| a.severity).max().unwrap_or(Severity::Info),
+        needs_human: alerts.iter().any(|a| a.outcome.needs_human()),
+        entries,
+        overflow,
+    }
+}
+
+fn digest_entry(alert: &Alert) -> DigestEntry {
+    let fact = |label, value: &str| Fact {
+        label,
+        value: clean(value),
+    };
+    let mut facts = vec![
+        fact("Resource group", &alert.resource_group),
+        fact("Expected", &alert.expected),
+        fact("Actual", &alert.actual),
+        fact("Changed by", alert.caller.as_deref().unwrap_or("unknown")),
+        fact("What keyguard did", outcome_sentence(alert.outcome)),
+    ];
+    if let Some(detail) = &alert.detail {
+        facts.push(fact("Detail", detail));
+    }
+    facts.push(fact("Correlation ID", &alert.correlation_id));
+    DigestEntry {
+        title: alert.title(),
+        needs_human: alert.outcome.needs_human(),
+        facts,
         portal_url: alert.portal_url(),
     }
 }

@@ -9,7 +9,7 @@ use std::fmt;
 use serde_json::{Value, json};
 
 use crate::render::{self, Content, markdown_escape};
-use crate::{Alert, Channel, ConfigError, Secret, SendFuture, Severity, http};
+use crate::{Alert, Channel, ConfigError, Secret, SendError, SendFuture, Severity, http};
 
 /// The card version Teams renders today; newer elements would silently disappear.
 pub const ADAPTIVE_CARD_VERSION: &str = "1.5";
@@ -18,11 +18,7 @@ pub const ADAPTIVE_CARD_SCHEMA: &str = "http://adaptivecards.io/schemas/adaptive
 /// The Adaptive Card for one alert. Pure, so it can be snapshot-tested and validated offline.
 pub fn adaptive_card(alert: &Alert) -> Value {
     let c = render::content(alert);
-    let style = match alert.severity {
-        Severity::High => "attention",
-        Severity::Warning => "warning",
-        Severity::Info => "accent",
-    };
+    let style = container_style(alert.severity);
 
     let mut body = vec![json!({
         "type": "Container",
@@ -93,6 +89,187 @@ pub fn adaptive_card(alert: &Alert) -> Value {
     })
 }
 
+fn container_style(severity: Severity) -> &'static str {
+    match severity {
+        Severity::High => "attention",
+        Severity::Warning => "warning",
+        Severity::Info => "accent",
+    }
+}
+
+/// One Adaptive Card (1.5) for several alerts: a header with the count per outcome in the highest
+/// severity's style, then one compact section per alert (title, key facts, its own portal button),
+/// at most 25, then "and N more (see keyguard alerts)". Values are cleaned and Markdown-escaped exactly
+/// as in [`adaptive_card`]. An empty slice gives a harmless "No encryption drift alerts" card.
+pub fn digest_card(alerts: &[Alert]) -> Value {
+    let d = render::digest(alerts);
+    let mut header = vec![json!({
+        "type": "TextBlock",
+        "text": markdown_escape(&d.heading),
+        "style": "heading",
+        "size": "Large",
+        "weight": "Bolder",
+        "wrap": true
+    })];
+    let subtitle = if d.counts.is_empty() {
+        "keyguard encryption key-source drift digest".to_string()
+    } else {
+        format!(
+            "{} | Highest severity: {} | keyguard encryption key-source drift digest",
+            d.counts, d.severity
+        )
+    };
+    header.push(json!({
+        "type": "TextBlock",
+        "text": markdown_escape(&subtitle),
+        "isSubtle": true,
+        "spacing": "None",
+        "wrap": true
+    }));
+    let mut body = vec![json!({
+        "type": "Container",
+        "style": container_style(d.severity),
+        "bleed": true,
+        "items": header
+    })];
+    if alerts.is_empty() {
+        body.push(json!({
+            "type": "TextBlock",
+            "text": "This digest contains no alerts.",
+            "wrap": true
+        }));
+    }
+
+    for entry in &d.entries {
+        let mut title = json!({
+            "type": "TextBlock",
+            "text": markdown_escape(&entry.title),
+            "weight": "Bolder",
+            "wrap": true
+        });
+        if entry.needs_human {
+            title["color"] = json!("Attention");
+        }
+        let facts: Vec<Value> = entry
+            .facts
+            .iter()
+            .map(|f| json!({ "title": f.label, "value": markdown_escape(&f.value) }))
+            .collect();
+        body.push(json!({
+            "type": "Container",
+            "separator": true,
+            "spacing": "Medium",
+            "items": [
+                title,
+                { "type": "FactSet", "facts": facts },
+                {
+                    "type": "ActionSet",
+                    "actions": [
+                        { "type": "Action.OpenUrl", "title": "Open in Azure portal", "url": entry.portal_url }
+                    ]
+                }
+            ]
+        }));
+    }
+    if let Some(more) = &d.overflow {
+        body.push(json!({
+            "type": "TextBlock",
+            "text": markdown_escape(more),
+            "weight": "Bolder",
+            "separator": true,
+            "spacing": "Medium",
+            "wrap": true
+        }));
+    }
+
+    let fallback = if d.counts.is_empty() {
+        d.heading.clone()
+    } else {
+        format!("{} ({})", d.heading, d.counts)
+    };
+    json!({
+        "type": "AdaptiveCard",
+        "$schema": ADAPTIVE_CARD_SCHEMA,
+        "version": ADAPTIVE_CARD_VERSION,
+        "fallbackText": fallback,
+        "body": body
+    })
+}
+
+/// [`digest_card`] in the `message` envelope a Teams Workflows webhook expects.
+pub fn digest_workflows_payload(alerts: &[Alert]) -> Value {
+    wrap_card(digest_card(alerts))
+}
+
+/// Legacy MessageCard digest: one section per alert (at most 25) with its own portal button.
+/// `markdown: false` everywhere, as in [`message_card`].
+pub fn digest_message_card(alerts: &[Alert]) -> Value {
+    let d = render::digest(alerts);
+    let theme = theme_color(d.severity, d.needs_human);
+    let title = if d.counts.is_empty() {
+        d.heading.clone()
+    } else {
+        format!("{} ({})", d.heading, d.counts)
+    };
+    let mut sections = vec![json!({
+        "activityTitle": title,
+        "activitySubtitle": format!("Highest severity: {}", d.severity),
+        "text": if alerts.is_empty() { "This digest contains no alerts." } else { "keyguard encryption key-source drift digest" },
+        "markdown": false
+    })];
+    for entry in &d.entries {
+        let facts: Vec<Value> = entry
+            .facts
+            .iter()
+            .map(|f| json!({ "name": f.label, "value": f.value }))
+            .collect();
+        sections.push(json!({
+            "title": entry.title,
+            "facts": facts,
+            "markdown": false,
+            "potentialAction": [
+                {
+                    "@type": "OpenUri",
+                    "name": "Open in Azure portal",
+                    "targets": [ { "os": "default", "uri": entry.portal_url } ]
+                }
+            ]
+        }));
+    }
+    if let Some(more) = &d.overflow {
+        sections.push(json!({ "text": more, "markdown": false }));
+    }
+    json!({
+        "@type": "MessageCard",
+        "@context": "https://schema.org/extensions",
+        "summary": title,
+        "title": title,
+        "themeColor": theme,
+        "sections": sections
+    })
+}
+
+fn theme_color(severity: Severity, needs_human: bool) -> &'static str {
+    match (severity, needs_human) {
+        (Severity::High, _) | (_, true) => "D70000",
+        (Severity::Warning, _) => "FFA500",
+        (Severity::Info, _) => "0078D7",
+    }
+}
+
+fn wrap_card(card: Value) -> Value {
+    json!({
+        "type": "message",
+        "attachments": [
+            {
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": null,
+                "content": card
+            }
+        ]
+    })
+}
+
 fn heading(text: &str) -> Value {
     json!({
         "type": "TextBlock",
@@ -111,27 +288,14 @@ fn fallback_text(c: &Content) -> String {
 
 /// The body a Teams Workflows webhook expects: the card as the single attachment of a `message`.
 pub fn workflows_payload(alert: &Alert) -> Value {
-    json!({
-        "type": "message",
-        "attachments": [
-            {
-                "contentType": "application/vnd.microsoft.card.adaptive",
-                "contentUrl": null,
-                "content": adaptive_card(alert)
-            }
-        ]
-    })
+    wrap_card(adaptive_card(alert))
 }
 
 /// Legacy Office 365 connector MessageCard. `markdown: false` because connector Markdown would turn
 /// attacker-chosen names into links, and MessageCard has no escaping rules worth trusting.
 pub fn message_card(alert: &Alert) -> Value {
     let c = render::content(alert);
-    let theme = match (alert.severity, alert.outcome.needs_human()) {
-        (Severity::High, _) | (_, true) => "D70000",
-        (Severity::Warning, _) => "FFA500",
-        (Severity::Info, _) => "0078D7",
-    };
+    let theme = theme_color(alert.severity, alert.outcome.needs_human());
     let mut sections = vec![json!({
         "activityTitle": "What keyguard did",
         "activitySubtitle": format!("Severity: {}", c.severity),
@@ -211,6 +375,16 @@ impl TeamsChannel {
             workflows_payload(alert)
         }
     }
+
+    /// What [`Channel::send_digest`] posts: [`digest_message_card`] when `legacy`, else
+    /// [`digest_workflows_payload`].
+    pub fn digest_payload(&self, alerts: &[Alert]) -> Value {
+        if self.legacy {
+            digest_message_card(alerts)
+        } else {
+            digest_workflows_payload(alerts)
+        }
+    }
 }
 
 impl fmt::Debug for TeamsChannel {
@@ -231,6 +405,16 @@ impl Channel for TeamsChannel {
     fn send<'a>(&'a self, alert: &'a Alert) -> SendFuture<'a> {
         Box::pin(async move {
             let request = self.client.post(self.url.expose()).json(&self.payload(alert));
+            http::deliver(request, &self.url, "Teams webhook").await
+        })
+    }
+
+    fn send_digest<'a>(&'a self, alerts: &'a [Alert]) -> SendFuture<'a> {
+        Box::pin(async move {
+            if alerts.is_empty() {
+                return Err(SendError::empty_digest());
+            }
+            let request = self.client.post(self.url.expose()).json(&self.digest_payload(alerts));
             http::deliver(request, &self.url, "Teams webhook").await
         })
     }

@@ -4,6 +4,9 @@
 //! HMAC-SHA256 over the exact body bytes with the shared key — and comparing in constant time.
 //! `X-Keyguard-Timestamp` (Unix seconds) is informational and NOT covered by the signature; receivers
 //! that need replay protection should de-duplicate on the body's `correlation_id` + `outcome`.
+//!
+//! A digest delivery ([`digest_body`]) is `{"digest": true, "count": n, "alerts": [...]}`, signed the
+//! same way; single alerts have no `digest` key.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,6 +28,23 @@ pub fn signature(key: &Secret, body: &[u8]) -> String {
         out.push_str(&format!("{b:02x}"));
     }
     out
+}
+
+/// The exact body bytes of a digest delivery: `{"digest": true, "count": n, "alerts": [Alert, ...]}`
+/// with every alert (no cap: receivers are pipelines, not people). Signed like a single alert.
+pub fn digest_body(alerts: &[Alert]) -> Result<Vec<u8>, SendError> {
+    #[derive(serde::Serialize)]
+    struct Digest<'a> {
+        digest: bool,
+        count: usize,
+        alerts: &'a [Alert],
+    }
+    serde_json::to_vec(&Digest {
+        digest: true,
+        count: alerts.len(),
+        alerts,
+    })
+    .map_err(|e| SendError::Permanent(format!("cannot serialise digest: {e}")))
 }
 
 /// Posts the [`Alert`] as JSON, signed with a shared key.
@@ -54,6 +74,22 @@ impl WebhookChannel {
         self.name = name.into();
         self
     }
+
+    /// Signs exactly these bytes and posts them.
+    async fn post_signed(&self, body: Vec<u8>) -> Result<(), SendError> {
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let request = self
+            .client
+            .post(self.url.expose())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, signature(&self.key, &body))
+            .header(TIMESTAMP_HEADER, timestamp.to_string())
+            .body(body);
+        http::deliver(request, &self.url, "webhook").await
+    }
 }
 
 impl fmt::Debug for WebhookChannel {
@@ -76,18 +112,17 @@ impl Channel for WebhookChannel {
             // Serialise once and sign exactly these bytes; re-serialising could reorder or reformat.
             let body =
                 serde_json::to_vec(alert).map_err(|e| SendError::Permanent(format!("cannot serialise alert: {e}")))?;
-            let timestamp = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let request = self
-                .client
-                .post(self.url.expose())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header(SIGNATURE_HEADER, signature(&self.key, &body))
-                .header(TIMESTAMP_HEADER, timestamp.to_string())
-                .body(body);
-            http::deliver(request, &self.url, "webhook").await
+            self.post_signed(body).await
+        })
+    }
+
+    fn send_digest<'a>(&'a self, alerts: &'a [Alert]) -> SendFuture<'a> {
+        Box::pin(async move {
+            if alerts.is_empty() {
+                return Err(SendError::empty_digest());
+            }
+            let body = digest_body(alerts)?;
+            self.post_signed(body).await
         })
     }
 }

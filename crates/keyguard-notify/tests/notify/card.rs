@@ -3,7 +3,7 @@ use std::process::Command;
 use keyguard_notify::{Alert, Outcome, Severity, teams};
 use serde_json::Value;
 
-use crate::support::{hostile_alert, manifest_dir, minimal_alert, temp_file};
+use crate::support::{digest_alerts, hostile_alert, manifest_dir, minimal_alert, shown_name, temp_file};
 
 /// Runs Microsoft's `adaptivecards` parser over the card and returns its report.
 fn validate_with_adaptivecards(card: &Value) -> Value {
@@ -250,4 +250,169 @@ fn titles_read_well() {
         ..Alert::sample()
     };
     assert!(folded.title().ends_with("(+4 repeated changes)"));
+}
+
+#[test]
+fn digest_cards_pass_the_adaptivecards_parser_without_errors_or_warnings() {
+    for n in [0, 1, 3, 30] {
+        let card = teams::digest_card(&digest_alerts(n));
+        let report = validate_with_adaptivecards(&card);
+        assert_eq!(report["errors"], serde_json::json!([]), "{n} alerts");
+        assert_eq!(report["warnings"], serde_json::json!([]), "{n} alerts");
+        assert_eq!(card["version"], "1.5");
+        assert_eq!(card["$schema"], teams::ADAPTIVE_CARD_SCHEMA);
+    }
+}
+
+/// Sections in a digest card: one Container per alert after the header, each ending in an ActionSet.
+fn alert_sections(card: &Value) -> Vec<&Value> {
+    card["body"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "Container" && e["items"][2]["type"] == "ActionSet")
+        .collect()
+}
+
+#[test]
+fn digest_card_has_a_counting_header_and_one_section_per_alert() {
+    let alerts = digest_alerts(3);
+    let card = teams::digest_card(&alerts);
+    let header = &card["body"][0];
+    assert_eq!(header["items"][0]["text"], "3 encryption drift alerts");
+    let sub = header["items"][1]["text"].as_str().unwrap();
+    assert!(sub.starts_with("2 reverted, 1 revert failed"), "{sub}");
+    // Highest severity (the sample is High) sets the banner.
+    assert_eq!(header["style"], "attention");
+    assert!(
+        card["fallbackText"]
+            .as_str()
+            .unwrap()
+            .contains("2 reverted, 1 revert failed")
+    );
+
+    let sections = alert_sections(&card);
+    assert_eq!(sections.len(), 3);
+    for (alert, section) in alerts.iter().zip(&sections) {
+        let text = all_text(section);
+        for needle in [
+            alert.resource_group.as_str(),
+            alert.expected.as_str(),
+            alert.actual.as_str(),
+            alert.correlation_id.as_str(),
+        ] {
+            assert!(text.contains(needle), "section lacks {needle:?}:\n{text}");
+        }
+        let action = &section["items"][2]["actions"][0];
+        assert_eq!(action["type"], "Action.OpenUrl");
+        assert_eq!(action["url"], alert.portal_url());
+    }
+    // The sample's title is the single alert's title, unchanged.
+    assert_eq!(sections[0]["items"][0]["text"], Alert::sample().title());
+    assert!(all_text(sections[1]).contains("ops-automation@contoso.com"));
+    assert!(all_text(sections[1]).contains("FAILED"));
+    assert_eq!(sections[1]["items"][0]["color"], "Attention");
+    assert!(all_text(&card).contains(&shown_name(&alerts[0])));
+    assert!(!all_text(&card).contains("more (see keyguard alerts)"));
+
+    let severity_of = |severity| {
+        let alerts = vec![Alert {
+            severity,
+            ..Alert::sample()
+        }];
+        teams::digest_card(&alerts)["body"][0]["style"].clone()
+    };
+    assert_eq!(severity_of(Severity::Warning), "warning");
+    assert_eq!(severity_of(Severity::Info), "accent");
+    assert_eq!(
+        teams::digest_card(&digest_alerts(1))["body"][0]["items"][0]["text"],
+        "1 encryption drift alert"
+    );
+}
+
+#[test]
+fn digest_card_is_capped_at_25_alerts() {
+    let alerts = digest_alerts(30);
+    let card = teams::digest_card(&alerts);
+    assert_eq!(card["body"][0]["items"][0]["text"], "30 encryption drift alerts");
+    assert_eq!(alert_sections(&card).len(), 25);
+    let text = all_text(&card);
+    assert!(text.contains("and 5 more (see keyguard alerts)"), "{text}");
+    assert!(text.contains(&alerts[24].correlation_id));
+    assert!(!text.contains(&alerts[25].correlation_id));
+    // The header still counts every alert, not just the shown ones.
+    let counted: usize = card["body"][0]["items"][1]["text"]
+        .as_str()
+        .unwrap()
+        .split('|')
+        .next()
+        .unwrap()
+        .split(", ")
+        .map(|part| part.trim().split(' ').next().unwrap().parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(counted, 30);
+    // Teams rejects payloads over ~28 KB.
+    let size = serde_json::to_vec(&teams::digest_workflows_payload(&alerts))
+        .unwrap()
+        .len();
+    assert!(size < 28 * 1024, "digest payload is {size} bytes");
+}
+
+#[test]
+fn digest_card_escapes_hostile_values_like_the_single_card() {
+    let alerts = vec![hostile_alert(Outcome::Reverted), hostile_alert(Outcome::RevertFailed)];
+    let card = teams::digest_card(&alerts);
+    let text = all_text(&card);
+    assert!(!text.contains("[Reset MFA]"), "{text}");
+    assert!(text.contains("\\[Reset MFA\\]"), "{text}");
+    assert!(!text.contains('\u{202E}'));
+    assert!(!text.contains("\r\nBcc"));
+    assert!(text.contains("\\<script\\>"), "{text}");
+    let single = all_text(&teams::adaptive_card(&alerts[0]));
+    assert!(single.contains(card["body"][1]["items"][0]["text"].as_str().unwrap()));
+}
+
+#[test]
+fn empty_digest_renders_a_harmless_card() {
+    let card = teams::digest_card(&[]);
+    assert_eq!(card["body"][0]["items"][0]["text"], "No encryption drift alerts");
+    assert!(alert_sections(&card).is_empty());
+    assert_eq!(card["body"][0]["style"], "accent");
+    let mc = teams::digest_message_card(&[]);
+    assert_eq!(mc["@type"], "MessageCard");
+    assert_eq!(mc["sections"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn digest_payloads_wrap_and_mirror_the_card() {
+    let alerts = digest_alerts(3);
+    let payload = teams::digest_workflows_payload(&alerts);
+    assert_eq!(payload["type"], "message");
+    assert_eq!(
+        payload["attachments"][0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(payload["attachments"][0]["content"], teams::digest_card(&alerts));
+
+    let mc = teams::digest_message_card(&digest_alerts(30));
+    assert_eq!(mc["@type"], "MessageCard");
+    assert_eq!(mc["themeColor"], "D70000");
+    assert!(
+        mc["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("30 encryption drift alerts (")
+    );
+    let sections = mc["sections"].as_array().unwrap();
+    // Summary + 25 alerts + overflow.
+    assert_eq!(sections.len(), 27);
+    for s in sections {
+        assert_eq!(s["markdown"], false);
+    }
+    assert_eq!(sections[26]["text"], "and 5 more (see keyguard alerts)");
+    assert_eq!(
+        sections[1]["potentialAction"][0]["targets"][0]["uri"],
+        alerts[0].portal_url()
+    );
+    assert_eq!(sections[2]["title"], alerts[1].title());
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use keyguard_notify::{Alert, Outcome, Severity, teams};
 
-use crate::support::{hostile_alert, manifest_dir, temp_file};
+use crate::support::{digest_alerts, failed_disk_alert, hostile_alert, manifest_dir, shown_name, temp_file};
 
 const WINDOW: &str = "800,1200";
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(90);
@@ -260,18 +260,7 @@ fn expected_sentence(outcome: Outcome) -> &'static str {
 fn alerts() -> Vec<Alert> {
     vec![
         Alert::sample(),
-        Alert {
-            resource_id: "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-data/providers/Microsoft.Compute/disks/disk-sqlvm01-os".into(),
-            resource_name: "disk-sqlvm01-os".into(),
-            resource_type: "Microsoft.Compute/disks".into(),
-            resource_group: "rg-data".into(),
-            expected_key: Some("https://kv-data.vault.azure.net/keys/des-cmk".into()),
-            actual: "platform-managed key".into(),
-            outcome: Outcome::RevertFailed,
-            detail: Some("ARM returned 403 AuthorizationFailed: the identity lacks Microsoft.Compute/disks/write".into()),
-            caller: Some("ops-automation@contoso.com".into()),
-            ..Alert::sample()
-        },
+        failed_disk_alert(),
         // Attacker-chosen name: must come out as text, never as a <script> element.
         Alert {
             severity: Severity::High,
@@ -280,49 +269,60 @@ fn alerts() -> Vec<Alert> {
     ]
 }
 
-#[test]
-fn adaptive_card_renders_in_chromium_with_microsofts_renderer() {
-    let node_dir = manifest_dir().join("tests/node");
-    let dist = node_dir.join("node_modules/adaptivecards/dist");
-    assert!(
-        dist.join("adaptivecards.min.js").is_file(),
-        "the adaptivecards npm package is missing ({}): run `npm ci --prefix crates/keyguard-notify/tests/node`",
-        dist.display()
-    );
-    let chromium = chromium();
-    let artifacts = artifacts_dir();
-    let work = temp_file("card-render");
-    std::fs::create_dir_all(&work).unwrap();
+struct Renderer {
+    chromium: PathBuf,
+    dist: PathBuf,
+    artifacts: PathBuf,
+    work: PathBuf,
+}
 
-    for alert in alerts() {
-        let outcome = serde_json::to_value(alert.outcome).unwrap();
-        let outcome = outcome.as_str().unwrap();
-        let dir = work.join(outcome);
+impl Renderer {
+    fn new() -> Renderer {
+        let node_dir = manifest_dir().join("tests/node");
+        let dist = node_dir.join("node_modules/adaptivecards/dist");
+        assert!(
+            dist.join("adaptivecards.min.js").is_file(),
+            "the adaptivecards npm package is missing ({}): run `npm ci --prefix crates/keyguard-notify/tests/node`",
+            dist.display()
+        );
+        let work = temp_file("card-render");
+        std::fs::create_dir_all(&work).unwrap();
+        Renderer {
+            chromium: chromium(),
+            dist,
+            artifacts: artifacts_dir(),
+            work,
+        }
+    }
+
+    /// Renders `card`, keeps `teams-card-<name>.png`, checks what every card must satisfy (rendered,
+    /// no injected elements) and returns the DOM and its visible text.
+    fn render(&self, name: &str, card: &serde_json::Value) -> (String, String) {
+        let dir = self.work.join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        let card = teams::adaptive_card(&alert);
         std::fs::write(
             dir.join("card.js"),
-            format!("window.keyguardCard = {};\n", serde_json::to_string(&card).unwrap()),
+            format!("window.keyguardCard = {};\n", serde_json::to_string(card).unwrap()),
         )
         .unwrap();
         let html = PAGE
             .replace(
                 "{{CSS}}",
-                &format!("file://{}", dist.join("adaptivecards.css").display()),
+                &format!("file://{}", self.dist.join("adaptivecards.css").display()),
             )
             .replace(
                 "{{BUNDLE}}",
-                &format!("file://{}", dist.join("adaptivecards.min.js").display()),
+                &format!("file://{}", self.dist.join("adaptivecards.min.js").display()),
             )
             .replace("{{HOST_CONFIG}}", HOST_CONFIG);
         let page = dir.join("card.html");
         std::fs::write(&page, html).unwrap();
 
         // (a) Screenshot, kept as an artifact.
-        let png = artifacts.join(format!("teams-card-{outcome}.png"));
+        let png = self.artifacts.join(format!("teams-card-{name}.png"));
         let _ = std::fs::remove_file(&png);
         run_chromium(
-            &chromium,
+            &self.chromium,
             &page,
             &[
                 format!("--screenshot={}", png.display()),
@@ -342,41 +342,53 @@ fn adaptive_card_renders_in_chromium_with_microsofts_renderer() {
             png.display(),
             bytes.len()
         );
-        println!("Teams card screenshot ({outcome}): {}", png.display());
+        println!("Teams card screenshot ({name}): {}", png.display());
 
         // (b) The DOM the renderer produced.
-        let dom = run_chromium(&chromium, &page, &["--dump-dom".to_string()]);
+        let dom = run_chromium(&self.chromium, &page, &["--dump-dom".to_string()]);
         let text = visible_text(&dom);
         assert!(
             !text.contains("KEYGUARD-RENDER-ERROR"),
-            "renderer failed for {outcome}: {text}"
+            "renderer failed for {name}: {text}"
         );
         assert!(
             dom.contains(r#"data-keyguard="rendered""#) && dom.contains("ac-adaptiveCard"),
-            "the card was not rendered for {outcome}; DOM:\n{dom}"
-        );
-        assert!(
-            dom.matches("ac-textBlock").count() >= 5 && dom.contains("ac-factset"),
-            "expected TextBlocks and FactSets in the rendered card for {outcome}; DOM:\n{dom}"
+            "the card was not rendered for {name}; DOM:\n{dom}"
         );
         // Only the page's own three scripts; none from card values.
         assert_eq!(dom.matches("<script").count(), 3, "unexpected <script> in DOM:\n{dom}");
         assert!(!dom.to_ascii_lowercase().contains("<script>alert"), "{dom}");
         assert!(!dom.contains("<img"), "an attacker value became an element:\n{dom}");
-
         for raw in ["\"type\"", "AdaptiveCard\"", "{\"", "\\["] {
             assert!(
                 !text.contains(raw),
                 "raw JSON/Markdown {raw:?} leaked into the card text: {text}"
             );
         }
-        let name = if alert.resource_name.starts_with("<script>") {
-            "<script>alert(1)</script>stpayments\u{FFFD}gpj.exe"
-        } else {
-            alert.resource_name.as_str()
-        };
+        (dom, text)
+    }
+}
+
+impl Drop for Renderer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+#[test]
+fn adaptive_card_renders_in_chromium_with_microsofts_renderer() {
+    let renderer = Renderer::new();
+    for alert in alerts() {
+        let outcome = serde_json::to_value(alert.outcome).unwrap();
+        let outcome = outcome.as_str().unwrap();
+        let (dom, text) = renderer.render(outcome, &teams::adaptive_card(&alert));
+        assert!(
+            dom.matches("ac-textBlock").count() >= 5 && dom.contains("ac-factset"),
+            "expected TextBlocks and FactSets in the rendered card for {outcome}; DOM:\n{dom}"
+        );
+        let name = shown_name(&alert);
         for needle in [
-            name,
+            name.as_str(),
             expected_sentence(alert.outcome),
             alert.title().as_str(),
             "What keyguard did",
@@ -388,5 +400,33 @@ fn adaptive_card_renders_in_chromium_with_microsofts_renderer() {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&work);
+}
+
+#[test]
+fn digest_card_renders_in_chromium_with_microsofts_renderer() {
+    let renderer = Renderer::new();
+    let alerts = digest_alerts(3);
+    let (dom, text) = renderer.render("digest-3", &teams::digest_card(&alerts));
+    assert!(
+        dom.matches("ac-factset").count() >= 3,
+        "expected one FactSet per alert; DOM:\n{dom}"
+    );
+    assert!(text.contains("3 encryption drift alerts"), "{text}");
+    assert!(text.contains("2 reverted, 1 revert failed"), "{text}");
+    for alert in &alerts {
+        let name = shown_name(alert);
+        for needle in [name.as_str(), alert.title().as_str(), alert.correlation_id.as_str()] {
+            assert!(text.contains(needle), "rendered digest lacks {needle:?}; text: {text}");
+        }
+    }
+    assert_eq!(
+        text.matches("Open in Azure portal").count(),
+        3,
+        "one portal button per alert; text: {text}"
+    );
+    assert!(text.contains(expected_sentence(Outcome::RevertFailed)), "{text}");
+
+    let (_, text) = renderer.render("digest-30", &teams::digest_card(&digest_alerts(30)));
+    assert!(text.contains("and 5 more (see keyguard alerts)"), "{text}");
+    assert_eq!(text.matches("Open in Azure portal").count(), 25, "{text}");
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use keyguard_notify::{Alert, Channel, EmailChannel, Outcome, Secret, SendError, SmtpSecurity, SmtpSettings, email};
 use serde_json::Value;
 
-use crate::support::{hostile_alert, manifest_dir, temp_file};
+use crate::support::{digest_alerts, hostile_alert, manifest_dir, shown_name, temp_file};
 
 const USER: &str = "keyguard-test";
 const PASSWORD: &str = "S3cr3t-smtp-PaSsW0rd";
@@ -280,4 +280,145 @@ async fn stalled_relay_times_out_as_retryable() {
     assert!(err.is_retryable(), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     drop(listener);
+}
+
+#[tokio::test]
+async fn digest_arrives_as_one_multipart_email_with_every_alert() {
+    let sink = Sink::start(&["--user", USER, "--password", PASSWORD]);
+    let channel = EmailChannel::new(settings(sink.port, PASSWORD)).unwrap();
+    let alerts = digest_alerts(3);
+    channel.send_digest(&alerts).await.unwrap();
+
+    let msgs = sink.messages();
+    assert_eq!(msgs.len(), 1, "one email for the whole digest: {msgs:?}");
+    let m = &msgs[0];
+    assert_eq!(m["content_type"], "multipart/alternative");
+    assert_eq!(
+        m["headers"]["Subject"],
+        "[keyguard] 3 encryption drift alerts (2 reverted, 1 revert failed)"
+    );
+    assert_eq!(m["headers"]["Subject"], email::digest_subject(&alerts));
+    let mid = m["headers"]["Message-ID"].as_str().unwrap();
+    assert!(
+        mid.starts_with("<keyguard.") && mid.ends_with("@alerts.contoso.com>"),
+        "{mid}"
+    );
+    assert!(m["headers"].get("Bcc").is_none(), "{}", m["headers"]);
+
+    let parts = m["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), 2);
+    let part = |ct: &str| {
+        parts
+            .iter()
+            .find(|p| p["content_type"] == ct)
+            .and_then(|p| p["body"].as_str())
+            .unwrap_or_else(|| panic!("no {ct} part in {parts:?}"))
+            .to_string()
+    };
+    let text = part("text/plain");
+    let html = part("text/html");
+    for alert in &alerts {
+        assert!(
+            text.contains(&shown_name(alert)),
+            "text lacks {:?}:\n{text}",
+            alert.resource_name
+        );
+        assert!(text.contains(&alert.title()), "{text}");
+        assert!(text.contains(&alert.portal_url()), "{text}");
+        assert!(html.contains(&format!("href=\"{}\"", alert.portal_url())), "{html}");
+        for body in [&text, &html] {
+            assert!(body.contains(&alert.correlation_id), "{body}");
+            assert!(body.contains(&alert.resource_group), "{body}");
+        }
+    }
+    assert!(
+        html.contains("stpayments") && html.contains("disk-sqlvm01-os"),
+        "{html}"
+    );
+    for body in [&text, &html] {
+        assert!(body.contains("3 encryption drift alerts"), "{body}");
+        assert!(body.contains("2 reverted, 1 revert failed"), "{body}");
+        assert!(body.contains("ops-automation@contoso.com"), "{body}");
+        assert!(body.contains("FAILED"), "{body}");
+    }
+
+    // The hostile third alert: inert in HTML, no forged lines in text.
+    assert!(text.contains("<script>alert(1)</script>"), "text shows the raw value");
+    assert!(!text.contains("\nBcc:"), "{text}");
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;stpayments"),
+        "{html}"
+    );
+    assert!(!html.contains("<img"), "{html}");
+    assert!(html.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"), "{html}");
+    assert!(!html.contains("<b>"), "{html}");
+    assert!(!m.to_string().contains(PASSWORD));
+}
+
+#[tokio::test]
+async fn large_digest_email_is_capped_with_a_pointer_to_the_rest() {
+    let alerts = digest_alerts(30);
+    let text = email::digest_text_body(&alerts);
+    let html = email::digest_html_body(&alerts);
+    for body in [&text, &html] {
+        assert!(body.contains("30 encryption drift alerts"), "{body}");
+        assert!(body.contains("and 5 more (see keyguard alerts)"), "{body}");
+        assert!(body.contains(&alerts[24].correlation_id));
+        assert!(!body.contains(&alerts[25].correlation_id));
+    }
+    assert_eq!(text.matches("Open in Azure portal: ").count(), 25);
+    assert!(email::digest_subject(&alerts).starts_with("[keyguard] 30 encryption drift alerts ("));
+    assert_eq!(
+        email::digest_subject(&alerts[..1]),
+        "[keyguard] 1 encryption drift alert (1 reverted)"
+    );
+}
+
+#[tokio::test]
+async fn digest_message_id_is_stable_on_retry_and_tracks_the_alerts() {
+    let channel = EmailChannel::new(settings(2525, PASSWORD)).unwrap();
+    let id = |alerts: &[Alert]| {
+        channel
+            .digest_message(alerts)
+            .unwrap()
+            .headers()
+            .get_raw("Message-ID")
+            .unwrap()
+            .to_string()
+    };
+    let alerts = digest_alerts(3);
+    assert_eq!(id(&alerts), id(&alerts.clone()));
+    let mut reordered = alerts.clone();
+    reordered.reverse();
+    assert_eq!(id(&alerts), id(&reordered));
+    assert_ne!(id(&alerts), id(&alerts[..2]));
+    let mut changed = alerts.clone();
+    changed[1].correlation_id = "00000000-0000-4000-8000-0000000000ff".into();
+    assert_ne!(id(&alerts), id(&changed));
+    // A one-alert digest is a different message from the single alert.
+    let single = channel
+        .message(&alerts[0])
+        .unwrap()
+        .headers()
+        .get_raw("Message-ID")
+        .unwrap()
+        .to_string();
+    assert_ne!(id(&alerts[..1]), single);
+}
+
+#[tokio::test]
+async fn empty_digest_is_a_permanent_error_and_sends_nothing() {
+    let sink = Sink::start(&[]);
+    let mut s = settings(sink.port, PASSWORD);
+    s.username = None;
+    s.password = None;
+    let channel = EmailChannel::new(s).unwrap();
+    let err = channel.send_digest(&[]).await.unwrap_err();
+    assert_eq!(err, SendError::Permanent("empty digest".into()));
+    assert!(sink.messages().is_empty());
+    // Rendering an empty digest is harmless.
+    assert_eq!(email::digest_subject(&[]), "[keyguard] No encryption drift alerts");
+    assert!(email::digest_html_body(&[]).contains("no alerts"));
+    assert!(email::digest_text_body(&[]).contains("no alerts"));
 }

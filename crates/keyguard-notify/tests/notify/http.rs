@@ -252,3 +252,129 @@ fn bad_urls_are_rejected_without_echoing_them() {
         assert!(!err.to_string().contains("SECRET"), "{err}");
     }
 }
+
+/// Verifies a delivery as a receiver would: recompute HMAC-SHA256 over the body, constant-time compare.
+fn verify_signature(headers: &HeaderMap, body: &[u8]) {
+    let sig = headers[SIGNATURE_HEADER].to_str().unwrap();
+    let hex = sig.strip_prefix("sha256=").expect("sha256= prefix");
+    assert_eq!(hex.len(), 64);
+    let tag: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, HMAC_KEY.as_bytes());
+    aws_lc_rs::hmac::verify(&key, body, &tag).expect("signature verifies against the body");
+    let mut tampered = body.to_vec();
+    tampered[3] ^= 1;
+    assert!(aws_lc_rs::hmac::verify(&key, &tampered, &tag).is_err());
+}
+
+#[tokio::test]
+async fn webhook_digest_is_one_signed_body_with_every_alert() {
+    let (base, state) = receiver().await;
+    let channel = WebhookChannel::new(url(&base, 204), Secret::new(HMAC_KEY)).unwrap();
+    // No cap for pipelines: all 30 alerts go out.
+    let alerts = crate::support::digest_alerts(30);
+    channel.send_digest(&alerts).await.unwrap();
+
+    let got = state.lock().unwrap();
+    assert_eq!(got.requests.len(), 1);
+    let (headers, body) = &got.requests[0];
+    assert_eq!(headers["content-type"], "application/json");
+    verify_signature(headers, body);
+    assert_eq!(
+        body.as_ref(),
+        keyguard_notify::webhook::digest_body(&alerts).unwrap().as_slice()
+    );
+    let v: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(v["digest"], true);
+    assert_eq!(v["count"], 30);
+    let back: Vec<Alert> = serde_json::from_value(v["alerts"].clone()).unwrap();
+    assert_eq!(back, alerts);
+    assert_eq!(v["alerts"][1]["outcome"], "revert-failed");
+    let ts: u64 = headers[TIMESTAMP_HEADER].to_str().unwrap().parse().unwrap();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert!(now.abs_diff(ts) < 60);
+}
+
+#[tokio::test]
+async fn teams_digest_posts_one_card_for_all_alerts() {
+    let (base, state) = receiver().await;
+    let channel = TeamsChannel::new(url(&base, 202), false).unwrap();
+    let alerts = crate::support::digest_alerts(3);
+    channel.send_digest(&alerts).await.unwrap();
+
+    let legacy = TeamsChannel::new(url(&base, 200), true).unwrap();
+    legacy.send_digest(&alerts).await.unwrap();
+
+    let got = state.lock().unwrap();
+    assert_eq!(got.requests.len(), 2);
+    let (headers, body) = &got.requests[0];
+    assert_eq!(headers["content-type"], "application/json");
+    let payload: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(payload, teams::digest_workflows_payload(&alerts));
+    assert_eq!(payload, channel.digest_payload(&alerts));
+    let card = &payload["attachments"][0]["content"];
+    assert_eq!(card["type"], "AdaptiveCard");
+    assert_eq!(card["body"][0]["items"][0]["text"], "3 encryption drift alerts");
+
+    let payload: Value = serde_json::from_slice(&got.requests[1].1).unwrap();
+    assert_eq!(payload, teams::digest_message_card(&alerts));
+    assert_eq!(payload["@type"], "MessageCard");
+}
+
+#[tokio::test]
+async fn empty_digest_is_permanent_and_posts_nothing() {
+    let (base, state) = receiver().await;
+    let teams = TeamsChannel::new(url(&base, 202), false).unwrap();
+    let hook = WebhookChannel::new(url(&base, 204), Secret::new(HMAC_KEY)).unwrap();
+    for channel in [&teams as &dyn Channel, &hook] {
+        let err = channel.send_digest(&[]).await.unwrap_err();
+        assert_eq!(err, SendError::Permanent("empty digest".into()), "{}", channel.name());
+    }
+    assert!(state.lock().unwrap().requests.is_empty());
+}
+
+#[tokio::test]
+async fn teams_digest_failures_are_classified_and_scrubbed() {
+    let (base, _state) = receiver().await;
+    let alerts = crate::support::digest_alerts(3);
+    let u = url(&base, 429);
+    let err = TeamsChannel::new(u.clone(), false)
+        .unwrap()
+        .send_digest(&alerts)
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+    assert_no_secret(&err, &u);
+    let u = url(&base, 400);
+    let err = WebhookChannel::new(u.clone(), Secret::new(HMAC_KEY))
+        .unwrap()
+        .send_digest(&alerts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SendError::Permanent(_)), "{err}");
+    assert_no_secret(&err, &u);
+}
+
+/// A channel implemented outside this crate gets a correct default: every alert, one by one.
+#[tokio::test]
+async fn default_send_digest_sends_each_alert() {
+    struct Counting(std::sync::atomic::AtomicUsize);
+    impl Channel for Counting {
+        fn name(&self) -> &str {
+            "counting"
+        }
+        fn send<'a>(&'a self, _alert: &'a Alert) -> keyguard_notify::SendFuture<'a> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async { Ok(()) })
+        }
+    }
+    let c = Counting(Default::default());
+    c.send_digest(&crate::support::digest_alerts(4)).await.unwrap();
+    assert_eq!(c.0.load(std::sync::atomic::Ordering::SeqCst), 4);
+    assert_eq!(
+        c.send_digest(&[]).await.unwrap_err(),
+        SendError::Permanent("empty digest".into())
+    );
+}

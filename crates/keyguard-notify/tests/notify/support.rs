@@ -46,3 +46,57 @@ pub fn minimal_alert(outcome: Outcome) -> Alert {
         ..Alert::sample()
     }
 }
+
+/// A disk whose revert failed: a second resource with different values from the sample.
+pub fn failed_disk_alert() -> Alert {
+    Alert {
+        resource_id: "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-data/providers/Microsoft.Compute/disks/disk-sqlvm01-os".into(),
+        resource_name: "disk-sqlvm01-os".into(),
+        resource_type: "Microsoft.Compute/disks".into(),
+        resource_group: "rg-data".into(),
+        expected_key: Some("https://kv-data.vault.azure.net/keys/des-cmk".into()),
+        actual: "platform-managed key".into(),
+        outcome: Outcome::RevertFailed,
+        detail: Some("ARM returned 403 AuthorizationFailed: the identity lacks Microsoft.Compute/disks/write".into()),
+        caller: Some("ops-automation@contoso.com".into()),
+        correlation_id: "00000000-0000-4000-8000-000000000002".into(),
+        ..Alert::sample()
+    }
+}
+
+/// `n` alerts for a digest: the sample (reverted), a failed disk revert and a hostile reverted alert
+/// first (so 3 gives "2 reverted, 1 revert failed"), then distinct generated ones over every outcome.
+pub fn digest_alerts(n: usize) -> Vec<Alert> {
+    let mut all = vec![
+        Alert::sample(),
+        failed_disk_alert(),
+        Alert {
+            severity: Severity::High,
+            correlation_id: "00000000-0000-4000-8000-000000000003".into(),
+            ..hostile_alert(Outcome::Reverted)
+        },
+    ];
+    let mut i = 0;
+    while all.len() < n {
+        let name = format!("stdigest{i:02}");
+        all.push(Alert {
+            resource_id: format!(
+                "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-bulk/providers/Microsoft.Storage/storageAccounts/{name}"
+            ),
+            resource_name: name,
+            resource_group: "rg-bulk".into(),
+            outcome: Outcome::ALL[i % Outcome::ALL.len()],
+            severity: Severity::Info,
+            correlation_id: format!("00000000-0000-4000-9000-{i:012}"),
+            ..Alert::sample()
+        });
+        i += 1;
+    }
+    all.truncate(n);
+    all
+}
+
+/// What a person sees for a resource name after cleaning (the hostile one's bidi override becomes U+FFFD).
+pub fn shown_name(alert: &Alert) -> String {
+    alert.resource_name.replace('\u{202E}', "\u{FFFD}")
+}
