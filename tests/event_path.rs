@@ -85,8 +85,9 @@ async fn cmk_to_mmk_drift_is_reverted_and_verified_by_a_fresh_get() -> anyhow::R
     env.wait_delivered(3).await?;
     env.audit_record(&id, "result", "own-write").await?;
     assert_eq!(env.keyguard_patches().await?, 1);
-    // Three events, six ARM calls, one token: the credential caches it until near expiry.
-    assert_eq!(env.token_requests().await?, 1);
+    // Three events, several ARM and Key Vault calls, one token per audience (ARM, Key Vault):
+    // the credential caches each until near expiry.
+    assert_eq!(env.token_requests().await?, 2);
     Ok(())
 }
 
@@ -587,5 +588,93 @@ async fn the_timer_reconcile_catches_drift_whose_event_was_lost() -> anyhow::Res
     );
     let record = env.audit_record(&id, "result", "reverted").await?;
     assert_eq!(record["trigger"]["kind"], "reconcile");
+    Ok(())
+}
+
+async fn seed_key(env: &Env, key: serde_json::Value) -> anyhow::Result<()> {
+    let r = env
+        .http
+        .post(format!("{}/_sim/keys", env.sim))
+        .json(&key)
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "seeding a key failed: {}", r.text().await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_revert_to_a_disabled_key_and_the_finding_says_why() -> anyhow::Result<()> {
+    let env = Env::start(Options::default()).await?;
+    let id = compliant_cmk_account(&env, "rg-cmk", "stkeydisabled").await?;
+    // Someone disables the key in Key Vault, then switches the account to Microsoft keys.
+    seed_key(
+        &env,
+        json!({"vault": APPROVED_VAULT, "name": "storage-cmk", "enabled": false}),
+    )
+    .await?;
+    env.act_as_user(&id, mmk_patch()).await?;
+    env.wait_delivered(2).await?;
+    let record = env.audit_record(&id, "result", "manual-action-needed").await?;
+    assert!(
+        record["detail"].as_str().unwrap_or_default().contains("disabled"),
+        "{record}"
+    );
+    assert_eq!(record["alert"], true);
+    assert_eq!(env.keyguard_patches().await?, 0, "never point data at a disabled key");
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_revert_to_a_key_in_a_vault_without_purge_protection() -> anyhow::Result<()> {
+    let env = Env::start(Options::default()).await?;
+    let id = compliant_cmk_account(&env, "rg-cmk", "stkeypurgeable").await?;
+    seed_key(
+        &env,
+        json!({"vault": APPROVED_VAULT, "name": "storage-cmk", "recovery_level": "Recoverable+Purgeable"}),
+    )
+    .await?;
+    env.act_as_user(&id, mmk_patch()).await?;
+    env.wait_delivered(2).await?;
+    let record = env.audit_record(&id, "result", "manual-action-needed").await?;
+    assert!(
+        record["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("purge protection"),
+        "{record}"
+    );
+    assert_eq!(env.keyguard_patches().await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_compliant_key_that_expires_soon_is_a_warning() -> anyhow::Result<()> {
+    let env = Env::start(Options::default()).await?;
+    let in_ten_days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 10 * 86_400;
+    seed_key(
+        &env,
+        json!({"vault": APPROVED_VAULT, "name": "storage-cmk", "expires": in_ten_days}),
+    )
+    .await?;
+    let id = account_id("rg-cmk", "stkeyexpiring");
+    env.seed(json!([storage_account(
+        "rg-cmk",
+        "stkeyexpiring",
+        Some(APPROVED_VAULT),
+        json!({})
+    )]))
+    .await?;
+    env.act_as_user(&id, tag_patch("look")).await?;
+    env.wait_delivered(1).await?;
+    let record = env.audit_record(&id, "result", "key-expiring").await?;
+    assert_eq!(record["verdict"], "compliant");
+    assert_eq!(record["alert"], true);
+    assert!(
+        record["detail"].as_str().unwrap_or_default().contains("expires on"),
+        "{record}"
+    );
     Ok(())
 }

@@ -259,6 +259,7 @@ impl Env {
         cmd.env("KEYGUARD_CONFIG", self.dir.join("keyguard.toml"))
             .env("KEYGUARD_STATE_PATH", self.dir.join("state.redb"))
             .env("KEYGUARD_ARM_ENDPOINT", &self.sim)
+            .env("KEYGUARD_KEYVAULT_ENDPOINT", &self.sim)
             .env("KEYGUARD_AUTH", "managed-identity")
             .env("IDENTITY_ENDPOINT", format!("{}/msi/token", self.sim))
             .env("IDENTITY_HEADER", azure_sim::SimConfig::default().identity_header)

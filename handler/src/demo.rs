@@ -202,6 +202,7 @@ pub async fn run(output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         .env("KEYGUARD_CONFIG", &config_path)
         .env("KEYGUARD_STATE_PATH", &state_path)
         .env("KEYGUARD_ARM_ENDPOINT", &sim_url)
+        .env("KEYGUARD_KEYVAULT_ENDPOINT", &sim_url)
         .env("KEYGUARD_AUTH", "managed-identity")
         .env("IDENTITY_ENDPOINT", sim.msi_endpoint())
         .env("IDENTITY_HEADER", azure_sim::SimConfig::default().identity_header)

@@ -5,6 +5,7 @@ mod app;
 mod arm;
 mod demo;
 mod identity;
+mod keyvault;
 mod outbox;
 mod pipeline;
 mod settings;

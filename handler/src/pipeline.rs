@@ -15,6 +15,7 @@ use keyguard_core::catalog::{
 use keyguard_core::config::Config;
 use keyguard_core::evaluate::{Evaluation, Verdict, evaluate_view};
 use keyguard_core::event::{Caller, EventKind, IncomingEvent};
+use keyguard_core::keyvault::{expiring_within, key_problems};
 use keyguard_core::plan::{Action, NoRevertReason, PlanContext, plan, revert_target};
 use reqwest::Method;
 use serde::Serialize;
@@ -24,6 +25,7 @@ use time::OffsetDateTime;
 use crate::alerting::Alerter;
 use crate::arm::{ArmClient, ArmError, CallContext};
 use crate::identity::{SelfIdentity, TokenError};
+use crate::keyvault::{KeyVaultClient, KeyVaultError};
 use crate::store::{StateStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,8 @@ pub enum PipelineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[error(transparent)]
+    KeyVault(#[from] KeyVaultError),
 }
 
 impl PipelineError {
@@ -41,7 +45,7 @@ impl PipelineError {
     pub fn retryable(&self) -> bool {
         match self {
             PipelineError::Arm(e) => e.retryable(),
-            PipelineError::Store(_) | PipelineError::Token(_) => true,
+            PipelineError::Store(_) | PipelineError::Token(_) | PipelineError::KeyVault(_) => true,
         }
     }
 }
@@ -144,10 +148,17 @@ pub struct Pipeline {
     settings: PipelineSettings,
     locks: ResourceLocks,
     alerter: Option<Arc<Alerter>>,
+    keyvault: KeyVaultClient,
 }
 
 impl Pipeline {
-    pub fn new(config: Arc<Config>, arm: ArmClient, store: Arc<dyn StateStore>, settings: PipelineSettings) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        arm: ArmClient,
+        keyvault: KeyVaultClient,
+        store: Arc<dyn StateStore>,
+        settings: PipelineSettings,
+    ) -> Self {
         let self_identity = SelfIdentity::new(config.settings.self_principal_ids.clone());
         Self {
             config,
@@ -157,6 +168,7 @@ impl Pipeline {
             settings,
             locks: ResourceLocks::default(),
             alerter: None,
+            keyvault,
         }
     }
 
@@ -342,7 +354,9 @@ impl Pipeline {
             .cloned()
             .unwrap_or_default();
         outcome.before = Some(evaluation.observed.clone());
-        let plan_ctx = self.plan_context(id, entry, &evaluation, &document, dry_run, now)?;
+        let plan_ctx = self
+            .plan_context(id, entry, &evaluation, &document, dry_run, now, ctx)
+            .await?;
         let decided = plan(&evaluation, &plan_ctx);
         if let Some(baseline) = &decided.record_baseline
             && self.store.baseline(id)?.as_ref() != Some(baseline)
@@ -376,6 +390,12 @@ impl Pipeline {
                     Verdict::Unsupported { reason } => Some(reason.clone()),
                     _ => outcome.detail.take(),
                 };
+                if matches!(evaluation.verdict, Verdict::Compliant)
+                    && let Some(warning) = self.expiry_warning(&evaluation.observed, ctx, now).await
+                {
+                    outcome.alert = true;
+                    return self.audit(outcome.finish(verdict, "key-expiring", Some(warning)), started);
+                }
                 outcome.finish(verdict, result, detail)
             }
             Action::NoRevert(reason) => {
@@ -384,7 +404,7 @@ impl Pipeline {
                 } else {
                     "record-only".into()
                 };
-                outcome.finish(verdict, no_revert_result(&reason), Some(no_revert_text(&reason)))
+                outcome.finish(verdict, no_revert_result(&reason), Some(reason.describe()))
             }
             Action::Revert {
                 target, dry_run: true, ..
@@ -406,7 +426,8 @@ impl Pipeline {
         self.audit(outcome, started)
     }
 
-    fn plan_context(
+    #[allow(clippy::too_many_arguments)]
+    async fn plan_context(
         &self,
         id: &ResourceId,
         entry: &CatalogEntry,
@@ -414,7 +435,8 @@ impl Pipeline {
         document: &Value,
         dry_run: bool,
         now: OffsetDateTime,
-    ) -> Result<PlanContext, StoreError> {
+        call: &CallContext,
+    ) -> Result<PlanContext, PipelineError> {
         // Mode and pinned key come from the profile the evaluation already chose.
         let mut ctx = PlanContext::new(evaluation, &self.config.settings);
         ctx.dry_run = dry_run;
@@ -424,8 +446,33 @@ impl Pipeline {
         }
         if let Some(RevertTarget::Cmk(key)) = revert_target(evaluation, &ctx) {
             ctx.resource_has_identity_for = Some(entry.has_identity_for(document, &key));
+            // A disk encryption set holds its own key binding; vault keys are checked here.
+            if key.encryption_set_id().is_none() {
+                ctx.key_problems = match self.keyvault.key_facts(&key, call).await? {
+                    Ok(facts) => key_problems(&facts, now),
+                    Err(problem) => vec![problem],
+                };
+            }
         }
         Ok(ctx)
+    }
+
+    /// A compliant CMK whose key expires soon is a warning for people, not a drift.
+    async fn expiry_warning(&self, state: &EncryptionState, call: &CallContext, now: OffsetDateTime) -> Option<String> {
+        let EncryptionState::Cmk(key) = state else { return None };
+        if key.encryption_set_id().is_some() || key.key_name.is_empty() {
+            return None;
+        }
+        match self.keyvault.key_facts(key, call).await {
+            Ok(Ok(facts)) => expiring_within(&facts, now, self.config.settings.expiry_warning_days).map(|at| {
+                format!(
+                    "the key {} expires on {}: rotate it before then",
+                    key.key_name,
+                    rfc3339(at)
+                )
+            }),
+            Ok(Err(_)) | Err(_) => None,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -607,32 +654,8 @@ fn no_revert_result(reason: &NoRevertReason) -> &'static str {
         NoRevertReason::NoRevertTarget
         | NoRevertReason::NotReversible { .. }
         | NoRevertReason::MissingIdentity
+        | NoRevertReason::KeyUnusable { .. }
         | NoRevertReason::NotApplicable => "manual-action-needed",
-    }
-}
-
-fn no_revert_text(reason: &NoRevertReason) -> String {
-    match reason {
-        NoRevertReason::ModeAudit => "profile mode is audit: recorded only".into(),
-        NoRevertReason::ModeAlert => "profile mode is alert: not reverting".into(),
-        NoRevertReason::NoRevertTarget => {
-            "no pinned key and no last known-good key recorded: manual action needed".into()
-        }
-        NoRevertReason::NotReversible { direction } => {
-            format!("this change cannot be reverted on an existing resource ({direction:?})")
-        }
-        NoRevertReason::RateLimited {
-            reverts_in_last_hour,
-            limit,
-        } => {
-            format!(
-                "{reverts_in_last_hour} reverts in the last hour reached the limit of {limit}: someone keeps changing it back"
-            )
-        }
-        NoRevertReason::MissingIdentity => {
-            "the resource has no managed identity that can reach the key: manual action needed".into()
-        }
-        NoRevertReason::NotApplicable => "no revert applies".into(),
     }
 }
 

@@ -10,7 +10,8 @@ use keyguard_core::config::Config;
 
 use crate::alerting::{Alerter, ConfiguredChannels};
 use crate::arm::{ArmClient, PUBLIC_CLOUD_ENDPOINT};
-use crate::identity::{AuthMode, CredentialTokenSource};
+use crate::identity::{AuthMode, CredentialTokenSource, TokenSource};
+use crate::keyvault::KeyVaultClient;
 use crate::outbox::Dispatcher;
 use crate::pipeline::{Pipeline, PipelineSettings};
 use crate::store::{EmbeddedStore, StateStore};
@@ -25,6 +26,8 @@ pub struct Settings {
     pub state_path: PathBuf,
     pub auth: AuthMode,
     pub time_budget: Duration,
+    /// Test-only: send Key Vault data-plane calls to this base (`{base}/keyvault/{vault host}/...`).
+    pub keyvault_endpoint: Option<String>,
     /// Shared secret Event Grid sends in the webhook URL's query (`?code=`), for `keyguard webhook`.
     pub webhook_key: Option<String>,
 }
@@ -66,6 +69,7 @@ impl Settings {
             arm_endpoint: get("KEYGUARD_ARM_ENDPOINT").unwrap_or_else(|| PUBLIC_CLOUD_ENDPOINT.to_string()),
             ca_bundle: get("KEYGUARD_CA_BUNDLE").filter(|p| !p.is_empty()).map(PathBuf::from),
             webhook_key: get("KEYGUARD_WEBHOOK_KEY").filter(|k| !k.is_empty()),
+            keyvault_endpoint: get("KEYGUARD_KEYVAULT_ENDPOINT").filter(|k| !k.is_empty()),
             config,
             config_source,
             dry_run,
@@ -95,9 +99,12 @@ impl Settings {
 
     pub fn build_pipeline(&self) -> anyhow::Result<Pipeline> {
         let http = self.http_client()?;
-        let tokens = CredentialTokenSource::new(&self.auth, http.clone())
-            .with_context(|| format!("cannot set up the {:?} credential", self.auth))?;
-        let arm = ArmClient::new(http, &self.arm_endpoint, Arc::new(tokens));
+        let tokens: Arc<dyn TokenSource> = Arc::new(
+            CredentialTokenSource::new(&self.auth, http.clone())
+                .with_context(|| format!("cannot set up the {:?} credential", self.auth))?,
+        );
+        let arm = ArmClient::new(http.clone(), &self.arm_endpoint, tokens.clone());
+        let keyvault = KeyVaultClient::new(http, tokens, self.keyvault_endpoint.clone());
         let store: Arc<dyn StateStore> = Arc::new(
             EmbeddedStore::open(&self.state_path)
                 .with_context(|| format!("cannot open the state store at {}", self.state_path.display()))?,
@@ -106,6 +113,7 @@ impl Settings {
         let mut pipeline = Pipeline::new(
             config.clone(),
             arm,
+            keyvault,
             store.clone(),
             PipelineSettings {
                 dry_run: self.dry_run,

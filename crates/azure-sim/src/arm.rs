@@ -1,6 +1,8 @@
-//! ARM for `Microsoft.Storage/storageAccounts`: GET and the synchronous PATCH
-//! (`StorageAccounts_Update`), with the validation Azure applies to encryption changes and
-//! the `ResourceWriteSuccess` event a subscription system topic would publish.
+//! ARM front door. `Microsoft.Storage/storageAccounts` is served here: GET and the synchronous
+//! PATCH (`StorageAccounts_Update`), with the validation Azure applies to encryption changes and
+//! the `ResourceWriteSuccess` event a subscription system topic would publish. Every other type
+//! in [`crate::catalog_sim`] goes to [`crate::generic`]; polls of long-running operations to
+//! [`crate::lro`]; anything else is 400 `InvalidResourceType`.
 
 use std::sync::Arc;
 
@@ -74,7 +76,47 @@ impl IntoResponse for ArmError {
     }
 }
 
+/// A successful ARM answer: status, optional JSON body, extra headers.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub body: Option<Value>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    pub fn ok(doc: Value) -> Self {
+        Reply {
+            status: StatusCode::OK,
+            body: Some(doc),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn created(doc: Value) -> Self {
+        Reply {
+            status: StatusCode::CREATED,
+            body: Some(doc),
+            headers: Vec::new(),
+        }
+    }
+
+    fn into_response(self) -> Response {
+        let mut resp = match self.body {
+            Some(doc) => (self.status, Json(doc)).into_response(),
+            None => self.status.into_response(),
+        };
+        for (name, value) in self.headers {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+                resp.headers_mut().insert(name, v);
+            }
+        }
+        resp
+    }
+}
+
 /// Context of one write, for the event's `httpRequest` and `correlationId`.
+#[derive(Clone, Debug)]
 pub(crate) struct WriteInfo {
     pub correlation_id: String,
     pub client_request_id: String,
@@ -182,7 +224,7 @@ pub(crate) async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Respons
     let body = axum::body::to_bytes(body, 4 * 1024 * 1024).await.unwrap_or_default();
     let (oid, result) = handle_inner(&sim, &parts.method, &parts.uri, &parts.headers, &body, &ctx);
     let mut resp = match result {
-        Ok(doc) => (StatusCode::OK, Json(doc)).into_response(),
+        Ok(reply) => reply.into_response(),
         Err(e) => e.into_response(),
     };
     if let Some(oid) = oid {
@@ -205,7 +247,7 @@ fn handle_inner(
     headers: &HeaderMap,
     body: &[u8],
     ctx: &ReqCtx,
-) -> (Option<String>, Result<Value, ArmError>) {
+) -> (Option<String>, Result<Reply, ArmError>) {
     let segs: Vec<String> = uri
         .path()
         .split('/')
@@ -228,6 +270,9 @@ fn handle_inner(
     };
     let oid = claims.get("oid").and_then(Value::as_str).map(str::to_owned);
     let result = (|| {
+        if let Some(poll) = crate::lro::try_poll(sim, &segs) {
+            return poll;
+        }
         let api_version = query_param(uri, "api-version").ok_or_else(|| {
             ArmError::bad_request(
                 "MissingApiVersionParameter",
@@ -243,11 +288,36 @@ fn handle_inner(
                     format!("The requested path '{}' is not a supported resource.", uri.path()),
                 )
             })?;
-        if rid
+        let write_info = |method: &str| WriteInfo {
+            correlation_id: ctx.correlation_id.clone(),
+            client_request_id: headers
+                .get("x-ms-client-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            method: method.to_owned(),
+            url: format!(
+                "https://management.azure.com{}",
+                uri.path_and_query().map(|p| p.as_str()).unwrap_or("")
+            ),
+        };
+        if !rid
             .full_type()
             .eq_ignore_ascii_case("Microsoft.Storage/storageAccounts")
-            && !SUPPORTED_API_VERSIONS.contains(&api_version.as_str())
         {
+            let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1");
+            return crate::generic::handle(crate::generic::Call {
+                sim,
+                method,
+                rid,
+                api_version,
+                claims: &claims,
+                body,
+                write: write_info(method.as_str()),
+                base_url: format!("http://{host}"),
+            });
+        }
+        if !SUPPORTED_API_VERSIONS.contains(&api_version.as_str()) {
             return Err(ArmError::bad_request(
                 "InvalidApiVersionParameter",
                 format!(
@@ -262,6 +332,7 @@ fn handle_inner(
                 .resources
                 .get(&key)
                 .cloned()
+                .map(Reply::ok)
                 .ok_or_else(|| ArmError::new(StatusCode::NOT_FOUND, "ResourceNotFound", "gone")),
             Method::PATCH => {
                 let patch: Value = serde_json::from_slice(body).map_err(|e| {
@@ -270,20 +341,7 @@ fn handle_inner(
                         format!("The request content was invalid and could not be deserialized: '{e}'."),
                     )
                 })?;
-                let write = WriteInfo {
-                    correlation_id: ctx.correlation_id.clone(),
-                    client_request_id: headers
-                        .get("x-ms-client-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                    method: "PATCH".into(),
-                    url: format!(
-                        "https://management.azure.com{}",
-                        uri.path_and_query().map(|p| p.as_str()).unwrap_or("")
-                    ),
-                };
-                patch_resource(sim, &key, &claims, &patch, &write)
+                patch_resource(sim, &key, &claims, &patch, &write_info("PATCH")).map(Reply::ok)
             }
             _ => Err(ArmError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -366,7 +424,7 @@ fn canon_map(m: &Map<String, Value>, known: &[&str]) -> Map<String, Value> {
 }
 
 /// RFC 7386 merge: objects merge recursively, `null` deletes, anything else replaces.
-fn merge(target: &mut Value, patch: &Value) {
+pub(crate) fn merge(target: &mut Value, patch: &Value) {
     match (target, patch) {
         (Value::Object(t), Value::Object(p)) => {
             for (k, v) in p {

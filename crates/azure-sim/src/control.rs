@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 
 use crate::eventgrid::{DEFAULT_FUNCTION_NAME, DeliveryConfig, DeliveryMode, OutputSchema};
 use crate::faults::FaultSpec;
+use crate::keyvault::KeySpec;
+use crate::lro::LroConfig;
 use crate::{Principal, Sim};
 
 type S = State<Arc<Sim>>;
@@ -34,6 +36,9 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/deadletters", get(get_deadletters))
         .route("/delivery", get(get_delivery).put(put_delivery).delete(delete_delivery))
         .route("/msi", get(msi_stats))
+        .route("/lro", get(get_lro).put(put_lro))
+        .route("/operations", get(get_operations))
+        .route("/keys", post(post_keys).get(get_keys).delete(delete_keys))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -254,4 +259,58 @@ async fn delete_delivery(State(sim): S) -> Response {
 
 async fn msi_stats(State(sim): S) -> Response {
     Json(json!({"token_requests": sim.token_requests()})).into_response()
+}
+
+/// `PUT /_sim/lro` `{"polls": n, "fail": bool, "retry_after"?: secs, "error_code"?,
+/// "error_message"?, "error_status"?}`; missing fields take their defaults.
+async fn put_lro(State(sim): S, body: Bytes) -> Response {
+    let cfg: LroConfig = match parse(&body) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if !(100..=599).contains(&cfg.error_status) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid error_status {}", cfg.error_status),
+        );
+    }
+    sim.set_lro_config(cfg.clone());
+    Json(cfg).into_response()
+}
+
+async fn get_lro(State(sim): S) -> Response {
+    Json(sim.lro_config()).into_response()
+}
+
+async fn get_operations(State(sim): S) -> Response {
+    Json(sim.operations()).into_response()
+}
+
+/// `POST /_sim/keys` with one key spec or an array; answers `{"kids": [...]}`.
+async fn post_keys(State(sim): S, body: Bytes) -> Response {
+    let specs = match parse::<Value>(&body) {
+        Ok(v) => one_or_many(v),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let mut parsed = Vec::with_capacity(specs.len());
+    for s in specs {
+        match serde_json::from_value::<KeySpec>(s) {
+            Ok(k) if !k.vault.trim().is_empty() && !k.name.trim().is_empty() && !k.name.contains('/') => {
+                parsed.push(k);
+            }
+            Ok(_) => return error(StatusCode::BAD_REQUEST, "a key needs a non-empty `vault` and `name`"),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid key spec: {e}")),
+        }
+    }
+    let kids = sim.seed_keys(parsed);
+    Json(json!({"kids": kids})).into_response()
+}
+
+async fn get_keys(State(sim): S) -> Response {
+    Json(sim.seeded_keys()).into_response()
+}
+
+async fn delete_keys(State(sim): S) -> Response {
+    sim.clear_keys();
+    StatusCode::NO_CONTENT.into_response()
 }

@@ -186,6 +186,8 @@ impl Sim {
 enum Surface {
     Arm,
     Msi,
+    /// The Key Vault data plane: ARM-shaped errors, no ARM quota headers.
+    Vault,
 }
 
 fn fault_code(status: u16) -> &'static str {
@@ -219,7 +221,7 @@ fn fault_response(surface: Surface, spec: &FaultSpec, method: &Method) -> Respon
         format!("Simulated fault: the server answered {status_u16}.")
     };
     let body = match surface {
-        Surface::Arm => json!({"error": {"code": fault_code(status_u16), "message": message}}),
+        Surface::Arm | Surface::Vault => json!({"error": {"code": fault_code(status_u16), "message": message}}),
         Surface::Msi => json!({
             "statusCode": status_u16,
             "message": message,
@@ -244,6 +246,8 @@ pub(crate) async fn observe(State(sim): State<Arc<Sim>>, mut req: Request, next:
     }
     let surface = if path.eq_ignore_ascii_case("/msi/token") {
         Surface::Msi
+    } else if path.starts_with("/keyvault/") {
+        Surface::Vault
     } else {
         Surface::Arm
     };
@@ -281,6 +285,11 @@ pub(crate) async fn observe(State(sim): State<Arc<Sim>>, mut req: Request, next:
         _ => next.run(req).await,
     };
 
+    if surface == Surface::Vault
+        && let Ok(v) = HeaderValue::from_str(&ctx.request_id)
+    {
+        resp.headers_mut().insert("x-ms-request-id", v);
+    }
     if surface == Surface::Arm {
         let write = method != Method::GET && method != Method::HEAD;
         let remaining = lock(&sim.ratelimit).take(write);

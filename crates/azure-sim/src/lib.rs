@@ -3,6 +3,15 @@
 //!
 //! * ARM for `Microsoft.Storage/storageAccounts` (GET, synchronous PATCH), with ARM's error
 //!   bodies, headers and encryption validation;
+//! * ARM for every other type keyguard's catalog knows (see [`catalog_sim`]): GET, merging
+//!   PATCH, PUT of SQL child resources (encryption protector, server keys, TDE), the write rules
+//!   the real services enforce (one-way and creation-only key-source switches, disks attached to
+//!   running VMs, SQL protector needing its server key) and long-running operations
+//!   (`202` + `Azure-AsyncOperation`/`Location`, see [`lro`]);
+//! * the Key Vault data plane for key reads (`/keyvault/{vault-host}/keys/{name}[/{version}]`),
+//!   **permissive unless seeded**: any key in a vault nobody seeded keys into exists, enabled,
+//!   without expiry, `Recoverable`; once a key is seeded into a vault only seeded keys exist
+//!   there (see [`keyvault`]);
 //! * the App Service managed-identity endpoint (`/msi/token`) that `azure_identity`'s
 //!   `ManagedIdentityCredential` calls when `IDENTITY_ENDPOINT`/`IDENTITY_HEADER` are set;
 //! * Event Grid delivery of the `ResourceWriteSuccess` events ARM writes raise, to a webhook
@@ -14,10 +23,14 @@
 //! tenant, while keeping the Azure behaviours that are easy to get wrong.
 
 pub mod arm;
+pub mod catalog_sim;
 pub mod control;
 pub mod eventgrid;
 pub mod faults;
+mod generic;
 pub mod identity;
+pub mod keyvault;
+pub mod lro;
 pub mod smtp;
 mod util;
 
@@ -35,6 +48,8 @@ use serde_json::{Value, json};
 pub use arm::ArmError;
 pub use eventgrid::{DeliveryAttempt, DeliveryConfig, DeliveryMode, OutputSchema};
 pub use faults::{Fault, FaultSpec, RequestLogEntry};
+pub use keyvault::KeySpec;
+pub use lro::LroConfig;
 
 use crate::util::{ResourceId, lock};
 
@@ -165,6 +180,8 @@ pub struct Sim {
     pub(crate) ratelimit: Mutex<faults::RateLimit>,
     pub(crate) token_requests: AtomicU64,
     pub(crate) bus: Arc<eventgrid::Bus>,
+    pub(crate) lro: Mutex<lro::LroState>,
+    pub(crate) keys: Mutex<keyvault::KeyStore>,
 }
 
 impl Sim {
@@ -182,6 +199,8 @@ impl Sim {
             faults: Mutex::new(Vec::new()),
             ratelimit: Mutex::new(faults::RateLimit::default()),
             token_requests: AtomicU64::new(0),
+            lro: Mutex::new(lro::LroState::default()),
+            keys: Mutex::new(keyvault::KeyStore::default()),
             bus: eventgrid::Bus::new(
                 tokio::runtime::Handle::current(),
                 config.delivery.clone(),
@@ -271,10 +290,30 @@ impl Sim {
 
     /// Performs a PATCH as `principal`, with the same validation and event as an ARM call
     /// (but outside the request log and fault injection: it plays a human at the portal).
+    /// On catalog types other than storage the same write rules apply; a long-running write
+    /// completes at once (the portal waits for it), and a SQL protector/key/TDE child takes
+    /// the patch as its PUT body.
     pub fn act(&self, id: &str, principal: &Principal, patch: &Value) -> ActOutcome {
-        let api_version = "2025-01-01";
-        let result = ResourceId::parse(id)
-            .filter(|r| !r.is_resource_group())
+        let rid = ResourceId::parse(id).filter(|r| !r.is_resource_group());
+        let storage = rid
+            .as_ref()
+            .is_some_and(|r| r.full_type().eq_ignore_ascii_case("Microsoft.Storage/storageAccounts"));
+        let api_version = if storage {
+            "2025-01-01"
+        } else {
+            rid.as_ref()
+                .and_then(|r| catalog_sim::lookup(&r.full_type()))
+                .and_then(|t| t.api_versions.last().copied())
+                .unwrap_or("2025-01-01")
+        };
+        let claims = arm::claims_for(principal, &self.settings.tenant_id);
+        let write = |method: &str| arm::WriteInfo {
+            correlation_id: uuid::Uuid::new_v4().to_string(),
+            client_request_id: uuid::Uuid::new_v4().to_string(),
+            method: method.into(),
+            url: format!("https://management.azure.com{id}?api-version={api_version}"),
+        };
+        let result = rid
             .ok_or_else(|| {
                 ArmError::new(
                     StatusCode::BAD_REQUEST,
@@ -282,16 +321,40 @@ impl Sim {
                     format!("'{id}' is not a resource id."),
                 )
             })
-            .and_then(|rid| arm::locate(self, &rid, api_version))
-            .and_then(|key| {
-                let claims = arm::claims_for(principal, &self.settings.tenant_id);
-                let write = arm::WriteInfo {
-                    correlation_id: uuid::Uuid::new_v4().to_string(),
-                    client_request_id: uuid::Uuid::new_v4().to_string(),
-                    method: "PATCH".into(),
-                    url: format!("https://management.azure.com{id}?api-version={api_version}"),
+            .and_then(|rid| {
+                if storage {
+                    let key = arm::locate(self, &rid, api_version)?;
+                    return arm::patch_resource(self, &key, &claims, patch, &write("PATCH"));
+                }
+                let ty = catalog_sim::lookup(&rid.full_type()).ok_or_else(|| {
+                    ArmError::new(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidResourceType",
+                        format!(
+                            "The resource type '{}' could not be found in the namespace '{}' for api version '{api_version}'.",
+                            rid.types.join("/"),
+                            rid.namespace
+                        ),
+                    )
+                })?;
+                let Value::Object(body) = patch else {
+                    return Err(ArmError::new(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidRequestContent",
+                        "The request content must be a JSON object.",
+                    ));
                 };
-                arm::patch_resource(self, &key, &claims, patch, &write)
+                let (kind, method) = if ty.child == catalog_sim::Child::No {
+                    (generic::WriteKind::Patch, "PATCH")
+                } else {
+                    (generic::WriteKind::Put, "PUT")
+                };
+                let pending = generic::PendingWrite {
+                    rid,
+                    kind,
+                    body: body.clone(),
+                };
+                generic::commit(self, &pending, &claims, &write(method)).map(|(doc, _)| doc)
             });
         match result {
             Ok(body) => ActOutcome { status: 200, body },
@@ -396,6 +459,11 @@ fn router(sim: Arc<Sim>) -> axum::Router {
     axum::Router::new()
         .nest("/_sim", control::router())
         .route("/msi/token", axum::routing::get(identity::msi_token))
+        .route("/keyvault/{host}/keys/{name}", axum::routing::get(keyvault::get_key))
+        .route(
+            "/keyvault/{host}/keys/{name}/{version}",
+            axum::routing::get(keyvault::get_key_version),
+        )
         .fallback(arm::handle)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&sim), faults::observe))
         .with_state(sim)

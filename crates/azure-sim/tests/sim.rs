@@ -9,11 +9,15 @@ mod common;
 mod arm;
 #[path = "sim/binary.rs"]
 mod binary;
+#[path = "sim/catalog.rs"]
+mod catalog;
 #[path = "sim/control.rs"]
 mod control;
 #[path = "sim/delivery.rs"]
 mod delivery;
 #[path = "sim/faults.rs"]
 mod faults;
+#[path = "sim/keyvault.rs"]
+mod keyvault;
 #[path = "sim/msi.rs"]
 mod msi;

@@ -11,6 +11,7 @@ use crate::catalog::EncryptionState;
 use crate::catalog::{self, CatalogEntry, Direction, KeyRef, RevertTarget, RevertWrite};
 use crate::config::{Mode, Settings, vault_allowed};
 use crate::evaluate::{DriftReason, Evaluation, Verdict};
+use crate::keyvault::KeyProblem;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,6 +26,9 @@ pub struct PlanContext {
     /// Whether the resource has the identity the chosen CMK target needs (computed by the caller
     /// with `CatalogEntry::has_identity_for`); `None` when not applicable (e.g. reverting to MMK).
     pub resource_has_identity_for: Option<bool>,
+    /// Key Vault preconditions failed for the chosen CMK target (computed by the caller from
+    /// `keyvault::key_problems`); empty when they hold or were not applicable.
+    pub key_problems: Vec<KeyProblem>,
 }
 
 impl PlanContext {
@@ -40,6 +44,7 @@ impl PlanContext {
             reverts_in_last_hour: 0,
             max_reverts_per_hour: settings.max_reverts_per_hour,
             resource_has_identity_for: None,
+            key_problems: Vec::new(),
         }
     }
 }
@@ -64,6 +69,10 @@ pub enum NoRevertReason {
     },
     /// The resource lacks the identity the CMK needs; a revert would fail or lock the data.
     MissingIdentity,
+    /// The target key fails a Key Vault precondition (missing, disabled, expired, purgeable).
+    KeyUnusable {
+        problems: Vec<KeyProblem>,
+    },
     /// The resource type has no catalog entry (should not happen for a drift verdict).
     NotApplicable,
 }
@@ -93,6 +102,10 @@ impl NoRevertReason {
             NoRevertReason::MissingIdentity => {
                 "the resource has no identity that can use the key: manual action needed".to_string()
             }
+            NoRevertReason::KeyUnusable { problems } => format!(
+                "not reverting to the key: {}; manual action needed",
+                problems.iter().map(KeyProblem::describe).collect::<Vec<_>>().join(", ")
+            ),
             NoRevertReason::NotApplicable => "resource type is not supported".to_string(),
         }
     }
@@ -223,6 +236,14 @@ pub(crate) fn plan_with_entry(
     }
     if matches!(target, RevertTarget::Cmk(_)) && ctx.resource_has_identity_for == Some(false) {
         return no_revert(NoRevertReason::MissingIdentity, true);
+    }
+    if matches!(target, RevertTarget::Cmk(_)) && !ctx.key_problems.is_empty() {
+        return no_revert(
+            NoRevertReason::KeyUnusable {
+                problems: ctx.key_problems.clone(),
+            },
+            true,
+        );
     }
     // The target lacks what this service's write needs (SQL: a versioned key; disks: a DES).
     let writes = entry.revert_writes(&target);
@@ -494,7 +515,36 @@ mod tests {
             reverts_in_last_hour: 0,
             max_reverts_per_hour: 3,
             resource_has_identity_for: Some(true),
+            key_problems: Vec::new(),
         }
+    }
+
+    #[test]
+    fn an_unusable_key_is_never_reverted_to_and_the_problem_is_named() {
+        let eval = drift_eval(DriftReason::ExpectedCmkFoundMmk, &[APPROVED]);
+        let mut ctx = enforce_ctx();
+        ctx.key_problems = vec![KeyProblem::Disabled];
+        let p = plan(&eval, &ctx);
+        assert_eq!(
+            p.action,
+            Action::NoRevert(NoRevertReason::KeyUnusable {
+                problems: vec![KeyProblem::Disabled]
+            })
+        );
+        assert!(p.alert);
+        assert!(
+            NoRevertReason::KeyUnusable {
+                problems: vec![KeyProblem::Disabled]
+            }
+            .describe()
+            .contains("disabled")
+        );
+        // Reverting to Microsoft-managed keys needs no key: problems with some key do not block it.
+        let to_mmk = Evaluation {
+            requirement: Some(Requirement::Mmk),
+            ..drift_eval(DriftReason::ExpectedMmkFoundCmk, &[])
+        };
+        assert!(matches!(plan(&to_mmk, &ctx).action, Action::Revert { .. }));
     }
 
     static ONE_WAY: CatalogEntry = CatalogEntry {
@@ -732,7 +782,7 @@ mod tests {
                 verdict,
                 notes: vec![],
             };
-            let ctx = PlanContext { mode, dry_run, baseline, pinned_key, reverts_in_last_hour, max_reverts_per_hour, resource_has_identity_for };
+            let ctx = PlanContext { mode, dry_run, baseline, pinned_key, reverts_in_last_hour, max_reverts_per_hour, resource_has_identity_for, key_problems: Vec::new() };
             (eval, ctx)
         }
     }

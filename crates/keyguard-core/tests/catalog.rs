@@ -1242,6 +1242,7 @@ fn ctx(mode: Mode) -> PlanContext {
         reverts_in_last_hour: 0,
         max_reverts_per_hour: 10,
         resource_has_identity_for: Some(true),
+        key_problems: Vec::new(),
     }
 }
 

@@ -167,7 +167,7 @@ async fn write_emits_resource_write_success_event_shaped_like_fixture() {
 async fn arm_errors_have_arm_shape_and_codes() {
     let mut other = mmk_account("other", false);
     other["id"] = json!(format!(
-        "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Sql/servers/sql1"
+        "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Web/sites/app1"
     ));
     let sim = start(vec![mmk_account("withid", true), mmk_account("noid", false), other]).await;
     let c = client();
@@ -231,7 +231,7 @@ async fn arm_errors_have_arm_shape_and_codes() {
         body["error"]["message"],
         format!("The Resource 'Microsoft.Storage/storageAccounts/ghost' under resource group '{RG}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix").as_str()
     );
-    let sql = format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Sql/servers/sql1");
+    let sql = format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Web/sites/app1");
     let r = c
         .get(url(&sql, Some("2025-01-01")))
         .bearer_auth(&token)

@@ -1,0 +1,160 @@
+//! Key Vault data plane: reads a key's attributes so keyguard never points a resource at a key the
+//! service cannot use. Only `keys/get` is needed (e.g. the "Key Vault Crypto Service Encryption
+//! User" role or a get access policy); keyguard never reads key material.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyguard_core::catalog::KeyRef;
+use keyguard_core::keyvault::{KeyFacts, KeyProblem};
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use crate::arm::CallContext;
+use crate::identity::{TokenError, TokenSource};
+
+const API_VERSION: &str = "7.5";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyVaultError {
+    /// Throttling or server errors until the budget ran out: let the event be redelivered.
+    #[error("Key Vault kept failing: {0}")]
+    Transient(String),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+pub struct KeyVaultClient {
+    http: reqwest::Client,
+    tokens: Arc<dyn TokenSource>,
+    /// Sends `https://{vault}/keys/...` to `{override}/keyvault/{vault}/keys/...` instead (the
+    /// local stand-in); never set in Azure.
+    endpoint_override: Option<String>,
+}
+
+impl KeyVaultClient {
+    pub fn new(http: reqwest::Client, tokens: Arc<dyn TokenSource>, endpoint_override: Option<String>) -> Self {
+        Self {
+            http,
+            tokens,
+            endpoint_override: endpoint_override.map(|e| e.trim_end_matches('/').to_string()),
+        }
+    }
+
+    /// The key's facts. A key keyguard may not read yields an `Unreadable` problem, not an error:
+    /// the decision (no revert, alert) is the caller's.
+    pub async fn key_facts(
+        &self,
+        key: &KeyRef,
+        ctx: &CallContext,
+    ) -> Result<Result<KeyFacts, KeyProblem>, KeyVaultError> {
+        let host = key.vault_host();
+        let path = match key.key_version.as_deref().filter(|v| !v.is_empty()) {
+            Some(version) => format!("/keys/{}/{version}", key.key_name),
+            None => format!("/keys/{}", key.key_name),
+        };
+        let url = match &self.endpoint_override {
+            Some(base) => format!("{base}/keyvault/{host}{path}?api-version={API_VERSION}"),
+            None => format!("https://{host}{path}?api-version={API_VERSION}"),
+        };
+        let scope = scope_for(&host);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let token = self.tokens.token(&scope).await?;
+            let remaining = ctx.deadline.saturating_duration_since(Instant::now());
+            let response = self
+                .http
+                .get(&url)
+                .bearer_auth(token.secret())
+                .header("x-ms-correlation-request-id", &ctx.correlation_id)
+                .timeout(remaining.max(Duration::from_millis(1)))
+                .send()
+                .await;
+            let status = match &response {
+                Ok(r) => r.status().as_u16(),
+                Err(_) => 0,
+            };
+            match (status, response) {
+                (200, Ok(r)) => {
+                    let body: Value = r.json().await.map_err(|e| KeyVaultError::Transient(e.to_string()))?;
+                    return Ok(Ok(facts_from(&body)));
+                }
+                (404, _) => return Ok(Ok(KeyFacts::missing())),
+                (401 | 403, _) => {
+                    return Ok(Err(KeyProblem::Unreadable {
+                        reason: format!("Key Vault answered {status} for {host}: grant keyguard's identity keys/get"),
+                    }));
+                }
+                (0 | 408 | 429 | 500..=599, _) if attempts < 3 && remaining > Duration::from_secs(2) => {
+                    tokio::time::sleep(Duration::from_millis(500 * attempts)).await;
+                }
+                (0, _) => return Err(KeyVaultError::Transient(format!("{host} unreachable"))),
+                (408 | 429 | 500..=599, _) => {
+                    return Err(KeyVaultError::Transient(format!("{host} answered {status}")));
+                }
+                (other, _) => {
+                    return Ok(Err(KeyProblem::Unreadable {
+                        reason: format!("Key Vault answered {other} for {host}"),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// The data-plane audience follows the vault's cloud (and Managed HSM has its own).
+fn scope_for(host: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    for suffix in [
+        "vault.azure.net",
+        "vault.usgovcloudapi.net",
+        "vault.azure.cn",
+        "managedhsm.azure.net",
+    ] {
+        if host.ends_with(&format!(".{suffix}")) {
+            return format!("https://{suffix}/.default");
+        }
+    }
+    "https://vault.azure.net/.default".to_string()
+}
+
+fn facts_from(body: &Value) -> KeyFacts {
+    let attributes = &body["attributes"];
+    KeyFacts {
+        exists: true,
+        enabled: attributes["enabled"].as_bool().unwrap_or(false),
+        expires: attributes["exp"]
+            .as_i64()
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok()),
+        recovery_level: attributes["recoveryLevel"].as_str().map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_audience_follows_the_vault_cloud() {
+        assert_eq!(scope_for("kv.vault.azure.net"), "https://vault.azure.net/.default");
+        assert_eq!(
+            scope_for("kv.vault.usgovcloudapi.net"),
+            "https://vault.usgovcloudapi.net/.default"
+        );
+        assert_eq!(
+            scope_for("hsm.managedhsm.azure.net"),
+            "https://managedhsm.azure.net/.default"
+        );
+    }
+
+    #[test]
+    fn key_bundle_attributes_become_facts() {
+        let body = serde_json::json!({"key": {"kid": "x"}, "attributes": {"enabled": false, "exp": 1_900_000_000, "recoveryLevel": "Recoverable+Purgeable"}});
+        let facts = facts_from(&body);
+        assert!(facts.exists && !facts.enabled);
+        assert_eq!(facts.expires.map(|t| t.unix_timestamp()), Some(1_900_000_000));
+        assert_eq!(facts.recovery_level.as_deref(), Some("Recoverable+Purgeable"));
+    }
+}
