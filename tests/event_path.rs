@@ -678,3 +678,27 @@ async fn a_compliant_key_that_expires_soon_is_a_warning() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn no_revert_to_an_expired_key() -> anyhow::Result<()> {
+    let env = Env::start(Options::default()).await?;
+    let id = compliant_cmk_account(&env, "rg-cmk", "stkeyexpired").await?;
+    let yesterday = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        - 86_400;
+    seed_key(
+        &env,
+        json!({"vault": APPROVED_VAULT, "name": "storage-cmk", "expires": yesterday}),
+    )
+    .await?;
+    env.act_as_user(&id, mmk_patch()).await?;
+    env.wait_delivered(2).await?;
+    let record = env.audit_record(&id, "result", "manual-action-needed").await?;
+    assert!(
+        record["detail"].as_str().unwrap_or_default().contains("expired"),
+        "{record}"
+    );
+    assert_eq!(env.keyguard_patches().await?, 0);
+    Ok(())
+}

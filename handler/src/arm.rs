@@ -114,7 +114,30 @@ impl ArmClient {
 
     /// GET a resource. `Ok(None)` means ARM says it does not exist: a normal outcome (deleted).
     pub async fn get(&self, id: &ResourceId, api_version: &str, ctx: &CallContext) -> Result<Option<Value>, ArmError> {
-        let response = self.send(Method::GET, id, api_version, None, ctx).await?;
+        let url = format!("{}{}?api-version={}", self.base, id.as_str(), api_version);
+        self.get_url(&url, ctx).await
+    }
+
+    /// GET with `$expand` (e.g. a VM's `instanceView`, which holds its power state).
+    pub async fn get_expanded(
+        &self,
+        id: &ResourceId,
+        api_version: &str,
+        expand: &str,
+        ctx: &CallContext,
+    ) -> Result<Option<Value>, ArmError> {
+        let url = format!(
+            "{}{}?api-version={}&$expand={}",
+            self.base,
+            id.as_str(),
+            api_version,
+            expand
+        );
+        self.get_url(&url, ctx).await
+    }
+
+    async fn get_url(&self, url: &str, ctx: &CallContext) -> Result<Option<Value>, ArmError> {
+        let response = self.send_url(Method::GET, url, None, ctx).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use keyguard_core::ResourceId;
 use keyguard_core::catalog::{
-    self, CatalogEntry, EncryptionState, ResourceView, RevertTarget, RevertWrite, WriteMethod,
+    self, CatalogEntry, Direction, EncryptionState, ResourceView, RevertTarget, RevertWrite, WriteMethod,
 };
 use keyguard_core::config::Config;
 use keyguard_core::evaluate::{Evaluation, Verdict, evaluate_view};
 use keyguard_core::event::{Caller, EventKind, IncomingEvent};
 use keyguard_core::keyvault::{expiring_within, key_problems};
-use keyguard_core::plan::{Action, NoRevertReason, PlanContext, plan, revert_target};
+use keyguard_core::plan::{Action, NoRevertReason, PlanContext, plan_with, revert_target};
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::Value;
@@ -357,7 +357,10 @@ impl Pipeline {
         let plan_ctx = self
             .plan_context(id, entry, &evaluation, &document, dry_run, now, ctx)
             .await?;
-        let decided = plan(&evaluation, &plan_ctx);
+        let precondition = self
+            .revert_precondition(entry, &evaluation, &plan_ctx, &document, ctx)
+            .await?;
+        let decided = plan_with(&evaluation, &plan_ctx, precondition);
         if let Some(baseline) = &decided.record_baseline
             && self.store.baseline(id)?.as_ref() != Some(baseline)
         {
@@ -455,6 +458,58 @@ impl Pipeline {
             }
         }
         Ok(ctx)
+    }
+
+    /// Checks the stated precondition of a conditionally reversible direction. Only what can be
+    /// verified is: a managed disk may change keys when it is not attached to a running VM
+    /// (`None` for anything unverifiable, e.g. incremental snapshots: then no revert, an alert).
+    async fn revert_precondition(
+        &self,
+        entry: &CatalogEntry,
+        evaluation: &Evaluation,
+        plan_ctx: &PlanContext,
+        document: &Value,
+        call: &CallContext,
+    ) -> Result<Option<bool>, PipelineError> {
+        let Some(target) = revert_target(evaluation, plan_ctx) else {
+            return Ok(None);
+        };
+        let direction = entry.direction_to(&target);
+        if !matches!(direction, Direction::ReversibleIf(_)) {
+            return Ok(None);
+        }
+        if !entry.resource_type.eq_ignore_ascii_case("Microsoft.Compute/disks")
+            || !matches!(target, RevertTarget::Cmk(_))
+        {
+            return Ok(None);
+        }
+        let attached = document["properties"]["diskState"]
+            .as_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("Attached"));
+        let Some(vm) = document["managedBy"].as_str().filter(|_| attached) else {
+            return Ok(Some(true));
+        };
+        let Ok(vm_id) = ResourceId::parse(vm) else {
+            return Ok(None);
+        };
+        let Some(vm_doc) = self
+            .arm
+            .get_expanded(&vm_id, VM_API_VERSION, "instanceView", call)
+            .await?
+        else {
+            return Ok(Some(true)); // the VM is gone: nothing runs on the disk
+        };
+        let statuses = vm_doc["properties"]["instanceView"]["statuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let running = statuses.iter().filter_map(|s| s["code"].as_str()).any(|code| {
+            code.eq_ignore_ascii_case("PowerState/running") || code.eq_ignore_ascii_case("PowerState/starting")
+        });
+        let known = statuses
+            .iter()
+            .any(|s| s["code"].as_str().is_some_and(|c| c.starts_with("PowerState/")));
+        Ok(known.then_some(!running))
     }
 
     /// A compliant CMK whose key expires soon is a warning for people, not a drift.
@@ -592,6 +647,9 @@ impl Pipeline {
         Ok(outcome)
     }
 }
+
+/// For the power state of the VM a disk is attached to.
+const VM_API_VERSION: &str = "2024-07-01";
 
 fn view<'a>(document: &'a Value, children: &BTreeMap<String, Value>) -> ResourceView<'a> {
     ResourceView {

@@ -154,7 +154,9 @@ pub fn revert_target(eval: &Evaluation, ctx: &PlanContext) -> Option<RevertTarge
             .pinned_key
             .iter()
             .chain(ctx.baseline.iter())
-            .find(|k| vault_allowed(&eval.allowed_vaults, k))
+            // A disk encryption set hides its vault (the set holds the binding), so the vault
+            // allow-list cannot judge it; evaluate() treats such keys the same way.
+            .find(|k| k.encryption_set_id().is_some() || vault_allowed(&eval.allowed_vaults, k))
             .cloned()
             .map(RevertTarget::Cmk),
         DriftReason::UnknownKeySource { .. } => None,
@@ -517,6 +519,20 @@ mod tests {
             resource_has_identity_for: Some(true),
             key_problems: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_disk_encryption_set_baseline_is_a_target_despite_the_vault_allow_list() {
+        let eval = drift_eval(DriftReason::ExpectedCmkFoundMmk, &[APPROVED]);
+        let mut ctx = enforce_ctx();
+        let des = KeyRef::encryption_set(
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/diskEncryptionSets/des1",
+        );
+        ctx.baseline = Some(des.clone());
+        assert_eq!(revert_target(&eval, &ctx), Some(RevertTarget::Cmk(des)));
+        // A vault key outside the allow-list still is not.
+        ctx.baseline = Some(key("https://kv-rogue.vault.azure.net", "k"));
+        assert_eq!(revert_target(&eval, &ctx), None);
     }
 
     #[test]
