@@ -488,3 +488,89 @@ async fn every_reversible_type_is_written_back_to_microsoft_managed_keys() -> an
     }
     Ok(())
 }
+
+/// A revert whose long-running operation outlasts the invocation is recorded as pending (no
+/// second write), and the periodic reconcile follows it to its end and verifies it.
+#[tokio::test]
+async fn a_revert_still_running_at_the_budgets_end_is_finished_by_the_reconcile() -> anyhow::Result<()> {
+    let env = Env::start(Options {
+        time_budget_ms: 1_500,
+        no_delivery: true,
+        ..Options::default()
+    })
+    .await?;
+    let docs = cmk_sql_server("servers", "rg-cmk", "sqlslow");
+    let server_id = docs[0]["id"].as_str().unwrap_or_default().to_string();
+    env.seed(Value::Array(docs)).await?;
+    let deliver = |n: usize| {
+        let env = &env;
+        let id = server_id.clone();
+        async move {
+            let event = write_event(&id, "Microsoft.Sql/servers", 300 + n);
+            env.invoke(
+                "EncryptionDrift",
+                "application/json",
+                serde_json::to_vec(&functions_envelope(&event))?,
+            )
+            .await
+        }
+    };
+    let (_, r) = deliver(0).await?;
+    assert_eq!(r["ReturnValue"]["result"], "compliant", "{r}");
+
+    // Operations now take 12 polls (at least 250 ms apart): longer than one invocation's budget.
+    env.http
+        .put(format!("{}/_sim/lro", env.sim))
+        .json(&json!({"polls": 12}))
+        .send()
+        .await?
+        .error_for_status()?;
+    env.act_as_user(
+        &format!("{server_id}/encryptionProtector/current"),
+        json!({"properties": {"serverKeyType": "ServiceManaged", "serverKeyName": "ServiceManaged"}}),
+    )
+    .await?;
+    let (status, r) = deliver(1).await?;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["ReturnValue"]["result"], "revert-pending", "{r}");
+    let protector_puts = || async {
+        Ok::<usize, anyhow::Error>(
+            env.arm_requests("PUT", Some(KEYGUARD_OID))
+                .await?
+                .iter()
+                .filter(|p| {
+                    p["path"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .ends_with("encryptionProtector/current")
+                })
+                .count(),
+        )
+    };
+    assert_eq!(protector_puts().await?, 1);
+
+    // The timer reconciles: it follows the recorded operation instead of writing again.
+    let timer = fixture("functions/request.timertrigger.captured.json");
+    let request = json!({"Data": {"timer": timer["Data"]["inMsg"]}, "Metadata": timer["Metadata"]});
+    for _ in 0..4 {
+        let (status, body) = env
+            .invoke("Reconcile", "application/json", serde_json::to_vec(&request)?)
+            .await?;
+        assert_eq!(status, 200, "{body}");
+        if protector(&env, &server_id).await?["properties"]["serverKeyType"] == "AzureKeyVault" {
+            break;
+        }
+    }
+    assert_eq!(
+        protector(&env, &server_id).await?["properties"]["serverKeyType"],
+        "AzureKeyVault"
+    );
+    let record = env.audit_record(&server_id, "result", "reverted").await?;
+    assert_eq!(record["trigger"]["kind"], "reconcile", "{record}");
+    assert_eq!(
+        protector_puts().await?,
+        1,
+        "never a second write on top of a running one"
+    );
+    Ok(())
+}

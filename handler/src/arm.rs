@@ -15,6 +15,16 @@ use crate::identity::{TokenError, TokenSource};
 
 pub const PUBLIC_CLOUD_ENDPOINT: &str = "https://management.azure.com";
 
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A write ARM accepted whose outcome is still to be read: where to poll and how.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingOperation {
+    pub url: String,
+    pub is_async_operation: bool,
+}
+
 /// Per-call context: the correlation id that ties an event to every ARM call made for it, and
 /// the deadline of the invocation (Event Grid stops waiting after 30 s).
 #[derive(Clone, Debug)]
@@ -45,6 +55,9 @@ pub enum ArmError {
     /// Throttling or server errors continued until the time budget ran out.
     #[error("ARM kept failing ({last}) after {attempts} attempts within the time budget")]
     BudgetExhausted { attempts: u32, last: String },
+    /// The write was accepted but its long-running operation had not ended when the budget did.
+    #[error("long-running operation still running at the end of the time budget")]
+    StillRunning(PendingOperation),
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error("ARM response could not be read: {0}")]
@@ -172,6 +185,12 @@ impl ArmClient {
         }
     }
 
+    /// Resumes a long-running operation recorded earlier, within this call's budget.
+    pub async fn resume(&self, pending: &PendingOperation, ctx: &CallContext) -> Result<(), ArmError> {
+        self.follow(&pending.url, pending.is_async_operation, Some(Duration::ZERO), ctx)
+            .await
+    }
+
     async fn follow(
         &self,
         operation_url: &str,
@@ -180,19 +199,22 @@ impl ArmClient {
         ctx: &CallContext,
     ) -> Result<(), ArmError> {
         let url = self.same_origin(operation_url)?;
-        let mut delay = first_delay.unwrap_or(Duration::from_secs(1));
+        let mut delay = first_delay.unwrap_or(Duration::from_secs(1)).max(MIN_POLL_INTERVAL);
         loop {
             let remaining = ctx.deadline.saturating_duration_since(Instant::now());
             if delay >= remaining {
-                return Err(ArmError::BudgetExhausted {
-                    attempts: 0,
-                    last: "long-running operation still running at the end of the time budget".into(),
-                });
+                return Err(ArmError::StillRunning(PendingOperation {
+                    url: url.clone(),
+                    is_async_operation,
+                }));
             }
             tokio::time::sleep(delay).await;
             let response = self.send_url(Method::GET, &url, None, ctx).await?;
             let status = response.status();
-            delay = retry_after(&response).unwrap_or(Duration::from_secs(1));
+            // Never faster than every 250 ms, whatever Retry-After says.
+            delay = retry_after(&response)
+                .unwrap_or(Duration::from_secs(1))
+                .max(MIN_POLL_INTERVAL);
             if !is_async_operation {
                 // Location polling: 202 while running, the final answer otherwise.
                 if status == StatusCode::ACCEPTED {

@@ -322,6 +322,32 @@ impl Pipeline {
             return self.audit(outcome.finish("unsupported", "not-in-catalog", Some(detail)), started);
         };
         let now = OffsetDateTime::now_utc();
+        // A revert ARM accepted earlier but had not finished: follow it, never write again on top.
+        let mut resumed = false;
+        if let Some(pending) = self.store.pending_operation(id)? {
+            match self.arm.resume(&pending, ctx).await {
+                Ok(()) => {
+                    self.store.set_pending_operation(id, None)?;
+                    resumed = true;
+                }
+                Err(ArmError::StillRunning(_)) => {
+                    outcome.action = "revert".into();
+                    let detail =
+                        "ARM is still applying the revert started earlier; the next event or the reconcile finishes it";
+                    return self.audit(outcome.finish("drift", "revert-pending", Some(detail.into())), started);
+                }
+                Err(ArmError::Rejected {
+                    status, code, message, ..
+                }) => {
+                    self.store.set_pending_operation(id, None)?;
+                    outcome.action = "revert".into();
+                    outcome.alert = true;
+                    let detail = format!("the revert's long-running operation failed: {status} {code}: {message}");
+                    return self.audit(outcome.finish("drift", "revert-failed", Some(detail)), started);
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
         // An event's body is used only for types whose state lives in the resource itself.
         let provided_body = provided_body.filter(|_| entry.children.is_empty());
         let carried = provided_body.is_some();
@@ -393,6 +419,13 @@ impl Pipeline {
                     Verdict::Unsupported { reason } => Some(reason.clone()),
                     _ => outcome.detail.take(),
                 };
+                if resumed && matches!(evaluation.verdict, Verdict::Compliant) {
+                    outcome.action = "revert".into();
+                    outcome.alert = true;
+                    outcome.after = outcome.before.take();
+                    let detail = "the revert's long-running operation completed; verified by a fresh read";
+                    return self.audit(outcome.finish("drift", "reverted", Some(detail.into())), started);
+                }
                 if matches!(evaluation.verdict, Verdict::Compliant)
                     && let Some(warning) = self.expiry_warning(&evaluation.observed, ctx, now).await
                 {
@@ -560,6 +593,14 @@ impl Pipeline {
                 .await
             {
                 Ok(_) => {}
+                Err(ArmError::StillRunning(pending)) => {
+                    self.store.set_pending_operation(id, Some(&pending))?;
+                    let detail = format!(
+                        "ARM accepted {} and is still applying it; the next event or the reconcile finishes and verifies it",
+                        write_text(id, write)
+                    );
+                    return Ok(outcome.finish(verdict, "revert-pending", Some(detail)));
+                }
                 Err(ArmError::Rejected {
                     status, code, message, ..
                 }) => {

@@ -7,6 +7,8 @@
 use std::path::Path;
 
 use keyguard_core::{KeyRef, ResourceId};
+
+use crate::arm::PendingOperation;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use time::OffsetDateTime;
 
@@ -40,6 +42,10 @@ pub trait StateStore: Send + Sync {
     /// When an alert with this key (resource + outcome) was last sent, and how many were folded since.
     fn alert_suppression(&self, key: &str) -> Result<Option<SuppressionState>, StoreError>;
     fn set_alert_suppression(&self, key: &str, state: &SuppressionState) -> Result<(), StoreError>;
+    /// A revert ARM accepted but had not finished: the next reconcile of the resource follows it
+    /// instead of writing again.
+    fn pending_operation(&self, resource: &ResourceId) -> Result<Option<PendingOperation>, StoreError>;
+    fn set_pending_operation(&self, resource: &ResourceId, op: Option<&PendingOperation>) -> Result<(), StoreError>;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -85,6 +91,7 @@ const REVERTS: TableDefinition<&str, &str> = TableDefinition::new("reverts");
 const RESOURCES: TableDefinition<&str, &str> = TableDefinition::new("resources");
 const OUTBOX: TableDefinition<&str, &str> = TableDefinition::new("alert_outbox");
 const SUPPRESSION: TableDefinition<&str, &str> = TableDefinition::new("alert_suppression");
+const PENDING: TableDefinition<&str, &str> = TableDefinition::new("pending_operations");
 
 /// Single-file embedded store (redb: pure Rust, ACID, crash-safe commits). One process at a time.
 pub struct EmbeddedStore {
@@ -105,6 +112,7 @@ impl EmbeddedStore {
             txn.open_table(RESOURCES).map_err(store_err)?;
             txn.open_table(OUTBOX).map_err(store_err)?;
             txn.open_table(SUPPRESSION).map_err(store_err)?;
+            txn.open_table(PENDING).map_err(store_err)?;
         }
         txn.commit().map_err(store_err)?;
         Ok(Self { db })
@@ -240,6 +248,29 @@ impl StateStore for EmbeddedStore {
         self.write(SUPPRESSION, key, &json)
     }
 
+    fn pending_operation(&self, resource: &ResourceId) -> Result<Option<PendingOperation>, StoreError> {
+        self.read(PENDING, &resource.key(), |v| {
+            v.and_then(|s| serde_json::from_str(s).ok())
+        })
+    }
+
+    fn set_pending_operation(&self, resource: &ResourceId, op: Option<&PendingOperation>) -> Result<(), StoreError> {
+        match op {
+            Some(op) => {
+                let json = serde_json::to_string(op).map_err(store_err)?;
+                self.write(PENDING, &resource.key(), &json)
+            }
+            None => {
+                let txn = self.db.begin_write().map_err(store_err)?;
+                {
+                    let mut table = txn.open_table(PENDING).map_err(store_err)?;
+                    table.remove(resource.key().as_str()).map_err(store_err)?;
+                }
+                txn.commit().map_err(store_err)
+            }
+        }
+    }
+
     fn known_resources(&self) -> Result<Vec<ResourceId>, StoreError> {
         let txn = self.db.begin_read().map_err(store_err)?;
         let table = txn.open_table(RESOURCES).map_err(store_err)?;
@@ -309,6 +340,20 @@ mod tests {
         store.record_revert(&id("a"), now).unwrap();
         assert_eq!(store.reverts_since(&id("a"), now - Duration::hours(1)).unwrap(), 2);
         assert_eq!(store.reverts_since(&id("b"), now - Duration::hours(1)).unwrap(), 0);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn pending_operations_are_kept_and_cleared() {
+        let (store, dir) = temp_store();
+        let op = PendingOperation {
+            url: "https://management.azure.com/op/1".into(),
+            is_async_operation: true,
+        };
+        store.set_pending_operation(&id("a"), Some(&op)).unwrap();
+        assert_eq!(store.pending_operation(&id("A")).unwrap(), Some(op));
+        store.set_pending_operation(&id("a"), None).unwrap();
+        assert_eq!(store.pending_operation(&id("a")).unwrap(), None);
         std::fs::remove_dir_all(dir).ok();
     }
 
