@@ -93,7 +93,7 @@ fn child_of(rid: &ResourceId, ty: &str, name: &str) -> ResourceId {
     c
 }
 
-fn invalid_type(rid: &ResourceId, api_version: &str) -> ArmError {
+pub(crate) fn invalid_type(rid: &ResourceId, api_version: &str) -> ArmError {
     ArmError::new(
         StatusCode::BAD_REQUEST,
         "InvalidResourceType",

@@ -326,17 +326,8 @@ impl Sim {
                     let key = arm::locate(self, &rid, api_version)?;
                     return arm::patch_resource(self, &key, &claims, patch, &write("PATCH"));
                 }
-                let ty = catalog_sim::lookup(&rid.full_type()).ok_or_else(|| {
-                    ArmError::new(
-                        StatusCode::BAD_REQUEST,
-                        "InvalidResourceType",
-                        format!(
-                            "The resource type '{}' could not be found in the namespace '{}' for api version '{api_version}'.",
-                            rid.types.join("/"),
-                            rid.namespace
-                        ),
-                    )
-                })?;
+                let ty =
+                    catalog_sim::lookup(&rid.full_type()).ok_or_else(|| generic::invalid_type(&rid, api_version))?;
                 let Value::Object(body) = patch else {
                     return Err(ArmError::new(
                         StatusCode::BAD_REQUEST,
