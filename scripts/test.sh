@@ -18,6 +18,9 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 python3 -m pip install --quiet --disable-pip-version-check "aiosmtpd==1.4.6"
 npm ci --prefix crates/keyguard-notify/tests/node --no-audit --no-fund --loglevel=error
+# Azurite, Microsoft's Azure Storage emulator (pinned), for every Table Storage state-store test;
+# the tests start their own instances on free loopback ports.
+npm ci --prefix tools/azurite --no-audit --no-fund --loglevel=error
 cargo build --locked --workspace --bins
 # End-to-end tests each run two processes; a few at a time keep a 2-core machine responsive.
 cargo test --locked --workspace --no-fail-fast -- --test-threads 4

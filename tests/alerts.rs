@@ -4,73 +4,14 @@
 //!
 //! Multi-threaded runtime: the receiver keeps answering while a test blocks on a `keyguard` CLI run.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::routing::post;
 use keyguard_e2e::*;
 use serde_json::{Value, json};
 
-/// Stands in for a Teams Workflows URL: records every POST, answers with the current status.
-#[derive(Clone, Default)]
-struct Receiver {
-    bodies: Arc<Mutex<Vec<Value>>>,
-    status: Arc<Mutex<u16>>,
-}
-
-impl Receiver {
-    async fn start(status: u16) -> (Receiver, String) {
-        let receiver = Receiver {
-            bodies: Arc::default(),
-            status: Arc::new(Mutex::new(status)),
-        };
-        let app = Router::new()
-            .route("/workflows/hook", post(receive))
-            .with_state(receiver.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!(
-            "http://{}/workflows/hook?sig=SECRET-SIGNATURE-abc123",
-            listener.local_addr().expect("addr")
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (receiver, url)
-    }
-
-    fn set_status(&self, status: u16) {
-        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
-    }
-
-    fn bodies(&self) -> Vec<Value> {
-        self.bodies.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-async fn receive(State(r): State<Receiver>, body: axum::body::Bytes) -> (StatusCode, HeaderMap, &'static str) {
-    if let Ok(v) = serde_json::from_slice(&body) {
-        r.bodies.lock().unwrap_or_else(|p| p.into_inner()).push(v);
-    }
-    let status = StatusCode::from_u16(*r.status.lock().unwrap_or_else(|p| p.into_inner())).unwrap_or(StatusCode::OK);
-    let mut headers = HeaderMap::new();
-    headers.insert("retry-after", HeaderValue::from_static("1"));
-    (status, headers, "")
-}
-
-const ROUTES: &str = r#"
-[routes.secops]
-kind = "teams"
-url_env = "KEYGUARD_TEAMS_SECOPS_URL"
-
-[alerts]
-default_routes = ["secops"]
-suppress_minutes = 0
-"#;
-
 async fn env_with_teams(receiver_url: &str) -> anyhow::Result<Env> {
     Env::start(Options {
-        extra_config: ROUTES.to_string(),
+        extra_config: TEAMS_ROUTES.to_string(),
         extra_env: vec![("KEYGUARD_TEAMS_SECOPS_URL".into(), receiver_url.to_string())],
         ..Options::default()
     })
@@ -97,7 +38,7 @@ fn card_of(body: &Value) -> &Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reverted_drift_reaches_teams_as_an_adaptive_card() -> anyhow::Result<()> {
-    let (receiver, url) = Receiver::start(202).await;
+    let (receiver, url) = AlertReceiver::start(202).await;
     let env = env_with_teams(&url).await?;
     let id = seed_compliant(&env, "stalertteams").await?;
 
@@ -136,7 +77,7 @@ async fn a_reverted_drift_reaches_teams_as_an_adaptive_card() -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_decided_before_a_crash_is_delivered_after_the_restart() -> anyhow::Result<()> {
     // Teams is down (503, Retry-After: 1) when the drift happens.
-    let (receiver, url) = Receiver::start(503).await;
+    let (receiver, url) = AlertReceiver::start(503).await;
     let mut env = env_with_teams(&url).await?;
     let id = seed_compliant(&env, "stalertcrash").await?;
     env.act_as_user(
@@ -171,7 +112,7 @@ async fn an_alert_decided_before_a_crash_is_delivered_after_the_restart() -> any
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_alert_is_parked_listed_and_resendable() -> anyhow::Result<()> {
-    let (receiver, url) = Receiver::start(400).await;
+    let (receiver, url) = AlertReceiver::start(400).await;
     let mut env = env_with_teams(&url).await?;
     let id = seed_compliant(&env, "stalertparked").await?;
     env.act_as_user(
@@ -215,7 +156,7 @@ async fn a_refused_alert_is_parked_listed_and_resendable() -> anyhow::Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_test_sends_a_sample_through_a_route() -> anyhow::Result<()> {
-    let (receiver, url) = Receiver::start(202).await;
+    let (receiver, url) = AlertReceiver::start(202).await;
     let mut env = env_with_teams(&url).await?;
     env.kill_handler();
     let out = env.keyguard_cli(&["alert", "test", "--route", "secops"])?;

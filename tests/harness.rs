@@ -11,6 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::routing::post;
 use serde_json::{Value, json};
 
 pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-00000000e2e0";
@@ -42,6 +46,17 @@ name = "cmk-alert"
 require = "cmk"
 mode = "alert"
 scope = { resource_groups = ["rg-alert*"] }
+"#;
+
+/// One Teams route for every alert, its Workflows URL from `KEYGUARD_TEAMS_SECOPS_URL`, no suppression.
+pub const TEAMS_ROUTES: &str = r#"
+[routes.secops]
+kind = "teams"
+url_env = "KEYGUARD_TEAMS_SECOPS_URL"
+
+[alerts]
+default_routes = ["secops"]
+suppress_minutes = 0
 "#;
 
 /// Path of the `keyguard` binary built by `cargo build` (target/<profile>/keyguard next to deps/).
@@ -160,6 +175,8 @@ impl Default for Options {
 pub struct Env {
     _sim: ChildGuard,
     handler_child: Option<ChildGuard>,
+    /// More `keyguard serve` instances sharing the run's configuration and state store (scale-out).
+    more_handlers: Vec<ChildGuard>,
     handler_port: u16,
     options: Options,
     pub sim: String,
@@ -229,6 +246,7 @@ impl Env {
         let mut env = Env {
             _sim: sim_child,
             handler_child: None,
+            more_handlers: Vec::new(),
             sim,
             handler,
             dir,
@@ -243,18 +261,33 @@ impl Env {
 
     /// Starts `keyguard serve` (or `webhook`) on the run's state store; used again after a kill.
     pub async fn start_handler(&mut self) -> anyhow::Result<()> {
+        let child = self.spawn_handler(self.handler_port)?;
+        self.handler_child = Some(child);
+        self.wait_ready(&self.handler).await
+    }
+
+    /// Starts `n` more instances (as a scaled-out Functions app would) and returns their base URLs.
+    /// They share the configuration and environment, so with a Table Storage store, the state.
+    pub async fn start_more_handlers(&mut self, n: usize) -> anyhow::Result<Vec<String>> {
+        let mut urls = Vec::new();
+        for _ in 0..n {
+            let port = free_port();
+            let child = self.spawn_handler(port)?;
+            self.more_handlers.push(child);
+            let url = format!("http://127.0.0.1:{port}");
+            self.wait_ready(&url).await?;
+            urls.push(url);
+        }
+        Ok(urls)
+    }
+
+    fn spawn_handler(&self, port: u16) -> anyhow::Result<ChildGuard> {
         let mut cmd = Command::new(keyguard_bin());
         if self.options.webhook {
-            cmd.args([
-                "--log-format",
-                "json",
-                "webhook",
-                "--port",
-                &self.handler_port.to_string(),
-            ]);
+            cmd.args(["--log-format", "json", "webhook", "--port", &port.to_string()]);
         } else {
             cmd.args(["--log-format", "json", "serve"])
-                .env("FUNCTIONS_CUSTOMHANDLER_PORT", self.handler_port.to_string());
+                .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string());
         }
         cmd.env("KEYGUARD_CONFIG", self.dir.join("keyguard.toml"))
             .env("KEYGUARD_STATE_PATH", self.dir.join("state.redb"))
@@ -279,8 +312,7 @@ impl Env {
                 }
             });
         }
-        self.handler_child = Some(ChildGuard(child));
-        self.wait_ready().await
+        Ok(ChildGuard(child))
     }
 
     /// SIGKILL, as a crashed or recycled Functions worker: no graceful shutdown.
@@ -299,13 +331,13 @@ impl Env {
             .output()?)
     }
 
-    async fn wait_ready(&self) -> anyhow::Result<()> {
+    async fn wait_ready(&self, base: &str) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let probe = if self.handler.contains("/api/") {
-                self.handler.clone()
+            let probe = if base.contains("/api/") {
+                base.to_string()
             } else {
-                format!("{}/", self.handler)
+                format!("{base}/")
             };
             if self.http.get(&probe).send().await.is_ok() {
                 return Ok(());
@@ -508,9 +540,20 @@ impl Env {
 
     /// POST a body to the custom handler the way the Functions host does.
     pub async fn invoke(&self, function: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<(u16, Value)> {
+        self.invoke_at(&self.handler, function, content_type, body).await
+    }
+
+    /// As [`Self::invoke`], at one instance of several.
+    pub async fn invoke_at(
+        &self,
+        base: &str,
+        function: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(u16, Value)> {
         let r = self
             .http
-            .post(format!("{}/{function}", self.handler))
+            .post(format!("{base}/{function}"))
             .header("content-type", content_type)
             .header("x-azure-functions-invocationid", uuid_like())
             .body(body)
@@ -555,4 +598,48 @@ pub fn functions_envelope(event: &Value) -> Value {
         "Data": {"eventGridEvent": event},
         "Metadata": {"data": event["data"], "sys": {"MethodName": "EncryptionDrift", "UtcNow": "2026-11-23T12:00:00Z", "RandGuid": "00000000-0000-0000-0000-000000000001"}}
     })
+}
+
+/// Stands in for a Teams Workflows URL: records every POST, answers with the current status.
+#[derive(Clone, Default)]
+pub struct AlertReceiver {
+    bodies: Arc<Mutex<Vec<Value>>>,
+    status: Arc<Mutex<u16>>,
+}
+
+impl AlertReceiver {
+    pub async fn start(status: u16) -> (AlertReceiver, String) {
+        let receiver = AlertReceiver {
+            bodies: Arc::default(),
+            status: Arc::new(Mutex::new(status)),
+        };
+        let app = Router::new()
+            .route("/workflows/hook", post(receive))
+            .with_state(receiver.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!(
+            "http://{}/workflows/hook?sig=SECRET-SIGNATURE-abc123",
+            listener.local_addr().expect("addr")
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, url)
+    }
+
+    pub fn set_status(&self, status: u16) {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
+    }
+
+    pub fn bodies(&self) -> Vec<Value> {
+        self.bodies.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+async fn receive(State(r): State<AlertReceiver>, body: axum::body::Bytes) -> (StatusCode, HeaderMap, &'static str) {
+    if let Ok(v) = serde_json::from_slice(&body) {
+        r.bodies.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+    }
+    let status = StatusCode::from_u16(*r.status.lock().unwrap_or_else(|p| p.into_inner())).unwrap_or(StatusCode::OK);
+    let mut headers = HeaderMap::new();
+    headers.insert("retry-after", HeaderValue::from_static("1"));
+    (status, headers, "")
 }

@@ -21,12 +21,12 @@ use crate::store::{StateStore, StoreError, SuppressionState};
 
 pub struct Alerter {
     config: Arc<Config>,
-    store: Arc<dyn StateStore>,
+    store: StateStore,
     dispatcher: Arc<Dispatcher>,
 }
 
 impl Alerter {
-    pub fn new(config: Arc<Config>, store: Arc<dyn StateStore>, dispatcher: Arc<Dispatcher>) -> Self {
+    pub fn new(config: Arc<Config>, store: StateStore, dispatcher: Arc<Dispatcher>) -> Self {
         Self {
             config,
             store,
@@ -39,10 +39,11 @@ impl Alerter {
     }
 
     /// Routes and queues the alert for an outcome. Returns the number of outbox entries written.
-    pub fn raise(
+    pub async fn raise(
         &self,
         outcome: &Outcome,
         tags: &serde_json::Map<String, serde_json::Value>,
+        record_id: &str,
     ) -> Result<usize, StoreError> {
         let Some(mut alert) = alert_from_outcome(outcome) else {
             return Ok(0);
@@ -62,7 +63,7 @@ impl Alerter {
         }
         let key = format!("{}|{outcome_name}", id.key());
         let now = OffsetDateTime::now_utc();
-        let state = self.store.alert_suppression(&key)?.unwrap_or_default();
+        let state = self.store.alert_suppression(&key).await?.unwrap_or_default();
         let last_sent = state
             .last_sent
             .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
@@ -72,7 +73,7 @@ impl Alerter {
                     last_sent: state.last_sent,
                     folded: state.folded + 1,
                 };
-                self.store.set_alert_suppression(&key, &folded)?;
+                self.store.set_alert_suppression(&key, &folded).await?;
                 tracing::info!(target: "keyguard::alert", resource_id = %id, outcome = outcome_name, folded = folded.folded, "alert folded into the next one (suppression window)");
                 return Ok(0);
             }
@@ -83,21 +84,26 @@ impl Alerter {
             .alerts
             .digest
             .then(|| next_digest_time(now, self.config.alerts.digest_minutes));
-        for delivery in &deliveries {
-            self.dispatcher.enqueue(
-                &delivery.route,
-                delivery.extra_recipients.clone(),
-                alert.clone(),
-                digest_at,
-            )?;
+        for (n, delivery) in deliveries.iter().enumerate() {
+            self.dispatcher
+                .enqueue_as(
+                    format!("{record_id}.{n}"),
+                    &delivery.route,
+                    delivery.extra_recipients.clone(),
+                    alert.clone(),
+                    digest_at,
+                )
+                .await?;
         }
-        self.store.set_alert_suppression(
-            &key,
-            &SuppressionState {
-                last_sent: Some(now.unix_timestamp()),
-                folded: 0,
-            },
-        )?;
+        self.store
+            .set_alert_suppression(
+                &key,
+                &SuppressionState {
+                    last_sent: Some(now.unix_timestamp()),
+                    folded: 0,
+                },
+            )
+            .await?;
         Ok(deliveries.len())
     }
 }

@@ -56,6 +56,7 @@ fn api_routes(state: AppState) -> Router {
     Router::new()
         .route("/api/check", post(api_check))
         .route("/api/health", get(api_health))
+        .route("/api/audit", get(api_audit))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -90,12 +91,14 @@ async fn handle(pipeline: &Pipeline, event: &IncomingEvent) -> Result<Outcome, I
 async fn reconcile_timer(_invocation: Invocation<Value>, state: AppState) -> Result<InvocationResult, InvocationError> {
     let pipeline = &state.pipeline;
     let now = time::OffsetDateTime::now_utc();
-    if let Err(e) = pipeline.store().prune_expired(now) {
-        tracing::warn!(error = %e, "could not prune expired dedupe keys");
+    match pipeline.store().prune(now, pipeline.retention()).await {
+        Ok(report) => tracing::info!(?report, "pruned expired state"),
+        Err(e) => tracing::warn!(error = %e, "could not prune expired state"),
     }
     let resources = pipeline
         .store()
         .known_resources()
+        .await
         .map_err(|e| InvocationError::retryable(e.to_string()))?;
     let deadline = std::time::Instant::now() + pipeline.time_budget();
     let correlation_id = uuid::Uuid::new_v4().to_string();
@@ -172,16 +175,13 @@ async fn api_check(State(state): State<AppState>, headers: HeaderMap, query: Que
 
 async fn api_health(State(state): State<AppState>) -> Response {
     // A point read proves the store answers without scanning it on every probe.
-    let store_ok = state
-        .pipeline
-        .store()
-        .event_seen("health-probe", time::OffsetDateTime::now_utc())
-        .is_ok();
+    let store_ok = state.pipeline.store().ping().await.is_ok();
     let body = json!({
         "status": if store_ok { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
         "catalogTypes": keyguard_core::catalog::entries().len(),
         "storeReachable": store_ok,
+        "store": state.pipeline.store().describe(),
         "dryRun": state.pipeline.config().settings.dry_run,
     });
     let status = if store_ok {
@@ -195,6 +195,63 @@ async fn api_health(State(state): State<AppState>) -> Response {
 #[derive(Deserialize, Default)]
 struct KeyQuery {
     code: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    code: Option<String>,
+    /// A resource id: only its records.
+    resource: Option<String>,
+    /// RFC 3339 time or an age such as `24h`, `7d`.
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The persisted audit trail, oldest first (the newest `limit` records; 1,000 by default).
+async fn api_audit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(params) = match params {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidQuery", &e.body_text()),
+    };
+    let key = KeyQuery {
+        code: params.code.clone(),
+    };
+    if let Some(denied) = unauthorized(&state, &headers, &key) {
+        return denied;
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let query = match crate::audit::query_from(
+        params.resource.as_deref(),
+        params.since.as_deref(),
+        params.until.as_deref(),
+        Some(params.limit.unwrap_or(1000).min(10_000)),
+        now,
+    ) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidQuery", &e),
+    };
+    match state
+        .pipeline
+        .store()
+        .audit_records::<crate::pipeline::AuditRecord>(&query)
+        .await
+    {
+        Ok(records) => (StatusCode::OK, axum::Json(json!({ "value": records }))).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "audit trail unreadable");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "StoreUnavailable",
+                "the state store did not answer",
+            )
+        }
+    }
 }
 
 /// Event Grid delivers to `https://.../api/events?code=<secret>` (the secret rides in the

@@ -3,6 +3,7 @@
 mod alerting;
 mod app;
 mod arm;
+mod audit;
 mod demo;
 mod identity;
 mod keyvault;
@@ -92,6 +93,28 @@ enum Command {
         #[arg(long, value_name = "ID")]
         resend: Option<String>,
     },
+    /// The audit trail: what keyguard saw, decided and did, oldest first.
+    Audit {
+        /// Only this resource's records.
+        #[arg(long, value_name = "ID")]
+        resource: Option<String>,
+        /// From this time: RFC 3339, or an age such as 24h or 7d.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Up to this time (same forms as --since).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// At most this many records (the newest).
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: audit::AuditFormat,
+    },
+    /// The known-good key a resource is reverted to.
+    Baseline {
+        #[command(subcommand)]
+        command: BaselineCommand,
+    },
     /// Alert channel commands.
     Alert {
         #[command(subcommand)]
@@ -101,6 +124,25 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BaselineCommand {
+    /// Print the recorded baseline (key, when, observed or set by hand).
+    Show { resource_id: String },
+    /// Set the baseline by hand, e.g. for a resource first seen already drifted.
+    Set {
+        resource_id: String,
+        /// The Key Vault key: https://<vault>.vault.azure.net/keys/<name>[/<version>]
+        #[arg(long, value_name = "URI")]
+        key: String,
+        /// A user-assigned identity the resource uses to reach the key (its resource id).
+        #[arg(long, value_name = "ID")]
+        identity: Option<String>,
+        /// Who sets it, for the record (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -158,8 +200,8 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
                 .port
                 .or(port)
                 .context("no port: set FUNCTIONS_CUSTOMHANDLER_PORT or pass --port")?;
-            let state = app_state(&settings)?;
-            tracing::info!(port, config = %settings.config_source, dry_run = settings.dry_run, "keyguard custom handler starting");
+            let state = app_state(&settings).await?;
+            tracing::info!(port, config = %settings.config_source, store = %settings.store.describe(), dry_run = settings.dry_run, "keyguard custom handler starting");
             functions_runtime::serve(app::functions_router(state), port).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -168,7 +210,7 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
             if settings.webhook_key.is_none() && !bind.is_loopback() {
                 anyhow::bail!("refusing to listen on {bind} without KEYGUARD_WEBHOOK_KEY: anyone could post events");
             }
-            let state = app_state(&settings)?;
+            let state = app_state(&settings).await?;
             let listener = tokio::net::TcpListener::bind((bind, port)).await?;
             tracing::info!(addr = %listener.local_addr()?, "keyguard webhook listening on /api/events");
             functions_runtime::serve_listener(
@@ -182,7 +224,7 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
         Command::Check { resource_id, remediate } => {
             let id = ResourceId::parse(&resource_id).map_err(|e| anyhow::anyhow!("{resource_id}: {e}"))?;
             let settings = Settings::from_env()?;
-            let pipeline = settings.build_pipeline()?;
+            let pipeline = settings.build_pipeline().await?;
             let correlation_id = uuid::Uuid::new_v4().to_string();
             let outcome = pipeline
                 .reconcile(&id, Trigger::Manual, &correlation_id, !remediate)
@@ -195,10 +237,10 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
         }
         Command::Alerts { failed, resend } => {
             let settings = Settings::from_env()?;
-            let pipeline = settings.build_pipeline()?;
+            let pipeline = settings.build_pipeline().await?;
             if let Some(id) = resend {
                 let alerter = pipeline.alerter().context("no alert routes are configured")?;
-                if !alerter.dispatcher().resend(&id)? {
+                if !alerter.dispatcher().resend(&id).await? {
                     anyhow::bail!("{id} is not a parked alert");
                 }
                 let report = alerter.dispatcher().run_due(time::OffsetDateTime::now_utc()).await?;
@@ -208,7 +250,13 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            let entries = pipeline.store().outbox_entries()?;
+            let entries: Vec<store::OutboxEntry> = pipeline
+                .store()
+                .outbox_entries()
+                .await?
+                .into_iter()
+                .map(|v| v.value)
+                .collect();
             let shown: Vec<_> = entries
                 .iter()
                 .filter(|e| !failed || e.status == store::OutboxStatus::Parked)
@@ -231,6 +279,78 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Audit {
+            resource,
+            since,
+            until,
+            limit,
+            format,
+        } => {
+            let query = audit::query_from(
+                resource.as_deref(),
+                since.as_deref(),
+                until.as_deref(),
+                limit,
+                time::OffsetDateTime::now_utc(),
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
+            let store = open_store().await?;
+            let records: Vec<pipeline::AuditRecord> = store.audit_records(&query).await?;
+            print!("{}", audit::render(&records, format).map_err(|e| anyhow::anyhow!(e))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Baseline {
+            command: BaselineCommand::Show { resource_id },
+        } => {
+            let id = ResourceId::parse(&resource_id).map_err(|e| anyhow::anyhow!("{resource_id}: {e}"))?;
+            let store = open_store().await?;
+            match store.baseline(&id).await? {
+                Some(baseline) => {
+                    println!("{}", serde_json::to_string_pretty(&baseline)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!("{id}: no baseline recorded (it is recorded when the resource is read compliant)");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Baseline {
+            command:
+                BaselineCommand::Set {
+                    resource_id,
+                    key,
+                    identity,
+                    by,
+                },
+        } => {
+            let id = ResourceId::parse(&resource_id).map_err(|e| anyhow::anyhow!("{resource_id}: {e}"))?;
+            if let Some(identity) = &identity {
+                ResourceId::parse(identity).map_err(|e| anyhow::anyhow!("--identity {identity}: {e}"))?;
+            }
+            let key_ref = keyguard_core::KeyRef::from_key_uri(&key, identity.as_deref()).with_context(|| {
+                format!(
+                    "--key {key:?} is not a Key Vault key URI (https://<vault>.vault.azure.net/keys/<name>[/<version>])"
+                )
+            })?;
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".into());
+            let store = open_store().await?;
+            let now = time::OffsetDateTime::now_utc();
+            let written = store
+                .record_baseline(&id, &key_ref, store::BaselineSource::Manual, Some(&by), now)
+                .await?;
+            let baseline = store
+                .baseline(&id)
+                .await?
+                .context("the baseline vanished after writing it")?;
+            println!("{}", serde_json::to_string_pretty(&baseline)?);
+            if written == store::BaselineWrite::Unchanged {
+                eprintln!("{id}: that baseline was already set");
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Alert {
             command: AlertCommand::Test { route },
@@ -294,9 +414,22 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The configured state store alone (no ARM credential needed beyond Table Storage's).
+async fn open_store() -> anyhow::Result<store::StateStore> {
+    let settings = Settings::from_env()?;
+    let http = settings.http_client()?;
+    let tokens: Arc<dyn identity::TokenSource> =
+        Arc::new(identity::CredentialTokenSource::new(&settings.auth, http.clone())?);
+    settings
+        .store
+        .open(http, tokens)
+        .await
+        .with_context(|| format!("cannot open the state store ({})", settings.store.describe()))
+}
+
 /// Builds the pipeline and, when alert routes are configured, starts the outbox sender.
-fn app_state(settings: &Settings) -> anyhow::Result<AppState> {
-    let pipeline = Arc::new(settings.build_pipeline()?);
+async fn app_state(settings: &Settings) -> anyhow::Result<AppState> {
+    let pipeline = Arc::new(settings.build_pipeline().await?);
     if let Some(alerter) = pipeline.alerter() {
         tokio::spawn(
             alerter

@@ -10,7 +10,7 @@ use keyguard_notify::{Alert, Channel, SendError};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, Notify};
 
-use crate::store::{OutboxEntry, OutboxStatus, StateStore, StoreError};
+use crate::store::{OutboxEntry, OutboxStatus, StateStore, StoreError, Versioned};
 
 /// Builds the channel for a route. Email routes add per-alert recipients (the owner tag).
 pub trait ChannelResolver: Send + Sync {
@@ -25,7 +25,7 @@ pub struct DispatchReport {
 }
 
 pub struct Dispatcher {
-    store: Arc<dyn StateStore>,
+    store: StateStore,
     channels: Arc<dyn ChannelResolver>,
     max_attempts: u32,
     wake: Notify,
@@ -34,7 +34,7 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(store: Arc<dyn StateStore>, channels: Arc<dyn ChannelResolver>, max_attempts: u32) -> Self {
+    pub fn new(store: StateStore, channels: Arc<dyn ChannelResolver>, max_attempts: u32) -> Self {
         Self {
             store,
             channels,
@@ -46,8 +46,24 @@ impl Dispatcher {
 
     /// Records the alert durably, then wakes the sender. `digest_at`: hold it for the route's
     /// digest sent at that time instead of sending it alone.
-    pub fn enqueue(
+    #[cfg(test)]
+    pub async fn enqueue(
         &self,
+        route: &str,
+        extra_recipients: Vec<String>,
+        alert: Alert,
+        digest_at: Option<OffsetDateTime>,
+    ) -> Result<OutboxEntry, StoreError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        self.enqueue_as(id, route, extra_recipients, alert, digest_at).await
+    }
+
+    /// Queues an alert under an id derived from the decision (its audit record id), so a
+    /// decision retried after a crash queues its alert once, then wakes the sender.
+    /// `digest_at`: hold it for the route's digest sent at that time instead of sending it alone.
+    pub async fn enqueue_as(
+        &self,
+        id: String,
         route: &str,
         extra_recipients: Vec<String>,
         alert: Alert,
@@ -55,7 +71,7 @@ impl Dispatcher {
     ) -> Result<OutboxEntry, StoreError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let entry = OutboxEntry {
-            id: uuid::Uuid::now_v7().to_string(),
+            id,
             route: route.to_string(),
             extra_recipients,
             alert,
@@ -66,14 +82,16 @@ impl Dispatcher {
             created_at: now,
             digest: digest_at.is_some(),
         };
-        self.store.outbox_put(&entry)?;
+        if !self.store.outbox_add(&entry).await? {
+            tracing::info!(outbox_id = %entry.id, "alert already queued by an earlier attempt");
+        }
         self.wake.notify_one();
         Ok(entry)
     }
 
     /// A parked entry goes back to pending with a fresh attempt budget.
-    pub fn resend(&self, id: &str) -> Result<bool, StoreError> {
-        let Some(mut entry) = self.store.outbox_get(id)? else {
+    pub async fn resend(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(Versioned { value: mut entry, etag }) = self.store.outbox_get(id).await? else {
             return Ok(false);
         };
         if entry.status != OutboxStatus::Parked {
@@ -82,57 +100,74 @@ impl Dispatcher {
         entry.status = OutboxStatus::Pending;
         entry.attempts = 0;
         entry.next_attempt_at = OffsetDateTime::now_utc().unix_timestamp();
-        self.store.outbox_put(&entry)?;
+        let requeued = self.store.outbox_replace(&entry, &etag).await?.is_some();
         self.wake.notify_one();
-        Ok(true)
+        Ok(requeued)
+    }
+
+    /// Takes the entries that are due for this instance: each is pushed ahead by a compare-and-swap,
+    /// so an entry another instance claimed first is left to it, and the claim of an instance that
+    /// dies mid-send runs out and the entry is sent again (at least once, never lost).
+    async fn claim_due(&self, now: OffsetDateTime) -> Result<Vec<Versioned<OutboxEntry>>, StoreError> {
+        let mut claimed = Vec::new();
+        for stored in self.store.outbox_entries().await? {
+            let entry = &stored.value;
+            if entry.status != OutboxStatus::Pending || entry.next_attempt_at > now.unix_timestamp() {
+                continue;
+            }
+            let mut claim = entry.clone();
+            claim.next_attempt_at = now.unix_timestamp() + CLAIM_SECS;
+            if let Some(etag) = self.store.outbox_replace(&claim, &stored.etag).await? {
+                claimed.push(Versioned {
+                    value: stored.value,
+                    etag,
+                });
+            }
+        }
+        Ok(claimed)
     }
 
     /// Sends every pending entry that is due.
     pub async fn run_due(&self, now: OffsetDateTime) -> Result<DispatchReport, StoreError> {
         let _only_sender = self.sending.lock().await;
         let mut report = DispatchReport::default();
-        let due: Vec<OutboxEntry> = self
-            .store
-            .outbox_entries()?
-            .into_iter()
-            .filter(|e| e.status == OutboxStatus::Pending && e.next_attempt_at <= now.unix_timestamp())
-            .collect();
+        let due = self.claim_due(now).await?;
         // Digest entries due together go out as one message per route (and recipient set).
-        let (digests, singles): (Vec<OutboxEntry>, Vec<OutboxEntry>) = due.into_iter().partition(|e| e.digest);
-        let mut groups: BTreeMap<(String, Vec<String>), Vec<OutboxEntry>> = BTreeMap::new();
+        let (digests, singles): (Vec<_>, Vec<_>) = due.into_iter().partition(|e| e.value.digest);
+        let mut groups: BTreeMap<(String, Vec<String>), Vec<Versioned<OutboxEntry>>> = BTreeMap::new();
         for entry in digests {
             groups
-                .entry((entry.route.clone(), entry.extra_recipients.clone()))
+                .entry((entry.value.route.clone(), entry.value.extra_recipients.clone()))
                 .or_default()
                 .push(entry);
         }
         for entry in singles {
-            let result = match self.channels.channel(&entry.route, &entry.extra_recipients) {
-                Ok(channel) => channel.send(&entry.alert).await,
-                Err(problem) => Err(SendError::Permanent(format!("route {}: {problem}", entry.route))),
+            let result = match self.channels.channel(&entry.value.route, &entry.value.extra_recipients) {
+                Ok(channel) => channel.send(&entry.value.alert).await,
+                Err(problem) => Err(SendError::Permanent(format!("route {}: {problem}", entry.value.route))),
             };
-            self.settle(vec![entry], result, now, &mut report)?;
+            self.settle(vec![entry], result, now, &mut report).await?;
         }
         for ((route, extra), entries) in groups {
-            let alerts: Vec<Alert> = entries.iter().map(|e| e.alert.clone()).collect();
+            let alerts: Vec<Alert> = entries.iter().map(|e| e.value.alert.clone()).collect();
             let result = match self.channels.channel(&route, &extra) {
                 Ok(channel) => channel.send_digest(&alerts).await,
                 Err(problem) => Err(SendError::Permanent(format!("route {route}: {problem}"))),
             };
-            self.settle(entries, result, now, &mut report)?;
+            self.settle(entries, result, now, &mut report).await?;
         }
         Ok(report)
     }
 
     /// Records the result of one send for the entries it carried.
-    fn settle(
+    async fn settle(
         &self,
-        entries: Vec<OutboxEntry>,
+        entries: Vec<Versioned<OutboxEntry>>,
         result: Result<(), SendError>,
         now: OffsetDateTime,
         report: &mut DispatchReport,
     ) -> Result<(), StoreError> {
-        for mut entry in entries {
+        for Versioned { value: mut entry, etag } in entries {
             entry.attempts += 1;
             match &result {
                 Ok(()) => {
@@ -159,7 +194,10 @@ impl Dispatcher {
                     );
                 }
             }
-            self.store.outbox_put(&entry)?;
+            if self.store.outbox_replace(&entry, &etag).await?.is_none() {
+                // Only a person's resend changes a claimed entry; theirs stands.
+                tracing::warn!(outbox_id = %entry.id, "outbox entry changed while it was being sent");
+            }
         }
         Ok(())
     }
@@ -178,6 +216,9 @@ impl Dispatcher {
     }
 }
 
+/// How long a claimed entry is left to the instance sending it (sends time out well within it).
+const CLAIM_SECS: i64 = 120;
+
 /// 30 s, 1 min, 2 min ... capped at one hour.
 fn backoff(attempts: u32) -> Duration {
     let secs = 30u64.saturating_mul(1u64 << attempts.saturating_sub(1).min(7));
@@ -187,7 +228,7 @@ fn backoff(attempts: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::EmbeddedStore;
+    use crate::store::EmbeddedBackend;
     use keyguard_notify::SendFuture;
     use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -224,11 +265,10 @@ mod tests {
         }
     }
 
-    fn setup(
-        answers: Vec<Result<(), SendError>>,
-    ) -> (Dispatcher, Arc<Scripted>, Arc<dyn StateStore>, std::path::PathBuf) {
+    async fn setup(answers: Vec<Result<(), SendError>>) -> (Dispatcher, Arc<Scripted>, StateStore, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("keyguard-outbox-{}", uuid::Uuid::new_v4()));
-        let store: Arc<dyn StateStore> = Arc::new(EmbeddedStore::open(&dir.join("s.redb")).unwrap());
+        let backend = Arc::new(EmbeddedBackend::open(&dir.join("s.redb")).unwrap());
+        let store = StateStore::new(backend).await.unwrap();
         // Answers are popped from the end: reverse so the list reads in call order.
         let scripted = Arc::new(Scripted {
             answers: std::sync::Mutex::new(answers.into_iter().rev().collect()),
@@ -245,8 +285,8 @@ mod tests {
 
     #[tokio::test]
     async fn retryable_failures_are_retried_later_then_sent() {
-        let (d, channel, store, dir) = setup(vec![Err(SendError::Retryable("503".into())), Ok(())]);
-        let entry = d.enqueue("teams", vec![], Alert::sample(), None).unwrap();
+        let (d, channel, store, dir) = setup(vec![Err(SendError::Retryable("503".into())), Ok(())]).await;
+        let entry = d.enqueue("teams", vec![], Alert::sample(), None).await.unwrap();
         let now = OffsetDateTime::now_utc();
         assert_eq!(
             d.run_due(now).await.unwrap(),
@@ -267,7 +307,7 @@ mod tests {
                 parked: 0
             }
         );
-        let stored = store.outbox_get(&entry.id).unwrap().unwrap();
+        let stored = store.outbox_get(&entry.id).await.unwrap().unwrap().value;
         assert_eq!((stored.status, stored.attempts), (OutboxStatus::Sent, 2));
         assert_eq!(channel.calls.load(Ordering::SeqCst), 2);
         std::fs::remove_dir_all(dir).ok();
@@ -281,20 +321,21 @@ mod tests {
             Err(SendError::Retryable("503".into())),
             Err(SendError::Retryable("503".into())),
             Ok(()),
-        ]);
-        let refused = d.enqueue("teams", vec![], Alert::sample(), None).unwrap();
+        ])
+        .await;
+        let refused = d.enqueue("teams", vec![], Alert::sample(), None).await.unwrap();
         let now = OffsetDateTime::now_utc();
         d.run_due(now).await.unwrap();
         assert_eq!(
-            store.outbox_get(&refused.id).unwrap().unwrap().status,
+            store.outbox_get(&refused.id).await.unwrap().unwrap().value.status,
             OutboxStatus::Parked
         );
 
-        let flaky = d.enqueue("teams", vec![], Alert::sample(), None).unwrap();
+        let flaky = d.enqueue("teams", vec![], Alert::sample(), None).await.unwrap();
         for hour in 1..=3 {
             d.run_due(now + time::Duration::hours(hour)).await.unwrap();
         }
-        let parked = store.outbox_get(&flaky.id).unwrap().unwrap();
+        let parked = store.outbox_get(&flaky.id).await.unwrap().unwrap().value;
         assert_eq!(
             (parked.status, parked.attempts),
             (OutboxStatus::Parked, 3),
@@ -302,26 +343,31 @@ mod tests {
         );
         assert!(parked.last_error.unwrap().contains("503"));
 
-        assert!(d.resend(&flaky.id).unwrap());
-        assert!(!d.resend(&flaky.id).unwrap(), "only parked entries are re-sent");
+        assert!(d.resend(&flaky.id).await.unwrap());
+        assert!(!d.resend(&flaky.id).await.unwrap(), "only parked entries are re-sent");
         d.run_due(OffsetDateTime::now_utc() + time::Duration::seconds(1))
             .await
             .unwrap();
-        assert_eq!(store.outbox_get(&flaky.id).unwrap().unwrap().status, OutboxStatus::Sent);
+        assert_eq!(
+            store.outbox_get(&flaky.id).await.unwrap().unwrap().value.status,
+            OutboxStatus::Sent
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 
     #[tokio::test]
     async fn an_unknown_route_parks_instead_of_looping() {
-        let (d, channel, store, dir) = setup(vec![]);
-        let entry = d.enqueue("missing", vec![], Alert::sample(), None).unwrap();
+        let (d, channel, store, dir) = setup(vec![]).await;
+        let entry = d.enqueue("missing", vec![], Alert::sample(), None).await.unwrap();
         assert_eq!(d.run_due(OffsetDateTime::now_utc()).await.unwrap().parked, 1);
         assert_eq!(channel.calls.load(Ordering::SeqCst), 0);
         assert!(
             store
                 .outbox_get(&entry.id)
+                .await
                 .unwrap()
                 .unwrap()
+                .value
                 .last_error
                 .unwrap()
                 .contains("missing")
@@ -331,16 +377,17 @@ mod tests {
 
     #[tokio::test]
     async fn digest_entries_wait_for_their_window_and_go_out_as_one_message() {
-        let (d, channel, store, dir) = setup(vec![]);
+        let (d, channel, store, dir) = setup(vec![]).await;
         let at = OffsetDateTime::now_utc() + time::Duration::minutes(10);
-        let ids: Vec<String> = (0..3)
-            .map(|_| d.enqueue("teams", vec![], Alert::sample(), Some(at)).unwrap().id)
-            .collect();
-        let single = d.enqueue("teams", vec![], Alert::sample(), None).unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(d.enqueue("teams", vec![], Alert::sample(), Some(at)).await.unwrap().id);
+        }
+        let single = d.enqueue("teams", vec![], Alert::sample(), None).await.unwrap();
         // Before the window ends only the ordinary alert goes.
         assert_eq!(d.run_due(OffsetDateTime::now_utc()).await.unwrap().sent, 1);
         assert_eq!(
-            store.outbox_get(&single.id).unwrap().unwrap().status,
+            store.outbox_get(&single.id).await.unwrap().unwrap().value.status,
             OutboxStatus::Sent
         );
         assert!(channel.digest_sizes.lock().unwrap().is_empty());
@@ -348,8 +395,42 @@ mod tests {
         assert_eq!(d.run_due(at).await.unwrap().sent, 3);
         assert_eq!(*channel.digest_sizes.lock().unwrap(), vec![3]);
         for id in ids {
-            assert_eq!(store.outbox_get(&id).unwrap().unwrap().status, OutboxStatus::Sent);
+            assert_eq!(
+                store.outbox_get(&id).await.unwrap().unwrap().value.status,
+                OutboxStatus::Sent
+            );
         }
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn two_instances_sharing_a_store_send_each_alert_once() {
+        let (first, channel, store, dir) = setup(vec![]).await;
+        let second = Dispatcher::new(store.clone(), Arc::new(One(channel.clone())), 3);
+        for _ in 0..20 {
+            first.enqueue("teams", vec![], Alert::sample(), None).await.unwrap();
+        }
+        let now = OffsetDateTime::now_utc();
+        let (a, b) = tokio::join!(first.run_due(now), second.run_due(now));
+        assert_eq!(a.unwrap().sent + b.unwrap().sent, 20);
+        assert_eq!(channel.calls.load(Ordering::SeqCst), 20, "no alert sent twice");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_claim_left_by_a_crashed_sender_runs_out_and_the_alert_is_sent() {
+        let (d, channel, store, dir) = setup(vec![]).await;
+        let entry = d.enqueue("teams", vec![], Alert::sample(), None).await.unwrap();
+        let now = OffsetDateTime::now_utc();
+        // Another instance claimed it and died before settling.
+        let read = store.outbox_get(&entry.id).await.unwrap().unwrap();
+        let mut claimed = read.value.clone();
+        claimed.next_attempt_at = now.unix_timestamp() + CLAIM_SECS;
+        store.outbox_replace(&claimed, &read.etag).await.unwrap().unwrap();
+        assert_eq!(d.run_due(now).await.unwrap().sent, 0, "claimed by someone else");
+        let after_claim = now + time::Duration::seconds(CLAIM_SECS + 1);
+        assert_eq!(d.run_due(after_claim).await.unwrap().sent, 1);
+        assert_eq!(channel.calls.load(Ordering::SeqCst), 1);
         std::fs::remove_dir_all(dir).ok();
     }
 

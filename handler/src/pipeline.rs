@@ -18,7 +18,7 @@ use keyguard_core::event::{Caller, EventKind, IncomingEvent};
 use keyguard_core::keyvault::{expiring_within, key_problems};
 use keyguard_core::plan::{Action, NoRevertReason, PlanContext, plan_with, revert_target};
 use reqwest::Method;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -26,7 +26,7 @@ use crate::alerting::Alerter;
 use crate::arm::{ArmClient, ArmError, CallContext};
 use crate::identity::{SelfIdentity, TokenError};
 use crate::keyvault::{KeyVaultClient, KeyVaultError};
-use crate::store::{StateStore, StoreError};
+use crate::store::{BaselineSource, Lease, Retention, RevertIntent, StateStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -38,6 +38,9 @@ pub enum PipelineError {
     Token(#[from] TokenError),
     #[error(transparent)]
     KeyVault(#[from] KeyVaultError),
+    /// Another instance is reconciling the resource and did not finish within this budget.
+    #[error("{0} is being reconciled by another instance; try again later")]
+    Busy(String),
 }
 
 impl PipelineError {
@@ -45,13 +48,15 @@ impl PipelineError {
     pub fn retryable(&self) -> bool {
         match self {
             PipelineError::Arm(e) => e.retryable(),
-            PipelineError::Store(_) | PipelineError::Token(_) | PipelineError::KeyVault(_) => true,
+            PipelineError::Store(_) | PipelineError::Token(_) | PipelineError::KeyVault(_) | PipelineError::Busy(_) => {
+                true
+            }
         }
     }
 }
 
 /// Why a reconcile runs; carried into the audit record.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Trigger {
     Event { event_id: String, event_type: String },
@@ -60,7 +65,7 @@ pub enum Trigger {
 }
 
 /// One audit record: what was seen, decided and done, with the ids that tie it to the event.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Outcome {
     pub trigger: Trigger,
@@ -88,6 +93,37 @@ pub struct Outcome {
     /// The resource's tags, for alert routing (owner tag); not part of the audit record.
     #[serde(skip)]
     pub tags: serde_json::Map<String, Value>,
+    /// The id of the persisted audit record. A revert's record takes its intent's id, so the
+    /// instance that finishes a crashed revert records it once, not twice.
+    #[serde(skip)]
+    pub record_id: Option<String>,
+}
+
+/// One entry of the persisted audit trail: an outcome with its id and time.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// UUID v7 (time-ordered).
+    pub id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+impl Outcome {
+    /// Whether the outcome is a decision about a resource, kept in the audit trail. Duplicates,
+    /// keyguard's own echoes and events it does not watch are log lines only.
+    pub fn is_auditable(&self) -> bool {
+        self.resource_id.is_some() && !matches!(self.verdict.as_str(), "skipped" | "ignored")
+    }
+
+    pub fn event_id(&self) -> Option<&str> {
+        match &self.trigger {
+            Trigger::Event { event_id, .. } => Some(event_id),
+            Trigger::Manual | Trigger::Reconcile => None,
+        }
+    }
 }
 
 impl Outcome {
@@ -112,6 +148,7 @@ impl Outcome {
             dry_run: false,
             duration_ms: 0,
             tags: serde_json::Map::new(),
+            record_id: None,
         }
     }
 
@@ -138,12 +175,35 @@ impl Outcome {
 pub struct PipelineSettings {
     pub dry_run: bool,
     pub time_budget: Duration,
+    /// Names this process in leases and revert intents (host name and process id).
+    pub instance: String,
+    pub retention: Retention,
+}
+
+impl PipelineSettings {
+    /// A lease must outlive the invocation that holds it (ARM calls never outlive the budget; the
+    /// margin covers store calls and clock skew between instances), and a crashed holder should
+    /// block its resource for not much longer than that.
+    fn lease_ttl(&self) -> time::Duration {
+        let budget = time::Duration::try_from(self.time_budget).unwrap_or(time::Duration::seconds(25));
+        budget * 2 + time::Duration::seconds(5)
+    }
+}
+
+/// This process's name in leases and intents: host and pid, readable in the store.
+pub fn instance_name() -> String {
+    let host = std::env::var("WEBSITE_INSTANCE_ID")
+        .ok()
+        .map(|id| id.chars().take(12).collect())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "local".into());
+    format!("{host}/{}", std::process::id())
 }
 
 pub struct Pipeline {
     config: Arc<Config>,
     arm: ArmClient,
-    store: Arc<dyn StateStore>,
+    store: StateStore,
     self_identity: SelfIdentity,
     settings: PipelineSettings,
     locks: ResourceLocks,
@@ -156,7 +216,7 @@ impl Pipeline {
         config: Arc<Config>,
         arm: ArmClient,
         keyvault: KeyVaultClient,
-        store: Arc<dyn StateStore>,
+        store: StateStore,
         settings: PipelineSettings,
     ) -> Self {
         let self_identity = SelfIdentity::new(config.settings.self_principal_ids.clone());
@@ -186,8 +246,12 @@ impl Pipeline {
         &self.config
     }
 
-    pub fn store(&self) -> &dyn StateStore {
-        self.store.as_ref()
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    pub fn retention(&self) -> Retention {
+        self.settings.retention
     }
 
     pub fn time_budget(&self) -> Duration {
@@ -206,7 +270,9 @@ impl Pipeline {
                 let correlation = op.correlation_id.clone().unwrap_or_else(|| event.id.clone());
                 let outcome = Outcome::new(trigger.clone(), &correlation, Some(&op.resource_id));
                 if !op.status.as_deref().is_none_or(|s| s.eq_ignore_ascii_case("Succeeded")) {
-                    return self.audit(outcome.finish("ignored", "not-succeeded", op.status.clone()), started);
+                    return self
+                        .audit(outcome.finish("ignored", "not-succeeded", op.status.clone()), started)
+                        .await;
                 }
                 // A write to a child that holds the key setting (SQL protector, TDE) means "look at the parent".
                 let target = catalog::target_for(&op.resource_id).filter(|(_, entry)| {
@@ -215,7 +281,9 @@ impl Pipeline {
                 });
                 let Some((target_id, _)) = target else {
                     let detail = format!("operation {} is not an encryption-relevant write", op.operation_name);
-                    return self.audit(outcome.finish("ignored", "not-watched", Some(detail)), started);
+                    return self
+                        .audit(outcome.finish("ignored", "not-watched", Some(detail)), started)
+                        .await;
                 };
                 (target_id, Some(op.caller.clone()), correlation, None)
             }
@@ -224,54 +292,69 @@ impl Pipeline {
             } => (resource_id.clone(), None, event.id.clone(), Some(resource.clone())),
             EventKind::ResourceNotificationDeleted { resource_id } => {
                 let outcome = Outcome::new(trigger, &event.id, Some(resource_id));
-                return self.audit(outcome.finish("gone", "deleted", None), started);
+                return self.audit(outcome.finish("gone", "deleted", None), started).await;
             }
             EventKind::OtherArm { operation_name, .. } => {
                 let outcome = Outcome::new(trigger, &event.id, None);
                 let detail = format!("{} ({})", event.event_type, operation_name.as_deref().unwrap_or("-"));
-                return self.audit(
-                    outcome.finish("ignored", "event-type-not-watched", Some(detail)),
-                    started,
-                );
+                return self
+                    .audit(
+                        outcome.finish("ignored", "event-type-not-watched", Some(detail)),
+                        started,
+                    )
+                    .await;
             }
             EventKind::SubscriptionValidation { .. } | EventKind::Unrecognised => {
                 let outcome = Outcome::new(trigger, &event.id, None);
                 let detail = event.event_type.clone();
-                return self.audit(
-                    outcome.finish("ignored", "event-type-not-watched", Some(detail)),
-                    started,
-                );
+                return self
+                    .audit(
+                        outcome.finish("ignored", "event-type-not-watched", Some(detail)),
+                        started,
+                    )
+                    .await;
             }
         };
 
         let mut outcome = Outcome::new(trigger.clone(), &correlation, Some(&resource_id));
         outcome.caller = caller.as_ref().map(Caller::display);
         let now = OffsetDateTime::now_utc();
-        if self.store.event_seen(&event.id, now)? {
-            return self.audit(outcome.finish("skipped", "duplicate", None), started);
+        if self.store.event_seen(&event.id, now).await? {
+            return self.audit(outcome.finish("skipped", "duplicate", None), started).await;
         }
         if let Some(caller) = &caller {
             let ids = self.self_identity.ids(self.arm.tokens(), self.arm.scope()).await?;
             if SelfIdentity::is_self(&ids, caller.object_id.as_deref(), caller.app_id.as_deref()) {
-                self.mark_handled(&event.id, now)?;
-                return self.audit(outcome.finish("skipped", "own-write", None), started);
+                self.mark_handled(&event.id, now).await?;
+                return self.audit(outcome.finish("skipped", "own-write", None), started).await;
             }
         }
 
         let ctx = CallContext::new(correlation.clone(), self.settings.time_budget);
-        let result = self
-            .reconcile_inner(
-                &resource_id,
-                trigger,
-                &ctx,
-                caller,
-                provided_body,
-                self.settings.dry_run,
-                started,
-            )
-            .await?;
-        self.mark_handled(&event.id, now)?;
-        Ok(result)
+        let _local = self.locks.lock(&resource_id).await;
+        let lease = self.lease(&resource_id, &ctx).await?;
+        let result = async {
+            // Another instance may have handled this very event while we waited for the lease.
+            if self.store.event_seen(&event.id, OffsetDateTime::now_utc()).await? {
+                return self.audit(outcome.finish("skipped", "duplicate", None), started).await;
+            }
+            let result = self
+                .reconcile_inner(
+                    &resource_id,
+                    trigger,
+                    &ctx,
+                    caller,
+                    provided_body,
+                    self.settings.dry_run,
+                    started,
+                )
+                .await?;
+            self.mark_handled(&event.id, now).await?;
+            Ok(result)
+        }
+        .await;
+        self.release(&lease).await;
+        result
     }
 
     /// Reconcile one resource outside the event path (HTTP, CLI, timer).
@@ -284,23 +367,54 @@ impl Pipeline {
     ) -> Result<Outcome, PipelineError> {
         let ctx = CallContext::new(correlation_id, self.settings.time_budget);
         let dry_run = dry_run || self.settings.dry_run;
-        self.reconcile_inner(
-            resource_id,
-            trigger,
-            &ctx,
-            None,
-            None,
-            dry_run,
-            std::time::Instant::now(),
-        )
-        .await
+        let started = std::time::Instant::now();
+        let _local = self.locks.lock(resource_id).await;
+        let lease = self.lease(resource_id, &ctx).await?;
+        let result = self
+            .reconcile_inner(resource_id, trigger, &ctx, None, None, dry_run, started)
+            .await;
+        self.release(&lease).await;
+        result
     }
 
-    fn mark_handled(&self, event_id: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+    async fn mark_handled(&self, event_id: &str, now: OffsetDateTime) -> Result<(), StoreError> {
         let ttl = time::Duration::seconds(self.config.settings.dedupe_ttl_secs as i64);
-        self.store.mark_event(event_id, now + ttl)
+        self.store.mark_event(event_id, now + ttl).await
     }
 
+    /// Waits for the resource's lease (another instance may hold it) for at most half the budget,
+    /// leaving the other half for the work; then the caller is told to retry later.
+    async fn lease(&self, id: &ResourceId, ctx: &CallContext) -> Result<Lease, PipelineError> {
+        let holder = format!("{}/{}", self.settings.instance, uuid::Uuid::new_v4().simple());
+        let give_up = tokio::time::Instant::now() + self.settings.time_budget / 2;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let now = OffsetDateTime::now_utc();
+            if let Some(lease) = self
+                .store
+                .try_lease(id, &holder, self.settings.lease_ttl(), now)
+                .await?
+            {
+                return Ok(lease);
+            }
+            if tokio::time::Instant::now() + pause > give_up.min(ctx.deadline) {
+                return Err(PipelineError::Busy(id.to_string()));
+            }
+            let jitter = Duration::from_millis(rand::random_range(0..=pause.as_millis() as u64));
+            tokio::time::sleep(pause + jitter).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    /// A lease that cannot be given back simply runs out; that is no reason to fail the event.
+    async fn release(&self, lease: &Lease) {
+        if let Err(e) = self.store.release(lease).await {
+            tracing::warn!(error = %e, resource = %lease.resource_key, "lease not released; it expires on its own");
+        }
+    }
+
+    /// Runs under the resource's lease: decides, acts, records. A revert intent left by an earlier
+    /// attempt is resolved here, and cleared only once its outcome is recorded.
     #[allow(clippy::too_many_arguments)]
     async fn reconcile_inner(
         &self,
@@ -312,40 +426,75 @@ impl Pipeline {
         dry_run: bool,
         started: std::time::Instant,
     ) -> Result<Outcome, PipelineError> {
-        let _guard = self.locks.lock(id).await;
+        let intent = match catalog::lookup(&id.resource_type()) {
+            Some(_) => self.store.revert_intent(id).await?,
+            None => None,
+        };
+        let outcome = self
+            .decide_and_act(id, trigger, ctx, caller, provided_body, dry_run, intent.as_ref())
+            .await?;
+        let outcome = self.audit(outcome, started).await?;
+        if (intent.is_some() || outcome.action == "revert") && outcome.result != "revert-pending" {
+            self.store.set_revert_intent(id, None).await?;
+        }
+        Ok(outcome)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn decide_and_act(
+        &self,
+        id: &ResourceId,
+        trigger: Trigger,
+        ctx: &CallContext,
+        caller: Option<Caller>,
+        provided_body: Option<Value>,
+        dry_run: bool,
+        intent: Option<&RevertIntent>,
+    ) -> Result<Outcome, PipelineError> {
         let mut outcome = Outcome::new(trigger, &ctx.correlation_id, Some(id));
         outcome.caller = caller.as_ref().map(Caller::display);
         outcome.caller_ip = caller.and_then(|c| c.ip_address);
         outcome.dry_run = dry_run;
         let Some(entry) = catalog::lookup(&id.resource_type()) else {
             let detail = format!("{} is not in the catalog", id.resource_type());
-            return self.audit(outcome.finish("unsupported", "not-in-catalog", Some(detail)), started);
+            return Ok(outcome.finish("unsupported", "not-in-catalog", Some(detail)));
         };
         let now = OffsetDateTime::now_utc();
-        // A revert ARM accepted earlier but had not finished: follow it, never write again on top.
-        let mut resumed = false;
-        if let Some(pending) = self.store.pending_operation(id)? {
-            match self.arm.resume(&pending, ctx).await {
-                Ok(()) => {
-                    self.store.set_pending_operation(id, None)?;
-                    resumed = true;
+        // A revert started earlier and not recorded as finished: an operation ARM accepted is
+        // followed, never written over; a crash between intent and result is settled by the fresh
+        // read below (already compliant: it is recorded as that revert's result, alert included).
+        let mut finishing: Option<String> = None;
+        if let Some(intent) = intent {
+            outcome.record_id = Some(intent.id.clone());
+            match &intent.operation {
+                Some(pending) => match self.arm.resume(pending, ctx).await {
+                    Ok(()) => {
+                        finishing =
+                            Some("the revert's long-running operation completed; verified by a fresh read".into());
+                    }
+                    Err(ArmError::StillRunning(_)) => {
+                        outcome.action = "revert".into();
+                        let detail = "ARM is still applying the revert started earlier; the next event or the reconcile finishes it";
+                        return Ok(outcome.finish("drift", "revert-pending", Some(detail.into())));
+                    }
+                    Err(ArmError::Rejected {
+                        status, code, message, ..
+                    }) => {
+                        outcome.action = "revert".into();
+                        outcome.alert = true;
+                        let detail = format!("the revert's long-running operation failed: {status} {code}: {message}");
+                        return Ok(outcome.finish("drift", "revert-failed", Some(detail)));
+                    }
+                    Err(other) => return Err(other.into()),
+                },
+                None => {
+                    finishing = Some(format!(
+                        "completes the revert {} started at {} ({}); verified by a fresh read",
+                        intent.holder,
+                        rfc3339(intent.started_at),
+                        intent.writes.join(", then ")
+                    ));
                 }
-                Err(ArmError::StillRunning(_)) => {
-                    outcome.action = "revert".into();
-                    let detail =
-                        "ARM is still applying the revert started earlier; the next event or the reconcile finishes it";
-                    return self.audit(outcome.finish("drift", "revert-pending", Some(detail.into())), started);
-                }
-                Err(ArmError::Rejected {
-                    status, code, message, ..
-                }) => {
-                    self.store.set_pending_operation(id, None)?;
-                    outcome.action = "revert".into();
-                    outcome.alert = true;
-                    let detail = format!("the revert's long-running operation failed: {status} {code}: {message}");
-                    return self.audit(outcome.finish("drift", "revert-failed", Some(detail)), started);
-                }
-                Err(other) => return Err(other.into()),
             }
         }
         // An event's body is used only for types whose state lives in the resource itself.
@@ -355,7 +504,7 @@ impl Pipeline {
             Some(body) => (body, BTreeMap::new()),
             None => match self.read_view(id, entry, ctx).await? {
                 Some(view) => view,
-                None => return self.audit(outcome.finish("gone", "resource-not-found", None), started),
+                None => return Ok(outcome.finish("gone", "resource-not-found", None)),
             },
         };
         let mut evaluation = evaluate_view(id, &view(&document, &children), &self.config, now);
@@ -364,14 +513,14 @@ impl Pipeline {
             // revert needs (identity): anything beyond "compliant" is decided on the live resource.
             (document, children) = match self.read_view(id, entry, ctx).await? {
                 Some(view) => view,
-                None => return self.audit(outcome.finish("gone", "resource-not-found", None), started),
+                None => return Ok(outcome.finish("gone", "resource-not-found", None)),
             };
             evaluation = evaluate_view(id, &view(&document, &children), &self.config, now);
             if !evaluation.verdict.is_drift() {
                 outcome.detail = Some("the event's body showed drift; the live resource does not".into());
             }
         }
-        self.store.remember_resource(id)?;
+        self.store.remember_resource(id).await?;
         outcome.profile = evaluation.profile.clone();
         outcome.requirement = evaluation.requirement.map(|r| r.as_str().to_string());
         outcome.tags = document
@@ -387,10 +536,10 @@ impl Pipeline {
             .revert_precondition(entry, &evaluation, &plan_ctx, &document, ctx)
             .await?;
         let decided = plan_with(&evaluation, &plan_ctx, precondition);
-        if let Some(baseline) = &decided.record_baseline
-            && self.store.baseline(id)?.as_ref() != Some(baseline)
-        {
-            self.store.set_baseline(id, baseline)?;
+        if let Some(baseline) = &decided.record_baseline {
+            self.store
+                .record_baseline(id, baseline, BaselineSource::Observed, None, now)
+                .await?;
         }
         outcome.alert = decided.alert;
         let verdict = verdict_name(&evaluation.verdict);
@@ -419,18 +568,17 @@ impl Pipeline {
                     Verdict::Unsupported { reason } => Some(reason.clone()),
                     _ => outcome.detail.take(),
                 };
-                if resumed && matches!(evaluation.verdict, Verdict::Compliant) {
+                if let Some(detail) = finishing.filter(|_| matches!(evaluation.verdict, Verdict::Compliant)) {
                     outcome.action = "revert".into();
                     outcome.alert = true;
                     outcome.after = outcome.before.take();
-                    let detail = "the revert's long-running operation completed; verified by a fresh read";
-                    return self.audit(outcome.finish("drift", "reverted", Some(detail.into())), started);
+                    return Ok(outcome.finish("drift", "reverted", Some(detail)));
                 }
                 if matches!(evaluation.verdict, Verdict::Compliant)
                     && let Some(warning) = self.expiry_warning(&evaluation.observed, ctx, now).await
                 {
                     outcome.alert = true;
-                    return self.audit(outcome.finish(verdict, "key-expiring", Some(warning)), started);
+                    return Ok(outcome.finish(verdict, "key-expiring", Some(warning)));
                 }
                 outcome.finish(verdict, result, detail)
             }
@@ -459,7 +607,7 @@ impl Pipeline {
                     .await?
             }
         };
-        self.audit(outcome, started)
+        Ok(outcome)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -477,8 +625,8 @@ impl Pipeline {
         let mut ctx = PlanContext::new(evaluation, &self.config.settings);
         ctx.dry_run = dry_run;
         if evaluation.verdict.is_drift() {
-            ctx.baseline = self.store.baseline(id)?;
-            ctx.reverts_in_last_hour = self.store.reverts_since(id, now - time::Duration::hours(1))?;
+            ctx.baseline = self.store.baseline(id).await?.map(|b| b.key);
+            ctx.reverts_in_last_hour = self.store.reverts_since(id, now - time::Duration::hours(1)).await?;
         }
         if let Some(RevertTarget::Cmk(key)) = revert_target(evaluation, &ctx) {
             ctx.resource_has_identity_for = Some(entry.has_identity_for(document, &key));
@@ -576,7 +724,23 @@ impl Pipeline {
         now: OffsetDateTime,
     ) -> Result<Outcome, PipelineError> {
         // Counted before the write: a crash after the PATCH must not buy an extra revert.
-        self.store.record_revert(id, now)?;
+        self.store.record_revert(id, now).await?;
+        // The intent goes down before the first write; its id becomes the audit record's, so
+        // whoever records the result (this call, or the next after a crash) records it once.
+        let mut intent = RevertIntent {
+            id: uuid::Uuid::now_v7().to_string(),
+            resource_id: id.as_str().to_string(),
+            correlation_id: ctx.correlation_id.clone(),
+            event_id: outcome.event_id().map(str::to_string),
+            holder: self.settings.instance.clone(),
+            started_at: now,
+            target: target_text(target),
+            writes: writes.iter().map(|w| write_text(id, w)).collect(),
+            caller: outcome.caller.clone(),
+            operation: None,
+        };
+        self.store.set_revert_intent(id, Some(&intent)).await?;
+        outcome.record_id = Some(intent.id.clone());
         tracing::info!(
             correlation_id = %ctx.correlation_id, resource_id = %id, target = %target_text(target),
             writes = writes.len(), "reverting encryption drift"
@@ -594,7 +758,8 @@ impl Pipeline {
             {
                 Ok(_) => {}
                 Err(ArmError::StillRunning(pending)) => {
-                    self.store.set_pending_operation(id, Some(&pending))?;
+                    intent.operation = Some(pending);
+                    self.store.set_revert_intent(id, Some(&intent)).await?;
                     let detail = format!(
                         "ARM accepted {} and is still applying it; the next event or the reconcile finishes and verifies it",
                         write_text(id, write)
@@ -654,13 +819,20 @@ impl Pipeline {
         Ok(Some((document, children)))
     }
 
-    /// Every decision becomes one structured record; alerts are a second record channels pick up.
-    fn audit(&self, mut outcome: Outcome, started: std::time::Instant) -> Result<Outcome, PipelineError> {
+    /// Every decision becomes one structured log record and, when it concerns a resource, one
+    /// entry of the persisted audit trail; alerts go to the outbox. Both writes are keyed by the
+    /// record id, so a retry after a crash cannot record or alert the same thing twice.
+    async fn audit(&self, mut outcome: Outcome, started: std::time::Instant) -> Result<Outcome, PipelineError> {
         outcome.duration_ms = started.elapsed().as_millis() as u64;
+        let record_id = outcome
+            .record_id
+            .get_or_insert_with(|| uuid::Uuid::now_v7().to_string())
+            .clone();
         let record = serde_json::to_string(&outcome).unwrap_or_default();
         tracing::info!(
             target: "keyguard::audit",
             correlation_id = %outcome.correlation_id,
+            record_id = %record_id,
             resource_id = outcome.resource_id.as_deref().unwrap_or(""),
             verdict = %outcome.verdict,
             action = %outcome.action,
@@ -670,6 +842,16 @@ impl Pipeline {
             record = %record,
             "audit"
         );
+        if let Some(resource) = outcome.resource_id.as_deref().filter(|_| outcome.is_auditable()) {
+            let entry = AuditRecord {
+                id: record_id.clone(),
+                time: OffsetDateTime::now_utc(),
+                outcome: outcome.clone(),
+            };
+            if !self.store.append_audit(resource, &record_id, &entry).await? {
+                tracing::info!(record_id = %record_id, "audit record already written by an earlier attempt");
+            }
+        }
         if outcome.alert {
             tracing::warn!(
                 target: "keyguard::alert",
@@ -682,7 +864,7 @@ impl Pipeline {
             );
             if let Some(alerter) = &self.alerter {
                 // Queued durably before this invocation answers; a failure here fails the invocation.
-                alerter.raise(&outcome, &outcome.tags)?;
+                alerter.raise(&outcome, &outcome.tags, &record_id).await?;
             }
         }
         Ok(outcome)

@@ -14,7 +14,7 @@ use crate::identity::{AuthMode, CredentialTokenSource, TokenSource};
 use crate::keyvault::KeyVaultClient;
 use crate::outbox::Dispatcher;
 use crate::pipeline::{Pipeline, PipelineSettings};
-use crate::store::{EmbeddedStore, StateStore};
+use crate::store::{Retention, StoreLocation};
 
 pub struct Settings {
     pub config: Config,
@@ -23,7 +23,8 @@ pub struct Settings {
     pub dry_run: bool,
     pub arm_endpoint: String,
     pub ca_bundle: Option<PathBuf>,
-    pub state_path: PathBuf,
+    /// Embedded file or Azure Table Storage.
+    pub store: StoreLocation,
     pub auth: AuthMode,
     pub time_budget: Duration,
     /// Test-only: send Key Vault data-plane calls to this base (`{base}/keyvault/{vault host}/...`).
@@ -64,7 +65,9 @@ impl Settings {
         let state_path = get("KEYGUARD_STATE_PATH")
             .map(PathBuf::from)
             .unwrap_or_else(|| default_state_path(&get));
+        let store = StoreLocation::from_lookup(&get, state_path.clone())?;
         Ok(Self {
+            store,
             auth: AuthMode::from_lookup(&get)?,
             arm_endpoint: get("KEYGUARD_ARM_ENDPOINT").unwrap_or_else(|| PUBLIC_CLOUD_ENDPOINT.to_string()),
             ca_bundle: get("KEYGUARD_CA_BUNDLE").filter(|p| !p.is_empty()).map(PathBuf::from),
@@ -74,7 +77,6 @@ impl Settings {
             config_source,
             dry_run,
             time_budget,
-            state_path,
         })
     }
 
@@ -97,18 +99,19 @@ impl Settings {
         Ok(builder.build()?)
     }
 
-    pub fn build_pipeline(&self) -> anyhow::Result<Pipeline> {
+    pub async fn build_pipeline(&self) -> anyhow::Result<Pipeline> {
         let http = self.http_client()?;
         let tokens: Arc<dyn TokenSource> = Arc::new(
             CredentialTokenSource::new(&self.auth, http.clone())
                 .with_context(|| format!("cannot set up the {:?} credential", self.auth))?,
         );
         let arm = ArmClient::new(http.clone(), &self.arm_endpoint, tokens.clone());
+        let store = self
+            .store
+            .open(http.clone(), tokens.clone())
+            .await
+            .with_context(|| format!("cannot open the state store ({})", self.store.describe()))?;
         let keyvault = KeyVaultClient::new(http, tokens, self.keyvault_endpoint.clone());
-        let store: Arc<dyn StateStore> = Arc::new(
-            EmbeddedStore::open(&self.state_path)
-                .with_context(|| format!("cannot open the state store at {}", self.state_path.display()))?,
-        );
         let config = Arc::new(self.config.clone());
         let mut pipeline = Pipeline::new(
             config.clone(),
@@ -118,6 +121,11 @@ impl Settings {
             PipelineSettings {
                 dry_run: self.dry_run,
                 time_budget: self.time_budget,
+                instance: crate::pipeline::instance_name(),
+                retention: Retention {
+                    audit: time::Duration::days(i64::from(self.config.settings.audit_retention_days)),
+                    sent_alerts: time::Duration::days(7),
+                },
             },
         );
         if !config.routes.is_empty() {
@@ -159,7 +167,11 @@ mod tests {
         assert!(!s.dry_run);
         assert_eq!(s.arm_endpoint, "https://management.azure.com");
         assert_eq!(s.time_budget, Duration::from_secs(25));
-        assert_eq!(s.state_path, PathBuf::from("/home/.keyguard/state.redb"));
+        assert!(
+            matches!(&s.store, StoreLocation::Embedded(p) if p == &PathBuf::from("/home/.keyguard/state.redb")),
+            "{:?}",
+            s.store
+        );
         assert!(s.config_source.starts_with("built-in"));
     }
 

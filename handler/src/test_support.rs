@@ -5,3 +5,19 @@ pub fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<>
     let owned: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     move |k| owned.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone())
 }
+
+/// A token source that always hands out the same token.
+pub struct FixedToken(String);
+
+impl FixedToken {
+    pub fn new(token: &str) -> Self {
+        Self(token.to_string())
+    }
+}
+
+impl crate::identity::TokenSource for FixedToken {
+    fn token<'a>(&'a self, _scope: &'a str) -> crate::identity::TokenFuture<'a> {
+        let token = self.0.clone();
+        Box::pin(async move { Ok(azure_core::credentials::Secret::new(token)) })
+    }
+}

@@ -158,8 +158,11 @@ async fn add_fault(State(sim): S, body: Bytes) -> Response {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    if spec.status.is_none() && spec.latency_ms.is_none() {
-        return error(StatusCode::BAD_REQUEST, "a fault needs `status`, `latency_ms` or both");
+    if spec.status.is_none() && spec.latency_ms.is_none() && spec.latency_after_ms.is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a fault needs `status`, `latency_ms` or `latency_after_ms`",
+        );
     }
     if let Some(s) = spec.status
         && !(100..=999).contains(&s)

@@ -31,6 +31,10 @@ pub struct FaultSpec {
     pub retry_after_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
+    /// A delay after the request was served (a write is applied) and before the answer leaves:
+    /// the caller can die between "ARM did it" and "I know ARM did it".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_after_ms: Option<u64>,
     /// Applies to the next n matching requests, then disappears; forever when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times: Option<u32>,
@@ -327,5 +331,9 @@ pub(crate) async fn observe(State(sim): State<Arc<Sim>>, mut req: Request, next:
         correlation_id,
         at,
     });
+    // Logged as served (the write is done); only the answer is late.
+    if let Some(ms) = fault.as_ref().and_then(|f| f.latency_after_ms) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     resp
 }

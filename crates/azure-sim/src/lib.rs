@@ -23,6 +23,7 @@
 //! tenant, while keeping the Azure behaviours that are easy to get wrong.
 
 pub mod arm;
+pub mod azurite;
 pub mod catalog_sim;
 pub mod control;
 pub mod eventgrid;

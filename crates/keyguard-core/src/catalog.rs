@@ -420,7 +420,7 @@ pub fn vault_host_of(uri_or_host: &str) -> String {
 }
 
 /// What a resource's encryption looks like right now.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", content = "detail", rename_all = "camelCase")]
 pub enum EncryptionState {
     Mmk,

@@ -274,6 +274,8 @@ pub struct Settings {
     pub dedupe_ttl_secs: u64,
     /// Warn this many days before an exemption expires.
     pub expiry_warning_days: u32,
+    /// How long the audit trail keeps a record (auditors commonly ask for a year or more).
+    pub audit_retention_days: u32,
 }
 
 impl Default for Settings {
@@ -285,6 +287,7 @@ impl Default for Settings {
             self_principal_ids: Vec::new(),
             dedupe_ttl_secs: 86_400,
             expiry_warning_days: 30,
+            audit_retention_days: 400,
         }
     }
 }
@@ -301,6 +304,7 @@ impl Default for Settings {
 /// self_principal_ids = ["<object id or app id of keyguard's identity>"]
 /// dedupe_ttl_secs = 86400
 /// expiry_warning_days = 30
+/// audit_retention_days = 400
 ///
 /// [[profile]]
 /// name = "prod-cmk"                # unique
@@ -650,6 +654,7 @@ struct RawSettings {
     self_principal_ids: Vec<Spanned<String>>,
     dedupe_ttl_secs: Option<Spanned<u64>>,
     expiry_warning_days: Option<u32>,
+    audit_retention_days: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -1042,7 +1047,14 @@ impl Validator<'_> {
             self_principal_ids: Vec::new(),
             dedupe_ttl_secs: d.dedupe_ttl_secs,
             expiry_warning_days: raw.expiry_warning_days.unwrap_or(d.expiry_warning_days),
+            audit_retention_days: d.audit_retention_days,
         };
+        if let Some(days) = raw.audit_retention_days {
+            if *days.get_ref() == 0 {
+                self.at(days.span(), "audit_retention_days must be greater than 0".to_string());
+            }
+            s.audit_retention_days = days.into_inner();
+        }
         if let Some(tb) = raw.time_budget_secs {
             if *tb.get_ref() == 0 {
                 self.at(tb.span(), "time_budget_secs must be greater than 0".to_string());

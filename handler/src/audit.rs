@@ -1,0 +1,250 @@
+//! Reading the audit trail back: the query people ask (`--resource`, `--since`), and the shapes
+//! they want it in (a table to read, JSON to process, CSV for the auditor's spreadsheet).
+
+use keyguard_core::ResourceId;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::pipeline::AuditRecord;
+use crate::store::AuditQuery;
+
+/// An RFC 3339 time, or an age before `now`: `90m`, `24h`, `7d`.
+pub fn parse_time(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String> {
+    let text = text.trim();
+    if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(t);
+    }
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let amount: i64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor an age like 24h or 7d"))?;
+    let age = match unit {
+        "m" => time::Duration::minutes(amount),
+        "h" => time::Duration::hours(amount),
+        "d" => time::Duration::days(amount),
+        _ => return Err(format!("{text:?}: an age's unit is m, h or d")),
+    };
+    Ok(now - age)
+}
+
+pub fn query_from(
+    resource: Option<&str>,
+    since: Option<&str>,
+    until: Option<&str>,
+    limit: Option<usize>,
+    now: OffsetDateTime,
+) -> Result<AuditQuery, String> {
+    let resource = resource
+        .map(|r| ResourceId::parse(r).map_err(|e| format!("resource: {e}")))
+        .transpose()?;
+    Ok(AuditQuery {
+        resource,
+        since: since.map(|t| parse_time(t, now)).transpose()?,
+        until: until.map(|t| parse_time(t, now)).transpose()?,
+        limit,
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+const COLUMNS: [&str; 13] = [
+    "time",
+    "recordId",
+    "eventId",
+    "correlationId",
+    "resourceId",
+    "caller",
+    "before",
+    "after",
+    "verdict",
+    "action",
+    "result",
+    "durationMs",
+    "detail",
+];
+
+fn state_text(state: &Option<keyguard_core::EncryptionState>) -> String {
+    use keyguard_core::EncryptionState as S;
+    match state {
+        None => String::new(),
+        Some(S::Mmk) => "mmk".into(),
+        Some(S::Cmk(key)) => match key.encryption_set_id() {
+            Some(set) => format!("cmk {set}"),
+            None => format!("cmk {}/keys/{}", key.vault_uri, key.key_name),
+        },
+        Some(S::Encrypted) => "encrypted".into(),
+        Some(S::Disabled) => "disabled".into(),
+        Some(S::Unknown(what)) => format!("unknown ({what})"),
+    }
+}
+
+fn row(record: &AuditRecord) -> [String; 13] {
+    let o = &record.outcome;
+    [
+        record.time.format(&Rfc3339).unwrap_or_default(),
+        record.id.clone(),
+        o.event_id().unwrap_or("").to_string(),
+        o.correlation_id.clone(),
+        o.resource_id.clone().unwrap_or_default(),
+        o.caller.clone().unwrap_or_default(),
+        state_text(&o.before),
+        state_text(&o.after),
+        o.verdict.clone(),
+        o.action.clone(),
+        o.result.clone(),
+        o.duration_ms.to_string(),
+        o.detail.clone().unwrap_or_default(),
+    ]
+}
+
+pub fn render(records: &[AuditRecord], format: AuditFormat) -> Result<String, String> {
+    match format {
+        AuditFormat::Json => serde_json::to_string_pretty(records).map_err(|e| e.to_string()),
+        AuditFormat::Csv => {
+            let mut writer = csv::Writer::from_writer(Vec::new());
+            writer.write_record(COLUMNS).map_err(|e| e.to_string())?;
+            for record in records {
+                // A cell a spreadsheet would run as a formula is written as text.
+                writer
+                    .write_record(row(record).iter().map(|cell| spreadsheet_safe(cell).into_owned()))
+                    .map_err(|e| e.to_string())?;
+            }
+            let bytes = writer.into_inner().map_err(|e| e.to_string())?;
+            String::from_utf8(bytes).map_err(|e| e.to_string())
+        }
+        AuditFormat::Table => Ok(table(records)),
+    }
+}
+
+fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+fn table(records: &[AuditRecord]) -> String {
+    let headers = [
+        "TIME",
+        "RESOURCE",
+        "VERDICT",
+        "ACTION",
+        "RESULT",
+        "CALLER",
+        "BEFORE -> AFTER",
+    ];
+    let rows: Vec<[String; 7]> = records
+        .iter()
+        .map(|r| {
+            let o = &r.outcome;
+            let name = o
+                .resource_id
+                .as_deref()
+                .and_then(|id| id.rsplit('/').next())
+                .unwrap_or("")
+                .to_string();
+            let change = match (&o.before, &o.after) {
+                (before, None) => state_text(before),
+                (before, after) => format!("{} -> {}", state_text(before), state_text(after)),
+            };
+            [
+                r.time.format(&Rfc3339).unwrap_or_default(),
+                name,
+                o.verdict.clone(),
+                o.action.clone(),
+                o.result.clone(),
+                o.caller.clone().unwrap_or_default(),
+                change,
+            ]
+        })
+        .collect();
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[String]| {
+        let text: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(text.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(&headers.map(String::from));
+    for row in &rows {
+        line(row);
+    }
+    out.push_str(&format!("{} record(s)\n", records.len()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn times_are_rfc3339_or_ages() {
+        let now = datetime!(2026-11-23 12:00 UTC);
+        assert_eq!(parse_time("24h", now).unwrap(), datetime!(2026-11-22 12:00 UTC));
+        assert_eq!(parse_time("7d", now).unwrap(), datetime!(2026-11-16 12:00 UTC));
+        assert_eq!(parse_time("90m", now).unwrap(), datetime!(2026-11-23 10:30 UTC));
+        assert_eq!(
+            parse_time("2026-01-02T03:04:05Z", now).unwrap(),
+            datetime!(2026-01-02 03:04:05 UTC)
+        );
+        assert!(parse_time("yesterday", now).unwrap_err().contains("yesterday"));
+        assert!(parse_time("5w", now).unwrap_err().contains("unit"));
+        assert!(query_from(Some("not-an-id"), None, None, None, now).is_err());
+    }
+
+    fn record(result: &str, detail: &str) -> AuditRecord {
+        let outcome: crate::pipeline::Outcome = serde_json::from_value(serde_json::json!({
+            "trigger": {"kind": "event", "eventId": "e-1", "eventType": "Microsoft.Resources.ResourceWriteSuccess"},
+            "correlationId": "corr-1",
+            "resourceId": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct",
+            "resourceType": "Microsoft.Storage/storageAccounts",
+            "caller": "alice@contoso.com", "callerIp": null, "profile": "p", "requirement": "cmk",
+            "verdict": "drift", "drift": null,
+            "before": {"state": "mmk"},
+            "after": {"state": "cmk", "detail": {"vaultUri": "https://kv.vault.azure.net", "keyName": "k", "keyVersion": null, "userAssignedIdentity": null}},
+            "action": "revert", "result": result, "detail": detail, "alert": true, "dryRun": false, "durationMs": 12
+        }))
+        .unwrap();
+        AuditRecord {
+            id: "0190-rec".into(),
+            time: datetime!(2026-11-23 12:00 UTC),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn every_format_carries_the_auditors_fields() {
+        let records = vec![record("reverted", "=HYPERLINK(\"http://x\")")];
+        let csv = render(&records, AuditFormat::Csv).unwrap();
+        let mut reader = csv::Reader::from_reader(csv.as_bytes());
+        assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), COLUMNS.to_vec());
+        let row = reader.records().next().unwrap().unwrap();
+        assert_eq!(&row[2], "e-1");
+        assert_eq!(&row[6], "mmk");
+        assert_eq!(&row[7], "cmk https://kv.vault.azure.net/keys/k");
+        assert_eq!(&row[10], "reverted");
+        assert!(row[12].starts_with("'="), "formula neutralised: {}", &row[12]);
+
+        let json: serde_json::Value = serde_json::from_str(&render(&records, AuditFormat::Json).unwrap()).unwrap();
+        assert_eq!(json[0]["trigger"]["eventId"], "e-1");
+        assert_eq!(json[0]["result"], "reverted");
+        assert_eq!(json[0]["id"], "0190-rec");
+
+        let table = render(&records, AuditFormat::Table).unwrap();
+        assert!(table.contains("acct") && table.contains("mmk -> cmk"), "{table}");
+        assert!(table.ends_with("1 record(s)\n"));
+    }
+}

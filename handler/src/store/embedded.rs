@@ -1,0 +1,226 @@
+//! The embedded backend: one redb file. redb is pure Rust, maintained, and its commits are
+//! atomic and durable (copy-on-write B-trees with a checksummed commit slot), so a `kill -9` at
+//! any instant leaves the last committed state. One process opens the file at a time (redb locks
+//! it), which is what the embedded store is for; many instances use Table Storage.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde_json::Value;
+
+use super::{Entity, RowRange, StoreError, Table, TableBackend, Written, store_err};
+
+/// Partition and row keys are joined with NUL, which an escaped key never contains, so a
+/// partition's rows are one contiguous key range.
+const SEPARATOR: char = '\0';
+
+pub struct EmbeddedBackend {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    etag: String,
+    data: Value,
+}
+
+fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static str> {
+    TableDefinition::new(table.name())
+}
+
+fn compound(partition: &str, row: &str) -> String {
+    format!("{partition}{SEPARATOR}{row}")
+}
+
+fn new_etag() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl EmbeddedBackend {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(store_err)?;
+        }
+        let db = Database::create(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        Ok(Self {
+            db: Arc::new(db),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// redb calls block (a durable commit waits for fsync): they run off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError(format!("store task failed: {e}")))?
+    }
+
+    /// One read-check-write transaction: `decide` sees the current entity and says what to store
+    /// (`Some(Some(data))`), to delete (`Some(None)`) or that the condition failed (`None`).
+    async fn conditional(
+        &self,
+        table: Table,
+        partition: &str,
+        row: &str,
+        decide: impl FnOnce(Option<&Stored>) -> Option<Option<Value>> + Send + 'static,
+    ) -> Result<Written, StoreError> {
+        let key = compound(partition, row);
+        self.blocking(move |db| {
+            let mut txn = db.begin_write().map_err(store_err)?;
+            if !table.durable() {
+                txn.set_durability(Durability::None).map_err(store_err)?;
+            }
+            let written = {
+                let mut t = txn.open_table(definition(table)).map_err(store_err)?;
+                let current: Option<Stored> = match t.get(key.as_str()).map_err(store_err)? {
+                    Some(v) => Some(serde_json::from_str(v.value()).map_err(store_err)?),
+                    None => None,
+                };
+                match decide(current.as_ref()) {
+                    None => Written::Conflict,
+                    Some(Some(data)) => {
+                        let stored = Stored { etag: new_etag(), data };
+                        let text = serde_json::to_string(&stored).map_err(store_err)?;
+                        t.insert(key.as_str(), text.as_str()).map_err(store_err)?;
+                        Written::Done { etag: stored.etag }
+                    }
+                    Some(None) => {
+                        t.remove(key.as_str()).map_err(store_err)?;
+                        Written::Done { etag: String::new() }
+                    }
+                }
+            };
+            match written {
+                Written::Conflict => txn.abort().map_err(store_err)?,
+                Written::Done { .. } => txn.commit().map_err(store_err)?,
+            }
+            Ok(written)
+        })
+        .await
+    }
+}
+
+fn entity_from(key: &str, text: &str) -> Result<Entity, StoreError> {
+    let (partition, row) = key.split_once(SEPARATOR).unwrap_or((key, ""));
+    let stored: Stored = serde_json::from_str(text).map_err(store_err)?;
+    Ok(Entity {
+        partition: partition.to_string(),
+        row: row.to_string(),
+        etag: stored.etag,
+        data: stored.data,
+    })
+}
+
+#[async_trait]
+impl TableBackend for EmbeddedBackend {
+    fn describe(&self) -> String {
+        format!("embedded {}", self.path.display())
+    }
+
+    async fn prepare(&self) -> Result<(), StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_write().map_err(store_err)?;
+            for table in Table::ALL {
+                txn.open_table(definition(table)).map_err(store_err)?;
+            }
+            txn.commit().map_err(store_err)
+        })
+        .await
+    }
+
+    async fn get(&self, table: Table, partition: &str, row: &str) -> Result<Option<Entity>, StoreError> {
+        let key = compound(partition, row);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(store_err)?;
+            let t = txn.open_table(definition(table)).map_err(store_err)?;
+            match t.get(key.as_str()).map_err(store_err)? {
+                Some(v) => entity_from(&key, v.value()).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn insert(&self, table: Table, partition: &str, row: &str, data: &Value) -> Result<Written, StoreError> {
+        let data = data.clone();
+        self.conditional(table, partition, row, move |current| match current {
+            Some(_) => None,
+            None => Some(Some(data)),
+        })
+        .await
+    }
+
+    async fn replace(
+        &self,
+        table: Table,
+        partition: &str,
+        row: &str,
+        data: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Written, StoreError> {
+        let data = data.clone();
+        let if_match = if_match.map(str::to_string);
+        self.conditional(table, partition, row, move |current| match (&if_match, current) {
+            (None, _) => Some(Some(data)),
+            (Some(expected), Some(c)) if c.etag == *expected => Some(Some(data)),
+            (Some(_), _) => None,
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        table: Table,
+        partition: &str,
+        row: &str,
+        if_match: Option<&str>,
+    ) -> Result<Written, StoreError> {
+        let if_match = if_match.map(str::to_string);
+        self.conditional(table, partition, row, move |current| match (&if_match, current) {
+            (Some(expected), Some(c)) if c.etag != *expected => None,
+            _ => Some(None),
+        })
+        .await
+    }
+
+    async fn query(&self, table: Table, range: &RowRange<'_>) -> Result<Vec<Entity>, StoreError> {
+        let partition = range.partition.map(str::to_string);
+        let row_from = range.row_from.map(str::to_string);
+        let row_before = range.row_before.map(str::to_string);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(store_err)?;
+            let t = txn.open_table(definition(table)).map_err(store_err)?;
+            let range = RowRange {
+                partition: partition.as_deref(),
+                row_from: row_from.as_deref(),
+                row_before: row_before.as_deref(),
+            };
+            let mut out = Vec::new();
+            let iter = match &partition {
+                // The partition's keys run from "p\0" up to (not including) "p\x01".
+                Some(p) => {
+                    let start = format!("{p}{SEPARATOR}{}", row_from.as_deref().unwrap_or(""));
+                    let end = format!("{p}\u{1}");
+                    t.range::<&str>(start.as_str()..end.as_str()).map_err(store_err)?
+                }
+                None => t.iter().map_err(store_err)?,
+            };
+            for item in iter {
+                let (key, value) = item.map_err(store_err)?;
+                let entity = entity_from(key.value(), value.value())?;
+                if range.contains(&entity.partition, &entity.row) {
+                    out.push(entity);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
