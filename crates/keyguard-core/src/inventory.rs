@@ -299,7 +299,7 @@ impl Reader<'_> {
                     Shape::Unknown => self.warn(
                         &here,
                         None,
-                        &format!("{} without an `id`, skipped", describe_object(&object)),
+                        &format!("{} has no string `id`, skipped", describe_object(&object)),
                     ),
                 },
                 Value::Array(inner) => self.rows(inner, &here),
@@ -351,8 +351,8 @@ impl Reader<'_> {
             Err(e) => {
                 return self.warn(
                     location,
-                    Some(&shorten(&raw_id)),
-                    &format!("not a resource id ({e}), skipped"),
+                    Some(&format!("{:?}", clip(&raw_id))),
+                    &format!("id rejected ({e}), skipped"),
                 );
             }
         };
@@ -712,7 +712,7 @@ impl Assembly {
             state_of(&candidate, None)
         });
         if kept != other {
-            let warning = disagreement(location, &item.id.to_string(), kept, other);
+            let warning = disagreement(location, item.id.as_str(), kept, other);
             self.warnings.push(warning);
         }
     }
@@ -851,15 +851,15 @@ fn describe_object(object: &Map<String, Value>) -> String {
     if object.is_empty() {
         return "an empty object".to_string();
     }
-    let mut keys: Vec<String> = object.keys().take(6).map(|k| shorten(k)).collect();
+    let mut keys: Vec<String> = object.keys().take(6).map(|k| clip(k)).collect();
     if object.len() > 6 {
         keys.push("...".to_string());
     }
     format!("an object with keys {}", keys.join(", "))
 }
 
-/// Untrusted text quoted in a warning, bounded and on one line.
-fn shorten(text: &str) -> String {
+/// Untrusted text for a warning, bounded and on one line.
+fn clip(text: &str) -> String {
     const MAX: usize = 160;
     let mut out: String = text
         .chars()
@@ -869,7 +869,7 @@ fn shorten(text: &str) -> String {
     if text.chars().count() > MAX {
         out.push('…');
     }
-    format!("{out:?}")
+    out
 }
 
 /// 1-based line of the first non-whitespace character at or after `offset`.
