@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod config;
 pub mod evaluate;
 pub mod event;
+pub mod inventory;
 pub mod keyvault;
 pub mod plan;
 pub mod resource_id;
