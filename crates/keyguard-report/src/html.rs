@@ -31,7 +31,7 @@ h1 { font-size: 26px; line-height: 1.25; margin: 4px 0 14px; font-weight: 600; }
 h2 { font-size: 17px; margin: 0 0 12px; font-weight: 600; }
 .meta { display: grid; grid-template-columns: max-content 1fr; gap: 4px 18px; margin: 0; font-size: 13px; }
 .meta dt { color: var(--muted); }
-.meta dd { margin: 0; overflow-wrap: anywhere; }
+.meta dd { margin: 0; overflow-wrap: break-word; }
 .mode { display: inline-block; padding: 0 8px; border-radius: 10px; font-size: 12px; font-weight: 600;
   background: var(--exempt-bg); color: var(--exempt); border: 1px solid currentColor; }
 .mode.live { background: var(--compliant-bg); color: var(--compliant); }
@@ -47,7 +47,7 @@ section { margin-bottom: 28px; }
 .card.unsupported { border-top-color: var(--unsupported); } .card.unsupported .n { color: var(--unsupported); }
 .card.error { border-top-color: var(--error); } .card.error .n { color: var(--error); }
 .card.zero .n { color: var(--muted); opacity: .55; }
-.split { display: grid; grid-template-columns: 1fr 1fr; gap: 20px; }
+.split { display: grid; grid-template-columns: 1fr; gap: 20px; }
 .panel { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 16px 18px; overflow-x: auto; }
 table { width: 100%; border-collapse: collapse; }
 th, td { text-align: left; padding: 7px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
@@ -58,7 +58,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.num.hot { color: var(--drift); font-weight: 600; }
 td.num.warn { color: var(--error); font-weight: 600; }
 td.zero { color: #aab2bb; }
-table.counts td:first-child { overflow-wrap: anywhere; }
+table.counts td:first-child { width: 40%; }
 #findings th[data-sort] { cursor: pointer; user-select: none; }
 #findings th[data-sort]::after { content: " ↕"; color: #aab2bb; }
 #findings th[aria-sort="ascending"]::after { content: " ↑"; color: var(--ink); }
@@ -66,12 +66,14 @@ table.counts td:first-child { overflow-wrap: anywhere; }
 #findings tbody tr:hover { background: #f6f8fa; }
 #findings tr[data-verdict="drift"] td:first-child { box-shadow: inset 3px 0 0 var(--drift); }
 #findings tr[data-verdict="error"] td:first-child { box-shadow: inset 3px 0 0 var(--error); }
-.name { font-weight: 600; overflow-wrap: anywhere; }
+td.res { min-width: 270px; }
+td.act { min-width: 100px; }
+.name { font-weight: 600; overflow-wrap: break-word; }
 .rid { font: 11.5px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; color: var(--muted);
-  overflow-wrap: anywhere; margin-top: 2px; }
-.type { font-size: 13px; overflow-wrap: anywhere; }
-.mono { font: 12.5px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; overflow-wrap: anywhere; }
-.detail { color: var(--muted); font-size: 13px; overflow-wrap: anywhere; max-width: 340px; }
+  overflow-wrap: break-word; margin-top: 2px; }
+.type { font-size: 13px; overflow-wrap: break-word; min-width: 150px; }
+.mono { font: 12.5px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; overflow-wrap: break-word; }
+.detail { color: var(--muted); font-size: 13px; overflow-wrap: anywhere; min-width: 160px; }
 .dash { color: #aab2bb; }
 .badge { display: inline-block; padding: 1px 9px; border-radius: 999px; font-size: 12px; font-weight: 600;
   border: 1px solid currentColor; white-space: nowrap; }
@@ -91,7 +93,7 @@ table.counts td:first-child { overflow-wrap: anywhere; }
 .expiry.past { color: var(--drift); font-weight: 600; }
 .empty { color: var(--muted); font-style: italic; margin: 4px 0; }
 footer { color: var(--muted); font-size: 12px; border-top: 1px solid var(--line); padding-top: 14px; }
-@media (max-width: 900px) { .cards { grid-template-columns: repeat(3, 1fr); } .split { grid-template-columns: 1fr; } }
+@media (max-width: 900px) { .cards { grid-template-columns: repeat(3, 1fr); } }
 @media print {
   body { background: #fff; font-size: 11px; }
   main { max-width: none; padding: 0; }
@@ -165,9 +167,28 @@ fn badge(v: FindingVerdict) -> Markup {
     html! { span class={ "badge " (v.as_str()) } { (v.as_str()) } }
 }
 
+/// Text with line-break opportunities after each `/`, so ids, types and key URIs wrap at path
+/// boundaries instead of mid-word (and a table column is not squeezed to a few letters).
+fn breakable(value: &str) -> Markup {
+    let shown = visible(value);
+    html! {
+        @for (i, part) in shown.split_inclusive('/').enumerate() {
+            @if i > 0 { wbr; }
+            (part)
+        }
+    }
+}
+
 fn opt_text(value: Option<&str>) -> Markup {
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         Some(v) => html! { (visible(v)) },
+        None => html! { span class="dash" { "—" } },
+    }
+}
+
+fn opt_breakable(value: Option<&str>) -> Markup {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(v) => breakable(v),
         None => html! { span class="dash" { "—" } },
     }
 }
@@ -183,7 +204,7 @@ fn counts_table(first_column: &str, rows: &[(String, Counts)]) -> Markup {
             tbody {
                 @for (label, counts) in rows {
                     tr {
-                        td class="mono" { (visible(label)) }
+                        td class="mono" { (breakable(label)) }
                         td class="num" { (counts.total) }
                         @for v in FindingVerdict::ALL {
                             @let n = counts.get(v);
@@ -230,15 +251,15 @@ fn action_text(f: &Finding) -> Option<String> {
 fn finding_row(f: &Finding) -> Markup {
     html! {
         tr data-verdict=(f.verdict.as_str()) {
-            td data-key=(f.resource_name().to_lowercase()) {
+            td class="res" data-key=(f.resource_name().to_lowercase()) {
                 div class="name" { (visible(f.resource_name())) }
-                div class="rid" { (visible(&f.resource_id)) }
+                div class="rid" title=(visible(&f.resource_id)) { (breakable(&f.resource_id)) }
             }
-            td class="type" { (visible(&f.resource_type)) }
+            td class="type" { (breakable(&f.resource_type)) }
             td data-key=(verdict_rank(f.verdict)) { (badge(f.verdict)) }
             td class="mono" { (opt_text(f.expected.as_deref())) }
-            td class="mono" { (opt_text(f.actual.as_deref())) }
-            td { (opt_text(action_text(f).as_deref())) }
+            td class="mono" { (opt_breakable(f.actual.as_deref())) }
+            td class="act" { (opt_text(action_text(f).as_deref())) }
             td class="detail" { (opt_text(f.detail.as_deref())) }
         }
     }
@@ -351,9 +372,9 @@ pub fn render(findings: &[Finding], ctx: &ReportContext) -> String {
                                         tr {
                                             td {
                                                 div class="name" { (visible(f.resource_name())) }
-                                                div class="rid" { (visible(&f.resource_id)) }
+                                                div class="rid" title=(visible(&f.resource_id)) { (breakable(&f.resource_id)) }
                                             }
-                                            td class="type" { (visible(&f.resource_type)) }
+                                            td class="type" { (breakable(&f.resource_type)) }
                                             td { (opt_text(f.exemption.as_ref().map(|e| e.reason.as_str()))) }
                                             td { (expiry(f.exemption.as_ref().and_then(|e| e.expires), ctx.generated_at)) }
                                         }

@@ -26,7 +26,7 @@ mod sarif;
 mod table;
 mod text;
 
-pub use sarif::{SARIF_SCHEMA_URI, rule_id};
+pub use sarif::{SARIF_SCHEMA_URI, UNMAPPED_RULE, rule_id};
 
 /// The reported outcome for one resource. Named apart from `keyguard_core::Verdict` (which has no
 /// `Error`: a resource that could not be read never reaches `evaluate`).

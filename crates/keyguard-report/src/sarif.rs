@@ -162,29 +162,59 @@ pub(crate) fn fingerprint(resource_id: &str, rule: &str) -> String {
     fnv1a(&format!("{}\n{rule}", resource_id.trim().to_ascii_lowercase()))
 }
 
+/// The observed state in words, for messages read on a dashboard.
+fn actual_phrase(actual: Option<&str>) -> String {
+    let actual = actual.map(str::trim).unwrap_or("unknown");
+    match actual.split_once(' ') {
+        Some((kind, key)) if kind.eq_ignore_ascii_case("cmk") => format!("the customer-managed key {key}"),
+        _ if actual.eq_ignore_ascii_case("cmk") => "a customer-managed key".to_string(),
+        _ if actual.eq_ignore_ascii_case("mmk") => "Microsoft-managed keys".to_string(),
+        _ if actual.eq_ignore_ascii_case("unencrypted") => "no encryption at rest".to_string(),
+        _ if actual.eq_ignore_ascii_case("encrypted") => "encryption at rest".to_string(),
+        _ if actual.eq_ignore_ascii_case("unknown") => "a key source keyguard could not read".to_string(),
+        _ => actual.to_string(),
+    }
+}
+
+fn should(requirement: Requirement) -> &'static str {
+    match requirement {
+        Requirement::Cmk => "should use a customer-managed key",
+        Requirement::Mmk => "should use Microsoft-managed keys",
+        Requirement::Encrypted => "should be encrypted at rest",
+    }
+}
+
+fn sentence(text: &str) -> String {
+    let text = text.trim();
+    let mut chars = text.chars();
+    let mut out: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
+    out.push_str(chars.as_str());
+    if !out.is_empty() && !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
+}
+
 fn message(f: &Finding) -> String {
     let name = f.resource_name();
     let ty = &f.resource_type;
-    let expected = f.requirement().map(requirement_phrase);
-    let actual = f.actual.as_deref().unwrap_or("unknown");
-    let mut text = match (f.verdict, expected) {
-        (FindingVerdict::Drift, Some(req)) => format!("{name} ({ty}) should use {req} but has {actual}."),
-        (FindingVerdict::Drift, None) => format!("{name} ({ty}) drifted: it has {actual}."),
+    let actual = actual_phrase(f.actual.as_deref());
+    let mut parts = vec![match (f.verdict, f.requirement()) {
+        (FindingVerdict::Drift, Some(req)) => format!("{name} ({ty}) {}; it has {actual}.", should(req)),
+        (FindingVerdict::Drift, None) => format!("{name} ({ty}) drifted; it has {actual}."),
         (FindingVerdict::Error, _) => format!("{name} ({ty}) could not be evaluated."),
         (FindingVerdict::Exempt, _) => format!("{name} ({ty}) is exempt; it has {actual}."),
-        (_, _) => format!("{name} ({ty}) has {actual}."),
-    };
+        _ => format!("{name} ({ty}) has {actual}."),
+    }];
     if let Some(detail) = f.detail.as_deref().filter(|d| !d.trim().is_empty()) {
-        text.push(' ');
-        text.push_str(detail.trim());
-        if !text.ends_with('.') {
-            text.push('.');
-        }
+        parts.push(sentence(detail));
     }
-    if let (Some(action), Some(result)) = (f.action.as_deref(), f.result.as_deref()) {
-        text.push_str(&format!(" keyguard: {action} ({result})."));
+    match (f.action.as_deref(), f.result.as_deref()) {
+        (Some(action), Some(result)) => parts.push(format!("keyguard action: {action} ({result}).")),
+        (Some(action), None) => parts.push(format!("keyguard action: {action}.")),
+        _ => {}
     }
-    text
+    parts.join(" ")
 }
 
 fn result(f: &Finding) -> Option<Value> {
@@ -389,6 +419,25 @@ mod tests {
                 .contains("could not be evaluated. ARM answered 429"),
             "{}",
             results[3]["message"]
+        );
+        assert_eq!(
+            results[0]["message"]["text"],
+            "stpayments (Microsoft.Storage/storageAccounts) should use a customer-managed key; it has \
+             Microsoft-managed keys. Expected a customer-managed key, found Microsoft-managed keys. \
+             keyguard action: revert (reverted)."
+        );
+        assert!(
+            results[2]["message"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("; it has the customer-managed key https://kv-unknown.vault.azure.net/keys/tde."),
+            "{}",
+            results[2]["message"]
+        );
+        assert_eq!(
+            results[4]["message"]["text"],
+            "orders (Microsoft.Sql/servers/databases) should be encrypted at rest; it has no encryption at rest. \
+             Encryption at rest is turned off. keyguard action: none (dry run)."
         );
         assert_eq!(run["properties"]["summary"]["compliant"], 2);
         assert_eq!(run["invocations"][0]["executionSuccessful"], false);
