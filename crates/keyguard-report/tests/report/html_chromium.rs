@@ -1,0 +1,191 @@
+//! The HTML report opened in headless Chromium: a screenshot is kept for review
+//! (`<target>/artifacts/keyguard-report.png`, next to the rendered `keyguard-report.html`), and the
+//! DOM Chromium built must hold the findings table with the expected rows per verdict, with the
+//! page's script run and no script from the data.
+//!
+//! The Chromium runner follows keyguard-notify's `card_render.rs` (same flags, fresh profile,
+//! timeout, pipes drained on threads); both would move to a shared dev-only test-support crate.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keyguard_report::{Format, render, sample};
+
+use crate::support::{artifacts_dir, hostile_finding, temp_path};
+
+const WINDOW: &str = "1280,1600";
+const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(90);
+const MIN_PNG_BYTES: usize = 30 * 1024;
+
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("KEYGUARD_TEST_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.is_file(),
+        "Chromium not found at {}: install Debian's package with `apt-get update && apt-get install -y chromium` \
+         (or point KEYGUARD_TEST_CHROMIUM at a chromium binary)",
+        path.display()
+    );
+    path
+}
+
+/// Runs headless Chromium on `page` with `extra` flags and a fresh profile; returns stdout.
+fn run_chromium(page: &Path, extra: &[String]) -> String {
+    let chromium = chromium();
+    let profile = temp_path("chromium-profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    let mut child = Command::new(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium.display()));
+
+    // Drain both pipes on threads so a chatty Chromium cannot block on a full pipe while we wait.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut s).ok();
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).ok();
+        s
+    });
+    let deadline = Instant::now() + CHROMIUM_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "chromium {extra:?} did not finish within {CHROMIUM_TIMEOUT:?}; stderr: {}",
+                err_reader.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = out_reader.join().unwrap();
+    let err = err_reader.join().unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(status.success(), "chromium {extra:?} failed ({status}); stderr:\n{err}");
+    out
+}
+
+/// The `<tbody>` of the table with `id="findings"` in Chromium's serialised DOM.
+fn findings_body(dom: &str) -> &str {
+    let table = dom
+        .find("<table id=\"findings\">")
+        .unwrap_or_else(|| panic!("no findings table in the DOM:\n{dom}"));
+    let rest = &dom[table..];
+    let start = rest.find("<tbody>").expect("findings table has a tbody");
+    let end = rest.find("</tbody>").expect("findings tbody is closed");
+    &rest[start..end]
+}
+
+#[test]
+fn html_report_renders_in_chromium_with_the_expected_rows() {
+    let mut findings = sample::findings();
+    findings.push(hostile_finding());
+    let mut ctx = sample::context();
+    ctx.dry_run = true;
+    let html = render(&findings, Format::Html, &ctx);
+
+    let artifacts = artifacts_dir();
+    let page = artifacts.join("keyguard-report.html");
+    std::fs::write(&page, &html).unwrap();
+    let png = artifacts.join("keyguard-report.png");
+    let _ = std::fs::remove_file(&png);
+
+    run_chromium(
+        &page,
+        &[
+            format!("--screenshot={}", png.display()),
+            format!("--window-size={WINDOW}"),
+        ],
+    );
+    let bytes =
+        std::fs::read(&png).unwrap_or_else(|e| panic!("chromium wrote no screenshot at {}: {e}", png.display()));
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG",
+        png.display()
+    );
+    assert!(
+        bytes.len() > MIN_PNG_BYTES,
+        "{} is only {} bytes: the report was probably not drawn",
+        png.display(),
+        bytes.len()
+    );
+    println!("HTML report: {}\nscreenshot: {}", page.display(), png.display());
+
+    let dom = run_chromium(&page, &["--dump-dom".to_string()]);
+    let body = findings_body(&dom);
+    let expected = [
+        ("compliant", 2),
+        ("drift", 3),
+        ("exempt", 1),
+        ("unsupported", 1),
+        ("error", 2),
+    ];
+    for (verdict, n) in expected {
+        assert_eq!(
+            body.matches(&format!("<tr data-verdict=\"{verdict}\"")).count(),
+            n,
+            "rows with verdict {verdict} in the findings table"
+        );
+    }
+    assert_eq!(
+        body.matches("<tr").count(),
+        findings.len(),
+        "one row per finding, nothing else"
+    );
+    // The page's script ran (it fills the counter) and filtered nothing out by default.
+    assert!(dom.contains("9 of 9 shown"), "the report script did not run:\n{dom}");
+    assert!(!body.contains(" hidden"), "no row hidden by default");
+    // The hostile finding stayed text: no element from its values, the title untouched.
+    assert_eq!(dom.matches("<script").count(), 1, "only the page's own script:\n{dom}");
+    assert!(
+        !dom.contains("<img") && !dom.contains("<i>x</i>") && !dom.contains("<b>revert"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("&lt;script&gt;document.title='PWNED'&lt;/script&gt;"),
+        "{dom}"
+    );
+    let title = &dom[dom.find("<title>").unwrap()..dom.find("</title>").unwrap()];
+    assert!(
+        !title.contains("PWNED") && title.contains("keyguard encryption report"),
+        "{title}"
+    );
+    // Summary and exemptions made it into the page.
+    for needle in [
+        "By subscription",
+        "By resource type",
+        "Legacy app cannot reach Key Vault; migration ticket OPS-1234",
+        "2026-12-31T00:00:00Z",
+        "Dry run: nothing was changed",
+    ] {
+        assert!(dom.contains(needle), "{needle:?} missing from the rendered report");
+    }
+}
