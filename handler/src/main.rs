@@ -1,6 +1,7 @@
 //! `keyguard`: keeps Azure encryption at rest on the key source a profile decides (CMK or MMK).
 
 mod alerting;
+mod api_auth;
 mod app;
 mod arm;
 mod audit;
