@@ -116,6 +116,11 @@ enum Command {
         #[command(subcommand)]
         command: BaselineCommand,
     },
+    /// State store commands.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Alert channel commands.
     Alert {
         #[command(subcommand)]
@@ -144,6 +149,18 @@ enum BaselineCommand {
         /// Who sets it, for the record (default: $USER).
         #[arg(long)]
         by: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Which store is configured, and whether it answers.
+    Check,
+    /// Time the store calls of one event (compliant, and reverted drift) on the configured
+    /// store, with throw-away resource ids; prints median and p95 per event as JSON.
+    Bench {
+        #[arg(long, default_value_t = 1000)]
+        events: usize,
     },
 }
 
@@ -351,6 +368,22 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
             if written == store::BaselineWrite::Unchanged {
                 eprintln!("{id}: that baseline was already set");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Store {
+            command: StoreCommand::Check,
+        } => {
+            let store = open_store().await?;
+            store.ping().await?;
+            println!("{}: reachable", store.describe());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Store {
+            command: StoreCommand::Bench { events },
+        } => {
+            let store = open_store().await?;
+            let report = store::bench::run(&store, events.max(1)).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Alert {

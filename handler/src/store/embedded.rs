@@ -44,7 +44,14 @@ impl EmbeddedBackend {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(store_err)?;
         }
-        let db = Database::create(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError(format!(
+                "{} is in use by another keyguard process (the embedded store serves one process; \
+                 read a running instance's audit trail with GET /api/audit, or share state through Table Storage)",
+                path.display()
+            )),
+            other => StoreError(format!("{}: {other}", path.display())),
+        })?;
         Ok(Self {
             db: Arc::new(db),
             path: path.to_path_buf(),

@@ -9,6 +9,7 @@
 //! for many. Every conditional write is an ETag compare-and-swap, so two instances can never both
 //! take a lease or overwrite a baseline they did not read.
 
+pub mod bench;
 mod embedded;
 mod table;
 

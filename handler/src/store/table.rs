@@ -557,6 +557,43 @@ mod tests {
         assert_eq!(identity.endpoint.host_str(), Some("acct2.table.core.windows.net"));
     }
 
+    /// Managed identity: no key, a bearer token for the storage audience, on a service version
+    /// that accepts it. (Azurite takes tokens only over HTTPS, so a recording server stands in.)
+    #[tokio::test]
+    async fn entra_mode_sends_a_storage_token_and_no_shared_key() {
+        use axum::http::HeaderMap;
+        use std::sync::Mutex;
+        let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+        let recorder = seen.clone();
+        let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+            let recorder = recorder.clone();
+            async move {
+                recorder.lock().unwrap().push(headers);
+                (axum::http::StatusCode::NOT_FOUND, "{}")
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let connection = TableConnection::parse(&format!("http://{addr}/acct"), "kg").unwrap();
+        struct ScopeCheck;
+        impl TokenSource for ScopeCheck {
+            fn token<'a>(&'a self, scope: &'a str) -> crate::identity::TokenFuture<'a> {
+                let token = format!("token-for-{scope}");
+                Box::pin(async move { Ok(azure_core::credentials::Secret::new(token)) })
+            }
+        }
+        let backend = AzureTableBackend::new(reqwest::Client::new(), connection, Arc::new(ScopeCheck));
+        assert_eq!(backend.get(Table::Baselines, "p", "").await.unwrap(), None);
+        let headers = seen.lock().unwrap().pop().unwrap();
+        assert_eq!(
+            headers["authorization"],
+            "Bearer token-for-https://storage.azure.com/.default"
+        );
+        assert_eq!(headers["x-ms-version"], API_VERSION);
+        assert!(headers.contains_key("x-ms-date"));
+    }
+
     #[test]
     fn bad_connection_strings_are_named_and_keys_never_print() {
         assert!(

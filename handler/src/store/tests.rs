@@ -497,3 +497,15 @@ fn crash_child_writer() {
         }
     });
 }
+
+#[tokio::test]
+async fn the_store_bench_runs_the_pipelines_sequences_on_both_backends() {
+    for (name, store) in stores().await {
+        let report = bench::run(&store, 5).await.unwrap();
+        assert_eq!((report.compliant_event.events, report.reverted_drift.events), (5, 5), "{name}");
+        assert!(report.reverted_drift.median_ms > 0.0, "{name}");
+        let records: Vec<serde_json::Value> = store.audit_records(&AuditQuery::default()).await.unwrap();
+        assert_eq!(records.len(), 10, "{name}: one record per event");
+        assert!(store.known_resources().await.unwrap().len() == 5, "{name}");
+    }
+}
