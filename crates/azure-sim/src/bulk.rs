@@ -35,7 +35,7 @@ use crate::util::stable_guid;
 use crate::{DEFAULT_TENANT_ID, SeedError, Sim};
 
 /// Key mode of a seeded resource.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyMode {
     /// Customer-managed key (Key Vault).
@@ -151,7 +151,7 @@ pub struct BulkSeedReport {
     pub created: usize,
     /// Count per type, canonical type names.
     pub per_type: BTreeMap<String, usize>,
-    /// Ids of the drifted resources, in seeding order.
+    /// Ids of the drifted resources: by type (canonical names in byte order), then by index.
     pub drifted: Vec<String>,
     /// Resource groups used.
     pub resource_groups: Vec<String>,
@@ -162,6 +162,8 @@ pub struct BulkSeedReport {
 pub enum BulkSeedError {
     #[error("'{0}' cannot be bulk-seeded; supported types: {1}")]
     UnsupportedType(String, String),
+    #[error("'{0}' is given more than once (type names are case-insensitive)")]
+    DuplicateType(String),
     #[error("the subscription id must be a non-empty path segment")]
     BadSubscription,
     #[error(transparent)]
@@ -210,13 +212,15 @@ impl Sim {
             return Err(BulkSeedError::BadSubscription);
         }
         let supported = bulk_types();
-        let mut plan = Vec::new();
+        let mut plan: BTreeMap<&'static str, usize> = BTreeMap::new();
         for (ty, n) in &spec.per_type {
             let canonical = supported
                 .iter()
                 .find(|t| t.eq_ignore_ascii_case(ty))
                 .ok_or_else(|| BulkSeedError::UnsupportedType(ty.clone(), supported.join(", ")))?;
-            plan.push((*canonical, *n));
+            if plan.insert(canonical, *n).is_some() {
+                return Err(BulkSeedError::DuplicateType(canonical.to_string()));
+            }
         }
         let vault = spec.vault.trim_end_matches('/');
         let vault_name = vault
@@ -247,7 +251,7 @@ impl Sim {
             ),
         };
         let group_keys: Vec<Keys<'_>> = (0..groups).map(|g| keys_for(&spec.resource_group(g))).collect();
-        let total: usize = plan.iter().map(|(_, n)| n).sum();
+        let total: usize = plan.values().sum();
         let mut docs = Vec::with_capacity(total);
         let mut report = BulkSeedReport {
             created: total,
@@ -257,6 +261,9 @@ impl Sim {
         };
         for (ty, n) in plan {
             *report.per_type.entry(ty.to_owned()).or_default() += n;
+            // Building JSON is the slow part; each (group, mode) shape is built once with a
+            // placeholder name and cloned.
+            let mut templates: BTreeMap<(usize, KeyMode), Vec<Value>> = BTreeMap::new();
             for i in 0..n {
                 let id = spec.resource_id(ty, i);
                 let mode = if spec.is_drifted(i) {
@@ -265,13 +272,45 @@ impl Sim {
                 } else {
                     spec.expect
                 };
+                let group = i % groups;
+                let template = templates.entry((group, mode)).or_insert_with(|| {
+                    let id = format!(
+                        "/subscriptions/{}/resourceGroups/{}/providers/{ty}/{NAME_PLACEHOLDER}",
+                        spec.subscription,
+                        spec.resource_group(group)
+                    );
+                    documents(ty, &id, NAME_PLACEHOLDER, &spec.location, mode, &group_keys[group])
+                });
                 let name = resource_name(ty, i);
-                let keys = &group_keys[i % groups];
-                docs.extend(documents(ty, &id, &name, &spec.location, mode, keys));
+                for doc in template.iter() {
+                    let mut doc = doc.clone();
+                    fill_name(&mut doc, &name);
+                    docs.push(doc);
+                }
+                if let Some(identity) = docs
+                    .iter_mut()
+                    .rev()
+                    .nth(template.len() - 1)
+                    .and_then(|d| d.get_mut("identity"))
+                {
+                    identity["principalId"] = json!(stable_guid(&id));
+                }
             }
         }
         self.upsert_resources(docs)?;
         Ok(report)
+    }
+}
+
+/// Stands for the resource name in a template document.
+const NAME_PLACEHOLDER: &str = "\u{1}name\u{1}";
+
+fn fill_name(v: &mut Value, name: &str) {
+    match v {
+        Value::String(s) if s.contains(NAME_PLACEHOLDER) => *s = s.replace(NAME_PLACEHOLDER, name),
+        Value::Array(items) => items.iter_mut().for_each(|x| fill_name(x, name)),
+        Value::Object(m) => m.values_mut().for_each(|x| fill_name(x, name)),
+        _ => {}
     }
 }
 
