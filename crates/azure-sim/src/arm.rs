@@ -1,8 +1,9 @@
 //! ARM front door. `Microsoft.Storage/storageAccounts` is served here: GET and the synchronous
 //! PATCH (`StorageAccounts_Update`), with the validation Azure applies to encryption changes and
 //! the `ResourceWriteSuccess` event a subscription system topic would publish. Every other type
-//! in [`crate::catalog_sim`] goes to [`crate::generic`]; polls of long-running operations to
-//! [`crate::lro`]; anything else is 400 `InvalidResourceType`.
+//! in [`crate::catalog_sim`] goes to `generic`; polls of long-running operations to
+//! [`crate::lro`]; collection GETs and Resource Graph queries to [`crate::listing`]; anything else
+//! is 400 `InvalidResourceType`.
 
 use std::sync::Arc;
 

@@ -97,6 +97,7 @@ async fn resource_graph_pages_ten_thousand_rows_exactly_once_in_ten_pages() {
     let started = Instant::now();
     let report = sim.state().seed_bulk(&seed).unwrap();
     let seeding = started.elapsed();
+    eprintln!("seeded 10,000 resources in {seeding:?}");
     // Well under a second in a release build; unoptimised test builds get slack for the
     // shared machine.
     let budget = Duration::from_secs(if cfg!(debug_assertions) { 3 } else { 1 });
@@ -663,4 +664,53 @@ async fn keyguard_reads_every_bulk_type_as_seeded() {
         }
     }
     assert_eq!(checked, 56);
+}
+
+#[test]
+fn cli_options_enforce_quotas_set_page_size_and_place_subscriptions() {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: azure_sim::SimArgs,
+    }
+    let cli = Cli::try_parse_from([
+        "azure-sim",
+        "--graph-quota",
+        "15/5",
+        "--arm-read-quota",
+        "250/0.5",
+        "--list-page-size",
+        "25",
+        "--management-group",
+        "mg-a=s1,s2",
+        "--management-group",
+        "mg-b=s3",
+    ])
+    .unwrap();
+    let cfg = cli.sim.to_config().unwrap();
+    assert_eq!(
+        cfg.throttle.graph,
+        azure_sim::Quota::enforced(15, Duration::from_secs(5))
+    );
+    assert_eq!(
+        cfg.throttle.arm_reads,
+        azure_sim::Quota::enforced(250, Duration::from_millis(500))
+    );
+    assert!(!cfg.throttle.arm_writes.enforce);
+    assert_eq!(cfg.listing.page_size, 25);
+    assert_eq!(
+        cfg.listing.management_groups,
+        BTreeMap::from([
+            ("mg-a".to_owned(), vec!["s1".to_owned(), "s2".to_owned()]),
+            ("mg-b".to_owned(), vec!["s3".to_owned()]),
+        ])
+    );
+    // Without the options quotas are reported, not enforced.
+    let plain = Cli::try_parse_from(["azure-sim"]).unwrap().sim.to_config().unwrap();
+    assert!(!plain.throttle.graph.enforce && !plain.throttle.arm_reads.enforce);
+    assert_eq!(plain.listing.page_size, azure_sim::listing::DEFAULT_PAGE_SIZE);
+    assert!(Cli::try_parse_from(["azure-sim", "--graph-quota", "15"]).is_err());
+    assert!(Cli::try_parse_from(["azure-sim", "--management-group", "no-equals"]).is_err());
 }
