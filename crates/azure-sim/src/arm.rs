@@ -1,8 +1,9 @@
 //! ARM front door. `Microsoft.Storage/storageAccounts` is served here: GET and the synchronous
 //! PATCH (`StorageAccounts_Update`), with the validation Azure applies to encryption changes and
 //! the `ResourceWriteSuccess` event a subscription system topic would publish. Every other type
-//! in [`crate::catalog_sim`] goes to [`crate::generic`]; polls of long-running operations to
-//! [`crate::lro`]; anything else is 400 `InvalidResourceType`.
+//! in [`crate::catalog_sim`] goes to `generic`; polls of long-running operations to
+//! [`crate::lro`]; collection GETs and Resource Graph queries to [`crate::listing`]; anything else
+//! is 400 `InvalidResourceType`.
 
 use std::sync::Arc;
 
@@ -44,12 +45,14 @@ const ARM_AUDIENCES: &[&str] = &[
     "https://management.core.windows.net",
 ];
 
-/// An ARM error: rendered as `{"error":{"code","message"}}`.
+/// An ARM error: rendered as `{"error":{"code","message","details"?}}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArmError {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
+    /// `error.details` (Resource Graph names the precise problem there); omitted when empty.
+    pub details: Vec<Value>,
 }
 
 impl ArmError {
@@ -58,7 +61,13 @@ impl ArmError {
             status,
             code: code.to_owned(),
             message: message.into(),
+            details: Vec::new(),
         }
+    }
+
+    pub fn with_details(mut self, details: Vec<Value>) -> Self {
+        self.details = details;
+        self
     }
 
     fn bad_request(code: &str, message: impl Into<String>) -> Self {
@@ -66,7 +75,11 @@ impl ArmError {
     }
 
     pub fn body(&self) -> Value {
-        json!({"error": {"code": self.code, "message": self.message}})
+        let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        if !self.details.is_empty() {
+            body["error"]["details"] = Value::Array(self.details.clone());
+        }
+        body
     }
 }
 
@@ -254,7 +267,8 @@ fn handle_inner(
         .filter(|s| !s.is_empty())
         .map(percent_decode)
         .collect();
-    if !segs.first().is_some_and(|s| s.eq_ignore_ascii_case("subscriptions")) {
+    let tenant_route = crate::listing::is_tenant_route(&segs);
+    if !tenant_route && !segs.first().is_some_and(|s| s.eq_ignore_ascii_case("subscriptions")) {
         return (
             None,
             Err(ArmError::new(
@@ -279,6 +293,19 @@ fn handle_inner(
                 "The api-version query parameter (?api-version=) is required for all requests.",
             )
         })?;
+        let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1");
+        let base_url = format!("http://{host}");
+        if let Some(listed) = crate::listing::dispatch(&crate::listing::ListCall {
+            sim,
+            method,
+            segs: &segs,
+            uri,
+            body,
+            api_version: &api_version,
+            base_url: &base_url,
+        }) {
+            return listed;
+        }
         let rid = ResourceId::from_segments(&segs)
             .filter(|r| !r.is_resource_group())
             .ok_or_else(|| {
@@ -305,7 +332,6 @@ fn handle_inner(
             .full_type()
             .eq_ignore_ascii_case("Microsoft.Storage/storageAccounts")
         {
-            let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1");
             return crate::generic::handle(crate::generic::Call {
                 sim,
                 method,
@@ -314,7 +340,7 @@ fn handle_inner(
                 claims: &claims,
                 body,
                 write: write_info(method.as_str()),
-                base_url: format!("http://{host}"),
+                base_url,
             });
         }
         if !SUPPORTED_API_VERSIONS.contains(&api_version.as_str()) {

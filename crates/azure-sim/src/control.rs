@@ -1,6 +1,22 @@
 //! The `/_sim` control API: unauthenticated, never logged and never faulted, because it is
 //! the test's or demo's hand on the simulator rather than part of the simulated Azure.
+//!
+//! Listing, quotas and bulk seeding (for sweeps):
+//!
+//! * `POST /_sim/seed/bulk` — body: [`crate::BulkSeed`] in camelCase, e.g.
+//!   `{"subscription": "…", "resourceGroups": 10, "perType": {"Microsoft.Storage/storageAccounts":
+//!   4000}, "driftEvery": 10, "expect": "cmk"}`; answers [`crate::BulkSeedReport`]
+//!   `{"created", "perType", "drifted": [ids], "resourceGroups"}`; 400 for an unsupported type;
+//! * `GET /_sim/listing`, `PUT /_sim/listing` — `{"page_size": 100, "management_groups":
+//!   {"mg-name": ["sub-id", …]}}` ([`crate::ListingConfig`]; fields left out of a PUT keep their
+//!   value);
+//! * `GET /_sim/throttle`, `PUT /_sim/throttle` — `{"graph": {"limit": 15, "window_ms": 5000,
+//!   "enforce": true}, "arm_reads": {…}, "arm_writes": {…}}` ([`crate::ThrottleConfig`]; quotas
+//!   left out of a PUT keep their value; every PUT restarts all quota windows);
+//! * `GET /_sim/requests` entries carry `kind` (`graph`, `list`, `read`, `write`, `poll`, `msi`,
+//!   `keyvault`) so a test can count calls by kind.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +33,7 @@ use crate::eventgrid::{DEFAULT_FUNCTION_NAME, DeliveryConfig, DeliveryMode, Outp
 use crate::faults::FaultSpec;
 use crate::keyvault::KeySpec;
 use crate::lro::LroConfig;
-use crate::{Principal, Sim};
+use crate::{BulkSeed, Principal, Quota, Sim};
 
 type S = State<Arc<Sim>>;
 
@@ -39,6 +55,9 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/lro", get(get_lro).put(put_lro))
         .route("/operations", get(get_operations))
         .route("/keys", post(post_keys).get(get_keys).delete(delete_keys))
+        .route("/seed/bulk", post(seed_bulk))
+        .route("/listing", get(get_listing).put(put_listing))
+        .route("/throttle", get(get_throttle).put(put_throttle))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -316,4 +335,75 @@ async fn get_keys(State(sim): S) -> Response {
 async fn delete_keys(State(sim): S) -> Response {
     sim.clear_keys();
     StatusCode::NO_CONTENT.into_response()
+}
+
+async fn seed_bulk(State(sim): S, body: Bytes) -> Response {
+    let spec: BulkSeed = match parse(&body) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match sim.seed_bulk(&spec) {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListingBody {
+    page_size: Option<usize>,
+    management_groups: Option<BTreeMap<String, Vec<String>>>,
+}
+
+async fn get_listing(State(sim): S) -> Response {
+    Json(sim.listing_config()).into_response()
+}
+
+async fn put_listing(State(sim): S, body: Bytes) -> Response {
+    let b: ListingBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if b.page_size == Some(0) {
+        return error(StatusCode::BAD_REQUEST, "page_size must be at least 1");
+    }
+    let mut cfg = sim.listing_config();
+    if let Some(n) = b.page_size {
+        cfg.page_size = n;
+    }
+    if let Some(mgs) = b.management_groups {
+        cfg.management_groups = mgs;
+    }
+    sim.set_listing_config(cfg);
+    Json(sim.listing_config()).into_response()
+}
+
+#[derive(Deserialize)]
+struct ThrottleBody {
+    graph: Option<Quota>,
+    arm_reads: Option<Quota>,
+    arm_writes: Option<Quota>,
+}
+
+async fn get_throttle(State(sim): S) -> Response {
+    Json(sim.throttle_config()).into_response()
+}
+
+async fn put_throttle(State(sim): S, body: Bytes) -> Response {
+    let b: ThrottleBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if let Some(bad) = [b.graph, b.arm_reads, b.arm_writes]
+        .into_iter()
+        .flatten()
+        .find(|q| q.window_ms == 0)
+    {
+        return error(StatusCode::BAD_REQUEST, format!("window_ms must be > 0: {bad:?}"));
+    }
+    let mut cfg = sim.throttle_config();
+    cfg.graph = b.graph.unwrap_or(cfg.graph);
+    cfg.arm_reads = b.arm_reads.unwrap_or(cfg.arm_reads);
+    cfg.arm_writes = b.arm_writes.unwrap_or(cfg.arm_writes);
+    sim.set_throttle_config(cfg);
+    Json(cfg).into_response()
 }

@@ -2,7 +2,7 @@
 //! ARM or MSI request from the outside, so the services themselves stay oblivious to it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::Sim;
+use crate::throttle::{Bucket, Verdict};
 use crate::util::{lock, now_string};
 
 /// A fault rule, as posted to `/_sim/faults`.
@@ -75,6 +76,11 @@ pub struct RequestLogEntry {
     pub principal_oid: Option<String>,
     pub correlation_id: String,
     pub at: String,
+    /// What the request was, so tests can count calls by kind: `graph` (Resource Graph query),
+    /// `list` (ARM collection GET), `read`, `write`, `poll` (long-running operation status),
+    /// `msi`, `keyvault`.
+    #[serde(default)]
+    pub kind: String,
 }
 
 #[derive(Default)]
@@ -93,42 +99,6 @@ pub(crate) struct ReqCtx {
 /// Set by handlers on their response so the log can name the caller.
 #[derive(Clone, Debug)]
 pub(crate) struct PrincipalOid(pub String);
-
-/// ARM's hourly per-subscription quotas as the older docs describe them; only reported
-/// (advisory headers), never enforced: throttling is what faults are for.
-pub(crate) struct RateLimit {
-    window_start: Instant,
-    reads: u32,
-    writes: u32,
-}
-
-impl Default for RateLimit {
-    fn default() -> Self {
-        RateLimit {
-            window_start: Instant::now(),
-            reads: 0,
-            writes: 0,
-        }
-    }
-}
-
-const READS_PER_HOUR: u32 = 12_000;
-const WRITES_PER_HOUR: u32 = 1_200;
-
-impl RateLimit {
-    fn take(&mut self, write: bool) -> u32 {
-        if self.window_start.elapsed() >= Duration::from_secs(3600) {
-            *self = RateLimit::default();
-        }
-        if write {
-            self.writes = self.writes.saturating_add(1);
-            WRITES_PER_HOUR.saturating_sub(self.writes)
-        } else {
-            self.reads = self.reads.saturating_add(1);
-            READS_PER_HOUR.saturating_sub(self.reads)
-        }
-    }
-}
 
 impl Sim {
     /// Adds a fault rule and returns its id.
@@ -189,6 +159,9 @@ impl Sim {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Surface {
     Arm,
+    /// `POST /providers/Microsoft.ResourceGraph/resources`: ARM's front door, Resource Graph's
+    /// per-user quota headers.
+    Graph,
     Msi,
     /// The Key Vault data plane: ARM-shaped errors, no ARM quota headers.
     Vault,
@@ -225,7 +198,9 @@ fn fault_response(surface: Surface, spec: &FaultSpec, method: &Method) -> Respon
         format!("Simulated fault: the server answered {status_u16}.")
     };
     let body = match surface {
-        Surface::Arm | Surface::Vault => json!({"error": {"code": fault_code(status_u16), "message": message}}),
+        Surface::Arm | Surface::Graph | Surface::Vault => {
+            json!({"error": {"code": fault_code(status_u16), "message": message}})
+        }
         Surface::Msi => json!({
             "statusCode": status_u16,
             "message": message,
@@ -241,8 +216,106 @@ fn fault_response(surface: Surface, spec: &FaultSpec, method: &Method) -> Respon
     resp
 }
 
-/// Middleware around every non-control request: assigns ids, injects faults, adds ARM's
-/// response headers and writes the request log.
+/// Which quota a request counts against and under which key.
+struct QuotaUse {
+    bucket: Bucket,
+    key: String,
+    /// ARM: the subscription in the path; `None` for tenant-level calls.
+    subscription: Option<String>,
+}
+
+fn quota_use(surface: Surface, method: &Method, path: &str, caller: &str) -> Option<QuotaUse> {
+    match surface {
+        Surface::Graph => Some(QuotaUse {
+            bucket: Bucket::Graph,
+            key: caller.to_owned(),
+            subscription: None,
+        }),
+        Surface::Arm => {
+            let mut segs = path.split('/').filter(|s| !s.is_empty());
+            let subscription = match (segs.next(), segs.next()) {
+                (Some(first), Some(sub)) if first.eq_ignore_ascii_case("subscriptions") => {
+                    Some(sub.to_ascii_lowercase())
+                }
+                _ => None,
+            };
+            let bucket = if is_read(method) {
+                Bucket::ArmRead
+            } else {
+                Bucket::ArmWrite
+            };
+            Some(QuotaUse {
+                bucket,
+                key: format!("{}|{caller}", subscription.as_deref().unwrap_or("")),
+                subscription,
+            })
+        }
+        Surface::Msi | Surface::Vault => None,
+    }
+}
+
+fn is_read(method: &Method) -> bool {
+    *method == Method::GET || *method == Method::HEAD
+}
+
+/// The 429 each service answers when its quota is spent.
+fn throttled_response(surface: Surface, usage: &QuotaUse, verdict: &Verdict, caller: &str, ctx: &ReqCtx) -> Response {
+    let body = if surface == Surface::Graph {
+        json!({"error": {
+            "code": "RateLimiting",
+            "message": format!(
+                "Please provide below info when asking for support: timestamp = {}, correlationId = {}.",
+                now_string(),
+                ctx.correlation_id
+            ),
+            "details": [{
+                "code": "RateLimiting",
+                "message": "Client application has been throttled and should not attempt to repeat the request until an amount of time has elapsed. Please see https://aka.ms/resourcegraph-throttling for help."
+            }]
+        }})
+    } else {
+        let op = if usage.bucket == Bucket::ArmRead {
+            "read"
+        } else {
+            "write"
+        };
+        let (code, scope) = match &usage.subscription {
+            Some(s) => ("SubscriptionRequestsThrottled", format!("subscription '{s}'")),
+            None => ("TenantRequestsThrottled", "tenant".to_owned()),
+        };
+        json!({"error": {
+            "code": code,
+            "message": format!(
+                "Number of '{op}' requests for {scope} actor '{caller}' exceeded. Please try again after '{}' seconds after additional tokens are available. Refer to https://aka.ms/arm-throttling",
+                verdict.retry_after_secs()
+            ),
+        }})
+    };
+    let mut resp = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&verdict.retry_after_secs().to_string()) {
+        resp.headers_mut().insert("retry-after", v);
+    }
+    resp
+}
+
+fn quota_headers(surface: Surface, usage: &QuotaUse, verdict: &Verdict) -> Vec<(&'static str, String)> {
+    if surface == Surface::Graph {
+        return vec![
+            ("x-ms-user-quota-remaining", verdict.remaining.to_string()),
+            ("x-ms-user-quota-resets-after", verdict.resets_after_hms()),
+        ];
+    }
+    let name = match (usage.subscription.is_some(), usage.bucket == Bucket::ArmRead) {
+        (true, true) => "x-ms-ratelimit-remaining-subscription-reads",
+        (true, false) => "x-ms-ratelimit-remaining-subscription-writes",
+        (false, true) => "x-ms-ratelimit-remaining-tenant-reads",
+        (false, false) => "x-ms-ratelimit-remaining-tenant-writes",
+    };
+    vec![(name, verdict.remaining.to_string())]
+}
+
+/// Middleware around every non-control request: assigns ids, injects faults, applies quotas,
+/// adds ARM's response headers and writes the request log.
 pub(crate) async fn observe(State(sim): State<Arc<Sim>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     if path.starts_with("/_sim") {
@@ -252,6 +325,8 @@ pub(crate) async fn observe(State(sim): State<Arc<Sim>>, mut req: Request, next:
         Surface::Msi
     } else if path.starts_with("/keyvault/") {
         Surface::Vault
+    } else if crate::graph::is_graph_path(&path) {
+        Surface::Graph
     } else {
         Surface::Arm
     };
@@ -280,12 +355,21 @@ pub(crate) async fn observe(State(sim): State<Arc<Sim>>, mut req: Request, next:
         .and_then(|v| v.strip_prefix("Bearer "))
         .and_then(|t| crate::identity::decode_token(t.trim()).ok())
         .and_then(|claims| claims.get("oid").and_then(|o| o.as_str()).map(str::to_owned));
+    let caller = caller_oid.clone().unwrap_or_default();
     let fault = sim.take_fault(&method, &path);
     if let Some(ms) = fault.as_ref().and_then(|f| f.latency_ms) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let mut resp = match &fault {
-        Some(spec) if spec.status.is_some() => fault_response(surface, spec, &method),
+    let faulted = fault.as_ref().is_some_and(|f| f.status.is_some());
+    let quota = quota_use(surface, &method, &path, &caller)
+        .filter(|_| !faulted)
+        .map(|usage| {
+            let verdict = lock(&sim.throttle).take(usage.bucket, &usage.key);
+            (usage, verdict)
+        });
+    let mut resp = match (&fault, &quota) {
+        (Some(spec), _) if spec.status.is_some() => fault_response(surface, spec, &method),
+        (_, Some((usage, verdict))) if verdict.throttled => throttled_response(surface, usage, verdict, &caller, &ctx),
         _ => next.run(req).await,
     };
 
@@ -294,22 +378,15 @@ pub(crate) async fn observe(State(sim): State<Arc<Sim>>, mut req: Request, next:
     {
         resp.headers_mut().insert("x-ms-request-id", v);
     }
-    if surface == Surface::Arm {
-        let write = method != Method::GET && method != Method::HEAD;
-        let remaining = lock(&sim.ratelimit).take(write);
-        let h = resp.headers_mut();
-        let pairs = [
+    if matches!(surface, Surface::Arm | Surface::Graph) {
+        let mut pairs = vec![
             ("x-ms-request-id", ctx.request_id.clone()),
             ("x-ms-correlation-request-id", ctx.correlation_id.clone()),
-            (
-                if write {
-                    "x-ms-ratelimit-remaining-subscription-writes"
-                } else {
-                    "x-ms-ratelimit-remaining-subscription-reads"
-                },
-                remaining.to_string(),
-            ),
         ];
+        if let Some((usage, verdict)) = &quota {
+            pairs.extend(quota_headers(surface, usage, verdict));
+        }
+        let h = resp.headers_mut();
         for (name, value) in pairs {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 h.insert(name, v);
@@ -321,6 +398,12 @@ pub(crate) async fn observe(State(sim): State<Arc<Sim>>, mut req: Request, next:
         .get::<PrincipalOid>()
         .map(|p| p.0.clone())
         .or(caller_oid);
+    let kind = match surface {
+        Surface::Graph => "graph",
+        Surface::Msi => "msi",
+        Surface::Vault => "keyvault",
+        Surface::Arm => crate::listing::request_kind(&method, &path),
+    };
     sim.log_request(RequestLogEntry {
         seq: 0,
         method: method.to_string(),
@@ -330,6 +413,7 @@ pub(crate) async fn observe(State(sim): State<Arc<Sim>>, mut req: Request, next:
         principal_oid,
         correlation_id,
         at,
+        kind: kind.to_owned(),
     });
     // Logged as served (the write is done); only the answer is late.
     if let Some(ms) = fault.as_ref().and_then(|f| f.latency_after_ms) {

@@ -128,7 +128,7 @@ fn type_mismatch(doc: &Value, rid: &ResourceId) -> bool {
         .is_some_and(|t| !t.eq_ignore_ascii_case(&rid.full_type()))
 }
 
-fn check_group(store: &Store, rid: &ResourceId) -> Result<(), ArmError> {
+pub(crate) fn check_group(store: &Store, rid: &ResourceId) -> Result<(), ArmError> {
     if store.groups.contains(&rid.group_key()) {
         Ok(())
     } else {

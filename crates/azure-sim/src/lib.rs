@@ -16,23 +16,33 @@
 //!   `ManagedIdentityCredential` calls when `IDENTITY_ENDPOINT`/`IDENTITY_HEADER` are set;
 //! * Event Grid delivery of the `ResourceWriteSuccess` events ARM writes raise, to a webhook
 //!   or through a simulated Functions host, with Event Grid's retry and dead-letter rules;
+//! * resource listing for sweeps (see [`listing`] and [`graph`]): Azure Resource Graph
+//!   (`POST /providers/Microsoft.ResourceGraph/resources`, a KQL subset, `$top`/`$skipToken`
+//!   paging) and ARM collection GETs (`value` + `nextLink`) per subscription, resource group and
+//!   management group, with ARM's and Resource Graph's quota headers and, when enabled, their
+//!   `429` + `Retry-After` throttling (see [`throttle`]); bulk seeding of thousands of catalog
+//!   resources with a known drifted subset (see [`bulk`]);
 //! * a control API under `/_sim` for tests and demos (seed, act as a human, inject faults,
-//!   inspect requests and deliveries).
+//!   inspect requests and deliveries, configure listing and quotas; see [`control`]).
 //!
 //! It exists so keyguard can be exercised end to end (tests, `keyguard demo`) without a
 //! tenant, while keeping the Azure behaviours that are easy to get wrong.
 
 pub mod arm;
 pub mod azurite;
+pub mod bulk;
 pub mod catalog_sim;
 pub mod control;
 pub mod eventgrid;
 pub mod faults;
 mod generic;
+pub mod graph;
 pub mod identity;
 pub mod keyvault;
+pub mod listing;
 pub mod lro;
 pub mod smtp;
+pub mod throttle;
 mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,10 +57,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use arm::ArmError;
+pub use bulk::{BulkSeed, BulkSeedError, BulkSeedReport, KeyMode};
 pub use eventgrid::{DeliveryAttempt, DeliveryConfig, DeliveryMode, OutputSchema};
 pub use faults::{Fault, FaultSpec, RequestLogEntry};
 pub use keyvault::KeySpec;
+pub use listing::ListingConfig;
 pub use lro::LroConfig;
+pub use throttle::{Quota, ThrottleConfig};
 
 use crate::util::{ResourceId, lock};
 
@@ -91,6 +104,10 @@ pub struct SimConfig {
     pub deadletter_path: Option<PathBuf>,
     /// Resource documents (and resource-group ids) to start with.
     pub seed: Vec<Value>,
+    /// ARM list page size and the management-group hierarchy.
+    pub listing: ListingConfig,
+    /// ARM and Resource Graph quotas (reported always, enforced on request).
+    pub throttle: ThrottleConfig,
 }
 
 impl Default for SimConfig {
@@ -109,6 +126,8 @@ impl Default for SimConfig {
             delivery: None,
             deadletter_path: None,
             seed: Vec::new(),
+            listing: ListingConfig::default(),
+            throttle: ThrottleConfig::default(),
         }
     }
 }
@@ -178,7 +197,8 @@ pub struct Sim {
     pub(crate) store: Mutex<Store>,
     pub(crate) log: Mutex<faults::RequestLog>,
     pub(crate) faults: Mutex<Vec<Fault>>,
-    pub(crate) ratelimit: Mutex<faults::RateLimit>,
+    pub(crate) throttle: Mutex<throttle::Throttle>,
+    pub(crate) listing: Mutex<ListingConfig>,
     pub(crate) token_requests: AtomicU64,
     pub(crate) bus: Arc<eventgrid::Bus>,
     pub(crate) lro: Mutex<lro::LroState>,
@@ -198,7 +218,11 @@ impl Sim {
             store: Mutex::new(Store::default()),
             log: Mutex::new(faults::RequestLog::default()),
             faults: Mutex::new(Vec::new()),
-            ratelimit: Mutex::new(faults::RateLimit::default()),
+            throttle: Mutex::new(throttle::Throttle::new(config.throttle)),
+            listing: Mutex::new(ListingConfig {
+                page_size: config.listing.page_size.max(1),
+                ..config.listing.clone()
+            }),
             token_requests: AtomicU64::new(0),
             lro: Mutex::new(lro::LroState::default()),
             keys: Mutex::new(keyvault::KeyStore::default()),
@@ -357,6 +381,15 @@ impl Sim {
         }
     }
 
+    pub fn throttle_config(&self) -> ThrottleConfig {
+        lock(&self.throttle).config
+    }
+
+    /// Replaces the quotas; every quota window starts afresh.
+    pub fn set_throttle_config(&self, config: ThrottleConfig) {
+        lock(&self.throttle).reconfigure(config);
+    }
+
     /// Number of `/msi/token` requests served (clients are expected to cache tokens).
     pub fn token_requests(&self) -> u64 {
         self.token_requests.load(Ordering::Relaxed)
@@ -502,16 +535,7 @@ pub const DEMO_KEYVAULT: &str = "https://kv-approved.vault.azure.net";
 pub fn demo_seed(subscription: &str, resource_group: &str) -> Vec<Value> {
     let cmk = |name: &str| {
         let mut doc = storage_account(subscription, resource_group, name, true);
-        if let Some(kvp) = doc.pointer_mut("/properties/encryption") {
-            kvp["keySource"] = json!("Microsoft.Keyvault");
-            kvp["keyvaultproperties"] = json!({
-                "keyvaulturi": DEMO_KEYVAULT,
-                "keyname": "cmk-storage",
-                "keyversion": "",
-                "currentVersionedKeyIdentifier": format!("{DEMO_KEYVAULT}/keys/cmk-storage/4f9e0a1b2c3d4e5f60718293a4b5c6d7"),
-                "lastKeyRotationTimestamp": "2025-01-15T09:30:00.0000000Z",
-            });
-        }
+        make_storage_cmk(&mut doc, DEMO_KEYVAULT, "cmk-storage");
         doc
     };
     let mut exempt = storage_account(subscription, resource_group, "stexemptsandbox", true);
@@ -527,6 +551,21 @@ pub fn demo_seed(subscription: &str, resource_group: &str) -> Vec<Value> {
         storage_account(subscription, resource_group, "stmmknoident", false),
         exempt,
     ]
+}
+
+/// Puts a storage account document on a customer-managed key (versionless, auto-rotating), as
+/// the storage RP shows it after such a write.
+fn make_storage_cmk(doc: &mut Value, vault: &str, key: &str) {
+    if let Some(enc) = doc.pointer_mut("/properties/encryption") {
+        enc["keySource"] = json!("Microsoft.Keyvault");
+        enc["keyvaultproperties"] = json!({
+            "keyvaulturi": vault,
+            "keyname": key,
+            "keyversion": "",
+            "currentVersionedKeyIdentifier": format!("{vault}/keys/{key}/4f9e0a1b2c3d4e5f60718293a4b5c6d7"),
+            "lastKeyRotationTimestamp": "2025-01-15T09:30:00.0000000Z",
+        });
+    }
 }
 
 /// A storage account in the shape of the spec's `StorageAccountGetProperties` example, MMK.
@@ -624,6 +663,36 @@ pub struct SimArgs {
     /// Secret the MSI endpoint expects in X-IDENTITY-HEADER.
     #[arg(long, default_value = "sim-identity-header")]
     pub identity_header: String,
+    /// Items per ARM list page (`value` + `nextLink`).
+    #[arg(long, default_value_t = listing::DEFAULT_PAGE_SIZE)]
+    pub list_page_size: usize,
+    /// Enforce a Resource Graph quota per principal, LIMIT/SECONDS (Azure's is 15/5);
+    /// without it the quota is only reported.
+    #[arg(long, value_name = "LIMIT/SECONDS", value_parser = Quota::parse_enforced)]
+    pub graph_quota: Option<Quota>,
+    /// Enforce an ARM read quota per subscription and principal, LIMIT/SECONDS;
+    /// without it 12000/3600 is only reported.
+    #[arg(long, value_name = "LIMIT/SECONDS", value_parser = Quota::parse_enforced)]
+    pub arm_read_quota: Option<Quota>,
+    /// Place subscriptions under a management group: NAME=SUB[,SUB...] (repeatable).
+    #[arg(long = "management-group", value_name = "NAME=SUBS", value_parser = parse_management_group)]
+    pub management_groups: Vec<(String, Vec<String>)>,
+}
+
+fn parse_management_group(s: &str) -> Result<(String, Vec<String>), String> {
+    let (name, subs) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not NAME=SUB[,SUB...]"))?;
+    let subs: Vec<String> = subs
+        .split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if name.trim().is_empty() {
+        return Err(format!("'{s}' has no management group name"));
+    }
+    Ok((name.trim().to_owned(), subs))
 }
 
 impl SimArgs {
@@ -652,11 +721,28 @@ impl SimArgs {
             time_factor: self.time_factor,
             timeout: Duration::from_millis(self.timeout_ms),
         });
+        let mut management_groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, subs) in &self.management_groups {
+            management_groups
+                .entry(name.clone())
+                .or_default()
+                .extend(subs.iter().cloned());
+        }
+        let defaults = ThrottleConfig::default();
         Ok(SimConfig {
             identity_header: self.identity_header.clone(),
             delivery,
             deadletter_path: self.deadletter_file.clone(),
             seed,
+            listing: ListingConfig {
+                page_size: self.list_page_size.max(1),
+                management_groups,
+            },
+            throttle: ThrottleConfig {
+                graph: self.graph_quota.unwrap_or(defaults.graph),
+                arm_reads: self.arm_read_quota.unwrap_or(defaults.arm_reads),
+                ..defaults
+            },
             ..SimConfig::default()
         })
     }

@@ -19,5 +19,7 @@ mod delivery;
 mod faults;
 #[path = "sim/keyvault.rs"]
 mod keyvault;
+#[path = "sim/listing.rs"]
+mod listing;
 #[path = "sim/msi.rs"]
 mod msi;
