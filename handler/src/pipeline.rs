@@ -97,6 +97,9 @@ pub struct Outcome {
     /// instance that finishes a crashed revert records it once, not twice.
     #[serde(skip)]
     pub record_id: Option<String>,
+    /// What reports and `GET /api/findings` show for the resource after this decision.
+    #[serde(skip)]
+    pub finding: Option<keyguard_report::Finding>,
 }
 
 /// One entry of the persisted audit trail: an outcome with its id and time.
@@ -149,6 +152,7 @@ impl Outcome {
             duration_ms: 0,
             tags: serde_json::Map::new(),
             record_id: None,
+            finding: None,
         }
     }
 
@@ -457,6 +461,14 @@ impl Pipeline {
         outcome.dry_run = dry_run;
         let Some(entry) = catalog::lookup(&id.resource_type()) else {
             let detail = format!("{} is not in the catalog", id.resource_type());
+            let mut finding = keyguard_report::Finding::new(
+                id.as_str(),
+                &id.resource_type(),
+                keyguard_report::FindingVerdict::Unsupported,
+            );
+            finding.detail = Some(detail.clone());
+            finding.checked_at = Some(OffsetDateTime::now_utc());
+            outcome.finding = Some(finding);
             return Ok(outcome.finish("unsupported", "not-in-catalog", Some(detail)));
         };
         let now = OffsetDateTime::now_utc();
@@ -521,6 +533,7 @@ impl Pipeline {
             }
         }
         self.store.remember_resource(id).await?;
+        outcome.finding = Some(keyguard_report::Finding::from_evaluation(&evaluation, Some(now)));
         outcome.profile = evaluation.profile.clone();
         outcome.requirement = evaluation.requirement.map(|r| r.as_str().to_string());
         outcome.tags = document
@@ -842,6 +855,18 @@ impl Pipeline {
             record = %record,
             "audit"
         );
+        if let Some(finding) = outcome.finding.as_mut() {
+            finding.action = Some(outcome.action.clone());
+            finding.result = Some(outcome.result.clone());
+            if finding.detail.is_none() {
+                finding.detail = outcome.detail.clone();
+            }
+            self.store.put_finding(finding).await?;
+        } else if outcome.verdict == "gone"
+            && let Some(id) = outcome.resource_id.as_deref().and_then(|r| ResourceId::parse(r).ok())
+        {
+            self.store.remove_finding(&id).await?;
+        }
         if let Some(resource) = outcome.resource_id.as_deref().filter(|_| outcome.is_auditable()) {
             let entry = AuditRecord {
                 id: record_id.clone(),

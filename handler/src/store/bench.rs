@@ -83,7 +83,11 @@ pub async fn run(store: &StateStore, events: usize) -> Result<BenchReport, Store
             .record_baseline(id, &key, BaselineSource::Observed, None, now)
             .await?;
         store
-            .append_audit(id.as_str(), &uuid::Uuid::now_v7().to_string(), &serde_json::json!({"result": "compliant"}))
+            .append_audit(
+                id.as_str(),
+                &uuid::Uuid::now_v7().to_string(),
+                &serde_json::json!({"result": "compliant"}),
+            )
             .await?;
         store.mark_event(&event_id, now + time::Duration::days(1)).await?;
         store.release(&lease).await?;

@@ -49,10 +49,11 @@ pub enum Table {
     Audit,
     Outbox,
     Suppression,
+    Findings,
 }
 
 impl Table {
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         Table::Events,
         Table::Leases,
         Table::Baselines,
@@ -62,6 +63,7 @@ impl Table {
         Table::Audit,
         Table::Outbox,
         Table::Suppression,
+        Table::Findings,
     ];
 
     /// Letters only: Azure table names are alphanumeric and start with a letter.
@@ -76,12 +78,15 @@ impl Table {
             Table::Audit => "audit",
             Table::Outbox => "outbox",
             Table::Suppression => "suppression",
+            Table::Findings => "findings",
         }
     }
 
-    /// Leases only matter while their holder lives; they need not survive a power cut.
+    /// Leases only matter while their holder lives, and findings are re-derived by the next
+    /// check or sweep: neither needs to survive a power cut (an embedded commit of them skips the
+    /// fsync; the next durable commit persists them anyway).
     pub fn durable(self) -> bool {
-        !matches!(self, Table::Leases)
+        !matches!(self, Table::Leases | Table::Findings)
     }
 }
 
@@ -729,6 +734,49 @@ impl StateStore {
                 Err(e) => tracing::warn!(error = %e, id = %entity.row, "unreadable outbox entry skipped"),
             }
         }
+        Ok(out)
+    }
+
+    // --- findings -------------------------------------------------------------------------
+
+    /// The latest finding of a resource; written only when it says something new, so a sweep
+    /// over an unchanged estate costs reads, not writes.
+    pub async fn put_finding(&self, finding: &keyguard_report::Finding) -> Result<(), StoreError> {
+        let partition = table_key(&finding.resource_id.to_ascii_lowercase());
+        let current = self
+            .get_json::<keyguard_report::Finding>(Table::Findings, &partition, SINGLE_ROW)
+            .await
+            .ok()
+            .flatten();
+        let unchanged = current.is_some_and(|c| {
+            keyguard_report::Finding {
+                checked_at: finding.checked_at,
+                ..c.value
+            } == *finding
+        });
+        if unchanged {
+            return Ok(());
+        }
+        self.upsert_json(Table::Findings, &partition, finding).await
+    }
+
+    pub async fn remove_finding(&self, resource: &ResourceId) -> Result<(), StoreError> {
+        self.backend
+            .delete(Table::Findings, &table_key(&resource.key()), SINGLE_ROW, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Every resource's latest finding, in resource-id order.
+    pub async fn findings(&self) -> Result<Vec<keyguard_report::Finding>, StoreError> {
+        let mut out: Vec<keyguard_report::Finding> = Vec::new();
+        for entity in self.backend.query(Table::Findings, &RowRange::default()).await? {
+            match serde_json::from_value(entity.data) {
+                Ok(finding) => out.push(finding),
+                Err(e) => tracing::warn!(error = %e, key = %entity.partition, "unreadable finding skipped"),
+            }
+        }
+        out.sort_by_key(|f| f.resource_id.to_ascii_lowercase());
         Ok(out)
     }
 

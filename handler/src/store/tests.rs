@@ -502,10 +502,43 @@ fn crash_child_writer() {
 async fn the_store_bench_runs_the_pipelines_sequences_on_both_backends() {
     for (name, store) in stores().await {
         let report = bench::run(&store, 5).await.unwrap();
-        assert_eq!((report.compliant_event.events, report.reverted_drift.events), (5, 5), "{name}");
+        assert_eq!(
+            (report.compliant_event.events, report.reverted_drift.events),
+            (5, 5),
+            "{name}"
+        );
         assert!(report.reverted_drift.median_ms > 0.0, "{name}");
         let records: Vec<serde_json::Value> = store.audit_records(&AuditQuery::default()).await.unwrap();
         assert_eq!(records.len(), 10, "{name}: one record per event");
         assert!(store.known_resources().await.unwrap().len() == 5, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn findings_keep_the_latest_per_resource_and_skip_unchanged_writes() {
+    use keyguard_report::{Finding, FindingVerdict};
+    for (name, store) in stores().await {
+        let mut finding = Finding::new(
+            id("a").as_str(),
+            "Microsoft.Storage/storageAccounts",
+            FindingVerdict::Drift,
+        );
+        finding.checked_at = Some(OffsetDateTime::now_utc());
+        store.put_finding(&finding).await.unwrap();
+        finding.verdict = FindingVerdict::Compliant;
+        store.put_finding(&finding).await.unwrap();
+        store
+            .put_finding(&Finding::new(
+                id("b").as_str(),
+                "Microsoft.Storage/storageAccounts",
+                FindingVerdict::Exempt,
+            ))
+            .await
+            .unwrap();
+        let all = store.findings().await.unwrap();
+        assert_eq!(all.len(), 2, "{name}");
+        assert_eq!(all[0].verdict, FindingVerdict::Compliant, "{name}: the latest wins");
+        store.remove_finding(&id("A")).await.unwrap();
+        assert_eq!(store.findings().await.unwrap().len(), 1, "{name}");
     }
 }
