@@ -289,18 +289,9 @@ impl Env {
             cmd.args(["--log-format", "json", "serve"])
                 .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string());
         }
-        cmd.env("KEYGUARD_CONFIG", self.dir.join("keyguard.toml"))
-            .env("KEYGUARD_STATE_PATH", self.dir.join("state.redb"))
-            .env("KEYGUARD_ARM_ENDPOINT", &self.sim)
-            .env("KEYGUARD_KEYVAULT_ENDPOINT", &self.sim)
-            .env("KEYGUARD_AUTH", "managed-identity")
-            .env("IDENTITY_ENDPOINT", format!("{}/msi/token", self.sim))
-            .env("IDENTITY_HEADER", azure_sim::SimConfig::default().identity_header)
-            .env("KEYGUARD_TIME_BUDGET_MS", self.options.time_budget_ms.to_string())
-            .env("KEYGUARD_DRY_RUN", self.options.dry_run.to_string())
+        self.keyguard_env(&mut cmd)
             .env("RUST_LOG", "info")
             .env_remove("FUNCTIONS_WORKER_RUNTIME")
-            .envs(self.options.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().context("spawn keyguard serve")?;
@@ -320,15 +311,27 @@ impl Env {
         self.handler_child = None;
     }
 
-    /// Runs a `keyguard` command against this run's configuration and state (handler stopped).
+    /// Runs a `keyguard` command against this run's configuration, stand-in and state (an
+    /// embedded store only while the handler is stopped: the file serves one process).
     pub fn keyguard_cli(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
-        Ok(Command::new(keyguard_bin())
-            .args(args)
-            .env("KEYGUARD_CONFIG", self.dir.join("keyguard.toml"))
+        let mut cmd = Command::new(keyguard_bin());
+        cmd.args(args).env("RUST_LOG", "warn");
+        Ok(self.keyguard_env(&mut cmd).output()?)
+    }
+
+    /// What every keyguard process of the run shares: configuration, the stand-in as ARM, Key
+    /// Vault and managed identity, the state store, the budget.
+    fn keyguard_env<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        cmd.env("KEYGUARD_CONFIG", self.dir.join("keyguard.toml"))
             .env("KEYGUARD_STATE_PATH", self.dir.join("state.redb"))
             .env("KEYGUARD_ARM_ENDPOINT", &self.sim)
+            .env("KEYGUARD_KEYVAULT_ENDPOINT", &self.sim)
+            .env("KEYGUARD_AUTH", "managed-identity")
+            .env("IDENTITY_ENDPOINT", format!("{}/msi/token", self.sim))
+            .env("IDENTITY_HEADER", azure_sim::SimConfig::default().identity_header)
+            .env("KEYGUARD_TIME_BUDGET_MS", self.options.time_budget_ms.to_string())
+            .env("KEYGUARD_DRY_RUN", self.options.dry_run.to_string())
             .envs(self.options.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()?)
     }
 
     async fn wait_ready(&self, base: &str) -> anyhow::Result<()> {

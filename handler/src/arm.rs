@@ -93,6 +93,27 @@ pub struct ArmClient {
     scope: String,
     tokens: Arc<dyn TokenSource>,
     retry: RetryPolicy,
+    counters: Arc<CallCounters>,
+}
+
+/// Requests sent and throttled answers received, for sweep reports (how close to the minimum).
+#[derive(Debug, Default)]
+pub struct CallCounters {
+    pub requests: std::sync::atomic::AtomicU64,
+    pub throttled: std::sync::atomic::AtomicU64,
+}
+
+impl CallCounters {
+    pub fn snapshot(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.requests.load(Relaxed), self.throttled.load(Relaxed))
+    }
+}
+
+/// One page of a listing, with the response headers (throttling quotas live there).
+pub struct Page {
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 enum Attempt {
@@ -113,7 +134,27 @@ impl ArmClient {
             scope,
             tokens,
             retry: RetryPolicy::default(),
+            counters: Arc::default(),
         }
+    }
+
+    pub fn counters(&self) -> &CallCounters {
+        &self.counters
+    }
+
+    /// POST to an ARM path (`/providers/Microsoft.ResourceGraph/resources?api-version=...`).
+    pub async fn post_page(&self, path_and_query: &str, body: &Value, ctx: &CallContext) -> Result<Page, ArmError> {
+        let url = format!("{}{path_and_query}", self.base);
+        let response = self.send_url(Method::POST, &url, Some(body), ctx).await?;
+        page_of(response).await
+    }
+
+    /// GET a list page: an ARM path, or a `nextLink` (absolute, and only on this endpoint: the
+    /// token never leaves it).
+    pub async fn get_page(&self, path_or_link: &str, ctx: &CallContext) -> Result<Page, ArmError> {
+        let url = self.same_origin(path_or_link)?;
+        let response = self.send_url(Method::GET, &url, None, ctx).await?;
+        page_of(response).await
     }
 
     /// The token scope for this ARM endpoint (`https://management.azure.com/.default` in the public cloud).
@@ -338,6 +379,9 @@ impl ArmClient {
             request = request.json(body);
         }
         let started = std::time::Instant::now();
+        self.counters
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
@@ -362,6 +406,11 @@ impl ArmClient {
             return Ok(Attempt::Done(response));
         }
         if is_transient(status) {
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                self.counters
+                    .throttled
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             let retry_after = retry_after(&response);
             let error = rejection(response).await;
             let reason = match &error {
@@ -424,6 +473,17 @@ fn without_url(e: &reqwest::Error) -> String {
         text = text.replace(url.as_str(), "<arm>");
     }
     text
+}
+
+async fn page_of(response: reqwest::Response) -> Result<Page, ArmError> {
+    if !response.status().is_success() {
+        return Err(rejection(response).await);
+    }
+    let headers = response.headers().clone();
+    Ok(Page {
+        body: read_body(response).await?,
+        headers,
+    })
 }
 
 async fn read_body(response: reqwest::Response) -> Result<Value, ArmError> {

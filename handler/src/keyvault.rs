@@ -31,7 +31,13 @@ pub struct KeyVaultClient {
     /// Sends `https://{vault}/keys/...` to `{override}/keyvault/{vault}/keys/...` instead (the
     /// local stand-in); never set in Azure.
     endpoint_override: Option<String>,
+    /// Recent answers by key URL, for decisions that write nothing (a sweep reads the same few
+    /// keys for thousands of resources); a revert always asks afresh.
+    recent: std::sync::Mutex<std::collections::HashMap<String, (Instant, Result<KeyFacts, KeyProblem>)>>,
 }
+
+/// How long a read-only decision may reuse what Key Vault said about a key.
+pub const READ_ONLY_MAX_AGE: Duration = Duration::from_secs(60);
 
 impl KeyVaultClient {
     pub fn new(http: reqwest::Client, tokens: Arc<dyn TokenSource>, endpoint_override: Option<String>) -> Self {
@@ -39,7 +45,38 @@ impl KeyVaultClient {
             http,
             tokens,
             endpoint_override: endpoint_override.map(|e| e.trim_end_matches('/').to_string()),
+            recent: std::sync::Mutex::default(),
         }
+    }
+
+    /// As [`Self::key_facts`], reusing an answer at most `max_age` old (`ZERO`: always ask).
+    pub async fn key_facts_within(
+        &self,
+        key: &KeyRef,
+        ctx: &CallContext,
+        max_age: Duration,
+    ) -> Result<Result<KeyFacts, KeyProblem>, KeyVaultError> {
+        let cache_key = format!(
+            "{}/{}/{}",
+            key.vault_host(),
+            key.key_name,
+            key.key_version.as_deref().unwrap_or("")
+        );
+        if !max_age.is_zero() {
+            let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, answer)) = recent.get(&cache_key)
+                && at.elapsed() <= max_age
+            {
+                return Ok(answer.clone());
+            }
+        }
+        let answer = self.key_facts(key, ctx).await?;
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() > 10_000 {
+            recent.clear();
+        }
+        recent.insert(cache_key, (Instant::now(), answer.clone()));
+        Ok(answer)
     }
 
     /// The key's facts. A key keyguard may not read yields an `Unreadable` problem, not an error:

@@ -5,6 +5,7 @@ mod api_auth;
 mod app;
 mod arm;
 mod audit;
+mod cli_scan;
 mod demo;
 mod identity;
 mod keyvault;
@@ -12,6 +13,7 @@ mod outbox;
 mod pipeline;
 mod settings;
 mod store;
+mod sweep;
 #[cfg(test)]
 mod test_support;
 
@@ -64,12 +66,57 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1")]
         bind: std::net::IpAddr,
     },
-    /// Evaluate one resource now and print the outcome (read-only unless --remediate).
+    /// Evaluate one resource now and print the finding (read-only unless --remediate).
+    /// Exit code: 0 compliant, 1 drift, 2 error.
     Check {
         resource_id: String,
         /// Apply the profile's mode (may revert in enforce mode). Without it nothing is written.
         #[arg(long)]
         remediate: bool,
+        /// Check against one requirement instead of the configured profiles (report only).
+        #[arg(long, value_enum)]
+        require: Option<cli_scan::RequireArg>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: cli_scan::FormatArg,
+        /// Write the report here instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Sweep a subscription, resource group or management group (or evaluate Azure CLI exports
+    /// with --from-file, offline). Applies the profiles' modes unless --dry-run.
+    /// Exit code: 0 compliant (exempt included), 1 drift found, 2 error or unfinished sweep.
+    Scan {
+        #[arg(long, value_name = "ID")]
+        subscription: Option<String>,
+        /// Only this resource group of --subscription.
+        #[arg(long, value_name = "NAME", requires = "subscription")]
+        resource_group: Option<String>,
+        #[arg(long, value_name = "NAME", conflicts_with = "subscription")]
+        management_group: Option<String>,
+        /// Only these catalog types (repeatable), e.g. Microsoft.Storage/storageAccounts.
+        #[arg(long = "type", value_name = "TYPE")]
+        types: Vec<String>,
+        /// Decide and report, but write nothing to ARM.
+        #[arg(long)]
+        dry_run: bool,
+        /// Check against one requirement instead of the configured profiles (report only).
+        #[arg(long, value_enum)]
+        require: Option<cli_scan::RequireArg>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: cli_scan::FormatArg,
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Evaluate an Azure CLI export instead of calling Azure (repeatable; see the README).
+        #[arg(long = "from-file", value_name = "FILE", conflicts_with_all = ["subscription", "management_group"])]
+        from_file: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "auto")]
+        listing: sweep::Listing,
+        /// Continue an earlier sweep of the same scope that stopped at its time budget.
+        #[arg(long)]
+        resume: bool,
+        /// Stop cleanly after this long (90s, 10m, 2h) and leave a checkpoint for --resume.
+        #[arg(long, default_value = "1h", value_parser = cli_scan::parse_budget)]
+        time_budget: std::time::Duration,
     },
     /// Run the local Azure stand-in (ARM, managed identity, Event Grid delivery).
     Sim(azure_sim::SimArgs),
@@ -220,7 +267,9 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
                 .context("no port: set FUNCTIONS_CUSTOMHANDLER_PORT or pass --port")?;
             let state = app_state(&settings).await?;
             tracing::info!(port, config = %settings.config_source, store = %settings.store.describe(), dry_run = settings.dry_run, "keyguard custom handler starting");
+            let store = state.pipeline.store().clone();
             functions_runtime::serve(app::functions_router(state), port).await?;
+            store.flush().await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Webhook { port, bind } => {
@@ -231,27 +280,113 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
             let state = app_state(&settings).await?;
             let listener = tokio::net::TcpListener::bind((bind, port)).await?;
             tracing::info!(addr = %listener.local_addr()?, "keyguard webhook listening on /api/events");
+            let store = state.pipeline.store().clone();
             functions_runtime::serve_listener(
                 app::webhook_router(state),
                 listener,
                 functions_runtime::shutdown_signal(),
             )
             .await?;
+            store.flush().await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { resource_id, remediate } => {
+        Command::Check {
+            resource_id,
+            remediate,
+            require,
+            format,
+            output,
+        } => {
             let id = ResourceId::parse(&resource_id).map_err(|e| anyhow::anyhow!("{resource_id}: {e}"))?;
-            let settings = Settings::from_env()?;
+            let mut settings = Settings::from_env()?;
+            cli_scan::apply_requirement(&mut settings.config, require);
             let pipeline = settings.build_pipeline().await?;
             let correlation_id = uuid::Uuid::new_v4().to_string();
-            let outcome = pipeline
+            let finding = match pipeline
                 .reconcile(&id, Trigger::Manual, &correlation_id, !remediate)
-                .await?;
-            println!("{}", serde_json::to_string_pretty(&outcome)?);
-            Ok(match outcome.verdict.as_str() {
-                "drift" if outcome.result != "reverted" => ExitCode::from(1),
-                _ => ExitCode::SUCCESS,
-            })
+                .await
+            {
+                Ok(outcome) => outcome.finding.unwrap_or_else(|| {
+                    let mut f = keyguard_report::Finding::error(
+                        id.as_str(),
+                        &id.resource_type(),
+                        &format!("{}: {}", outcome.result, outcome.detail.clone().unwrap_or_default()),
+                    );
+                    f.result = Some(outcome.result.clone());
+                    f
+                }),
+                Err(e) => keyguard_report::Finding::error(id.as_str(), &id.resource_type(), &e.to_string()),
+            };
+            pipeline.store().flush().await?;
+            cli_scan::deliver(&[finding], format, output.as_deref(), id.as_str(), !remediate)
+        }
+        Command::Scan {
+            subscription,
+            resource_group,
+            management_group,
+            types,
+            dry_run,
+            require,
+            format,
+            output,
+            from_file,
+            listing,
+            resume,
+            time_budget,
+        } => {
+            let mut settings = Settings::from_env()?;
+            cli_scan::apply_requirement(&mut settings.config, require);
+            if !from_file.is_empty() {
+                let findings = cli_scan::offline_findings(&from_file, &settings.config)?;
+                let names: Vec<String> = from_file.iter().map(|f| f.display().to_string()).collect();
+                return cli_scan::deliver(&findings, format, output.as_deref(), &names.join(", "), true);
+            }
+            let scope = match (subscription, resource_group, management_group) {
+                (Some(s), Some(g), None) => format!("/subscriptions/{s}/resourceGroups/{g}"),
+                (Some(s), None, None) => format!("/subscriptions/{s}"),
+                (None, None, Some(m)) => format!("/providers/Microsoft.Management/managementGroups/{m}"),
+                _ => anyhow::bail!(
+                    "give --subscription (with an optional --resource-group), --management-group, or --from-file"
+                ),
+            };
+            let scope = sweep::Scope::parse(&scope).map_err(|e| anyhow::anyhow!(e))?;
+            let pipeline = settings.build_pipeline().await?;
+            let request = sweep::ScanRequest {
+                scope,
+                types,
+                dry_run: dry_run || require.is_some(),
+                listing,
+                resume,
+                budget: time_budget,
+            };
+            let progress = cli_scan::Progress::new();
+            let report = sweep::scan(&pipeline, &request, &|state| progress.update(state)).await;
+            progress.finish();
+            let report = report?;
+            eprintln!(
+                "{}{}: {} listed in {} page(s), {} evaluated, {} ARM request(s), {} throttled, {} ms{}",
+                report.scope,
+                if report.resumed { " (resumed)" } else { "" },
+                report.listed,
+                report.pages,
+                report.evaluated,
+                report.requests,
+                report.throttled,
+                report.duration_ms,
+                if report.complete {
+                    ""
+                } else {
+                    " — UNFINISHED: run again with --resume"
+                }
+            );
+            let code = cli_scan::deliver(
+                &report.findings,
+                format,
+                output.as_deref(),
+                &report.scope,
+                request.dry_run,
+            )?;
+            Ok(if report.complete { code } else { ExitCode::from(2) })
         }
         Command::Alerts { failed, resend } => {
             let settings = Settings::from_env()?;

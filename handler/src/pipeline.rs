@@ -59,9 +59,16 @@ impl PipelineError {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Trigger {
-    Event { event_id: String, event_type: String },
+    Event {
+        event_id: String,
+        event_type: String,
+    },
     Manual,
     Reconcile,
+    /// A sweep of a scope (HTTP, CLI, the timer): the resource was listed, not changed.
+    Sweep {
+        scope: String,
+    },
 }
 
 /// One audit record: what was seen, decided and done, with the ids that tie it to the event.
@@ -118,13 +125,18 @@ impl Outcome {
     /// Whether the outcome is a decision about a resource, kept in the audit trail. Duplicates,
     /// keyguard's own echoes and events it does not watch are log lines only.
     pub fn is_auditable(&self) -> bool {
-        self.resource_id.is_some() && !matches!(self.verdict.as_str(), "skipped" | "ignored")
+        // A periodic look that finds a resource compliant is a finding, not an event of its own:
+        // thousands of them per sweep would bury the decisions auditors look for.
+        let routine_compliant = matches!(self.trigger, Trigger::Reconcile | Trigger::Sweep { .. })
+            && self.verdict == "compliant"
+            && self.result == "compliant";
+        self.resource_id.is_some() && !matches!(self.verdict.as_str(), "skipped" | "ignored") && !routine_compliant
     }
 
     pub fn event_id(&self) -> Option<&str> {
         match &self.trigger {
             Trigger::Event { event_id, .. } => Some(event_id),
-            Trigger::Manual | Trigger::Reconcile => None,
+            Trigger::Manual | Trigger::Reconcile | Trigger::Sweep { .. } => None,
         }
     }
 }
@@ -250,6 +262,10 @@ impl Pipeline {
         &self.config
     }
 
+    pub fn arm(&self) -> &ArmClient {
+        &self.arm
+    }
+
     pub fn store(&self) -> &StateStore {
         &self.store
     }
@@ -369,13 +385,33 @@ impl Pipeline {
         correlation_id: &str,
         dry_run: bool,
     ) -> Result<Outcome, PipelineError> {
+        self.reconcile_listed(resource_id, None, trigger, correlation_id, dry_run)
+            .await
+    }
+
+    /// As [`Self::reconcile`], starting from the body a listing returned (a sweep): a compliant
+    /// body is trusted, anything that may lead to a write is read live first. A dry run writes
+    /// nothing to ARM, so it takes no lease.
+    pub async fn reconcile_listed(
+        &self,
+        resource_id: &ResourceId,
+        listed: Option<Value>,
+        trigger: Trigger,
+        correlation_id: &str,
+        dry_run: bool,
+    ) -> Result<Outcome, PipelineError> {
         let ctx = CallContext::new(correlation_id, self.settings.time_budget);
         let dry_run = dry_run || self.settings.dry_run;
         let started = std::time::Instant::now();
+        if dry_run {
+            return self
+                .reconcile_inner(resource_id, trigger, &ctx, None, listed, dry_run, started)
+                .await;
+        }
         let _local = self.locks.lock(resource_id).await;
         let lease = self.lease(resource_id, &ctx).await?;
         let result = self
-            .reconcile_inner(resource_id, trigger, &ctx, None, None, dry_run, started)
+            .reconcile_inner(resource_id, trigger, &ctx, None, listed, dry_run, started)
             .await;
         self.release(&lease).await;
         result
@@ -520,7 +556,9 @@ impl Pipeline {
             },
         };
         let mut evaluation = evaluate_view(id, &view(&document, &children), &self.config, now);
-        if carried && evaluation.verdict.is_drift() {
+        // A dry-run sweep reports what the listing showed; nothing is written, so no live read.
+        let report_only = dry_run && matches!(outcome.trigger, Trigger::Sweep { .. });
+        if carried && evaluation.verdict.is_drift() && !report_only {
             // An event's body may be stale (events arrive late and out of order) and lacks fields a
             // revert needs (identity): anything beyond "compliant" is decided on the live resource.
             (document, children) = match self.read_view(id, entry, ctx).await? {
@@ -645,7 +683,12 @@ impl Pipeline {
             ctx.resource_has_identity_for = Some(entry.has_identity_for(document, &key));
             // A disk encryption set holds its own key binding; vault keys are checked here.
             if key.encryption_set_id().is_none() {
-                ctx.key_problems = match self.keyvault.key_facts(&key, call).await? {
+                let max_age = if dry_run {
+                    crate::keyvault::READ_ONLY_MAX_AGE
+                } else {
+                    Duration::ZERO
+                };
+                ctx.key_problems = match self.keyvault.key_facts_within(&key, call, max_age).await? {
                     Ok(facts) => key_problems(&facts, now),
                     Err(problem) => vec![problem],
                 };
@@ -712,7 +755,11 @@ impl Pipeline {
         if key.encryption_set_id().is_some() || key.key_name.is_empty() {
             return None;
         }
-        match self.keyvault.key_facts(key, call).await {
+        match self
+            .keyvault
+            .key_facts_within(key, call, crate::keyvault::READ_ONLY_MAX_AGE)
+            .await
+        {
             Ok(Ok(facts)) => expiring_within(&facts, now, self.config.settings.expiry_warning_days).map(|at| {
                 format!(
                     "the key {} expires on {}: rotate it before then",

@@ -197,6 +197,14 @@ impl TableBackend for EmbeddedBackend {
         .await
     }
 
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_write().map_err(store_err)?;
+            txn.commit().map_err(store_err)
+        })
+        .await
+    }
+
     async fn query(&self, table: Table, range: &RowRange<'_>) -> Result<Vec<Entity>, StoreError> {
         let partition = range.partition.map(str::to_string);
         let row_from = range.row_from.map(str::to_string);

@@ -471,6 +471,11 @@ impl TableBackend for AzureTableBackend {
         }
     }
 
+    /// Every Table Storage write is durable when it is acknowledged.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn query(&self, table: Table, range: &RowRange<'_>) -> Result<Vec<Entity>, StoreError> {
         let mut filters = Vec::new();
         if let Some(p) = range.partition {

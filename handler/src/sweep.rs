@@ -1,0 +1,678 @@
+//! The sweep: list every catalog resource in a scope and put each through the same pipeline as an
+//! event. Resource Graph pages (1,000 rows, `$skipToken`) where it answers, ARM list calls
+//! (`nextLink`) otherwise; throttling quotas are respected before ARM has to refuse; a sweep that
+//! reaches its time budget stops between pages and leaves a checkpoint the next run resumes from.
+//! A listed body is evaluated as it is (no per-resource GET) unless a write may follow.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use keyguard_core::ResourceId;
+use keyguard_core::catalog::{self, CatalogEntry};
+use keyguard_report::{Finding, FindingVerdict};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::arm::{ArmError, CallContext, Page};
+use crate::pipeline::{Pipeline, PipelineError, Trigger};
+
+pub const RESOURCE_GRAPH_API_VERSION: &str = "2022-10-01";
+const RESOURCE_GRAPH_PATH: &str = "/providers/Microsoft.ResourceGraph/resources";
+const MANAGEMENT_GROUPS_API_VERSION: &str = "2020-05-01";
+/// Resource Graph's largest page.
+const PAGE_ROWS: u64 = 1000;
+/// Resources evaluated at once: enough to hide store and ARM latency, few enough to stay polite.
+const CONCURRENCY: usize = 8;
+
+/// What a sweep covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Scope {
+    Subscription { subscription: String },
+    ResourceGroup { subscription: String, group: String },
+    ManagementGroup { name: String },
+}
+
+impl Scope {
+    /// `/subscriptions/{id}`, `/subscriptions/{id}/resourceGroups/{name}`,
+    /// `/providers/Microsoft.Management/managementGroups/{name}`, or a bare subscription id.
+    pub fn parse(text: &str) -> Result<Scope, String> {
+        let text = text.trim().trim_end_matches('/');
+        let segments: Vec<&str> = text.trim_start_matches('/').split('/').collect();
+        let valid = |s: &str| {
+            !s.is_empty() && s.len() <= 90 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c))
+        };
+        let scope = match segments.as_slice() {
+            [sub] if !text.starts_with('/') => Scope::Subscription {
+                subscription: sub.to_string(),
+            },
+            [s, sub] if s.eq_ignore_ascii_case("subscriptions") => Scope::Subscription {
+                subscription: sub.to_string(),
+            },
+            [s, sub, rg, group]
+                if s.eq_ignore_ascii_case("subscriptions") && rg.eq_ignore_ascii_case("resourceGroups") =>
+            {
+                Scope::ResourceGroup {
+                    subscription: sub.to_string(),
+                    group: group.to_string(),
+                }
+            }
+            [p, ns, mgs, name]
+                if p.eq_ignore_ascii_case("providers")
+                    && ns.eq_ignore_ascii_case("Microsoft.Management")
+                    && mgs.eq_ignore_ascii_case("managementGroups") =>
+            {
+                Scope::ManagementGroup { name: name.to_string() }
+            }
+            _ => {
+                return Err(format!(
+                    "{text:?} is not a scope: use /subscriptions/{{id}}, /subscriptions/{{id}}/resourceGroups/{{name}} \
+                     or /providers/Microsoft.Management/managementGroups/{{name}}"
+                ));
+            }
+        };
+        let names: Vec<&str> = match &scope {
+            Scope::Subscription { subscription } => vec![subscription],
+            Scope::ResourceGroup { subscription, group } => vec![subscription, group],
+            Scope::ManagementGroup { name } => vec![name],
+        };
+        match names.iter().find(|n| !valid(n)) {
+            Some(bad) => Err(format!(
+                "{bad:?} is not a valid subscription, group or management group name"
+            )),
+            None => Ok(scope),
+        }
+    }
+
+    pub fn path(&self) -> String {
+        match self {
+            Scope::Subscription { subscription } => format!("/subscriptions/{subscription}"),
+            Scope::ResourceGroup { subscription, group } => {
+                format!("/subscriptions/{subscription}/resourceGroups/{group}")
+            }
+            Scope::ManagementGroup { name } => format!("/providers/Microsoft.Management/managementGroups/{name}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "camelCase")]
+pub enum Listing {
+    /// Resource Graph, falling back to ARM list calls if it does not answer.
+    #[default]
+    Auto,
+    ResourceGraph,
+    Arm,
+}
+
+#[derive(Clone, Debug)]
+pub struct ScanRequest {
+    pub scope: Scope,
+    /// Catalog types to cover; empty: all of them.
+    pub types: Vec<String>,
+    pub dry_run: bool,
+    pub listing: Listing,
+    /// Start again from a checkpoint an earlier, unfinished sweep of the same scope left.
+    pub resume: bool,
+    /// The whole sweep's time; it stops cleanly between pages and leaves a checkpoint.
+    pub budget: Duration,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanProgress {
+    pub listed: usize,
+    pub evaluated: usize,
+    /// When the listing says how many there are (Resource Graph's `totalRecords`).
+    pub total: Option<usize>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanReport {
+    pub scope: String,
+    pub listing: Listing,
+    pub complete: bool,
+    /// Give it back (`resumeToken`, `--resume`) to continue an unfinished sweep.
+    pub resume_token: Option<String>,
+    pub resumed: bool,
+    pub listed: usize,
+    pub evaluated: usize,
+    pub pages: usize,
+    /// ARM requests the sweep made: listing pages, and reads before writes.
+    pub requests: u64,
+    /// 429 answers received (each waited out as `Retry-After` said).
+    pub throttled: u64,
+    pub duration_ms: u64,
+    pub summary: keyguard_report::Counts,
+    pub findings: Vec<Finding>,
+}
+
+/// Where a sweep stands between pages.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Checkpoint {
+    listing: Option<Listing>,
+    /// Resource Graph: the `$skipToken` of the next page.
+    skip_token: Option<String>,
+    /// ARM list: which (subscription, type) list, and its next page.
+    arm_position: usize,
+    next_link: Option<String>,
+    listed: usize,
+    evaluated: usize,
+}
+
+fn types_in(request: &ScanRequest) -> Result<Vec<&'static CatalogEntry>, String> {
+    if request.types.is_empty() {
+        return Ok(catalog::entries().iter().collect());
+    }
+    request
+        .types
+        .iter()
+        .map(|t| catalog::lookup(t).ok_or_else(|| format!("{t} is not a catalog type (see `keyguard catalog`)")))
+        .collect()
+}
+
+fn checkpoint_key(request: &ScanRequest) -> String {
+    let mut types: Vec<String> = request.types.iter().map(|t| t.to_ascii_lowercase()).collect();
+    types.sort();
+    format!(
+        "sweep|{}|{}|{}",
+        request.scope.path().to_ascii_lowercase(),
+        types.join(","),
+        request.dry_run
+    )
+}
+
+/// The Resource Graph query for the catalog types in a scope; ids sort the pages stably.
+pub fn graph_query(types: &[&CatalogEntry], scope: &Scope) -> String {
+    let list: Vec<String> = types
+        .iter()
+        .map(|e| format!("'{}'", e.resource_type.to_ascii_lowercase()))
+        .collect();
+    let group = match scope {
+        Scope::ResourceGroup { group, .. } => format!(" and resourceGroup =~ '{}'", group.replace('\'', "")),
+        _ => String::new(),
+    };
+    format!(
+        "resources | where type in~ ({}){group} | order by id asc",
+        list.join(", ")
+    )
+}
+
+/// What a listing page handed over, and where the next one is.
+struct Listed {
+    rows: Vec<Value>,
+    total: Option<usize>,
+    next: Option<String>,
+}
+
+/// Runs the sweep. `Err` only for what makes the whole sweep impossible (a bad request, no
+/// listing at all); a resource that fails becomes an `error` finding and the sweep goes on.
+pub async fn scan(
+    pipeline: &Pipeline,
+    request: &ScanRequest,
+    progress: &(dyn Fn(&ScanProgress) + Send + Sync),
+) -> Result<ScanReport, SweepError> {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + request.budget;
+    let types = types_in(request).map_err(SweepError::Invalid)?;
+    let key = checkpoint_key(request);
+    let store = pipeline.store();
+    let saved: Option<Checkpoint> = if request.resume {
+        store.checkpoint(&key).await?
+    } else {
+        None
+    };
+    let resumed = saved.is_some();
+    let mut checkpoint = saved.unwrap_or_default();
+    let (requests_before, throttled_before) = pipeline.arm().counters().snapshot();
+    let correlation_id = uuid::Uuid::new_v4().to_string();
+    let trigger = Trigger::Sweep {
+        scope: request.scope.path(),
+    };
+    let mut listing = checkpoint.listing.unwrap_or(request.listing);
+    let mut findings = Vec::new();
+    let mut pages = 0usize;
+    let mut seen = BTreeSet::new();
+    let mut state = ScanProgress {
+        listed: checkpoint.listed,
+        evaluated: checkpoint.evaluated,
+        total: None,
+    };
+    // ARM's list of lists is known once the subscriptions are (a management group's are listed).
+    let mut arm_lists: Option<Vec<String>> = None;
+    // Set when Resource Graph said its quota is spent: the next query waits for the window.
+    let mut quota_resets_at: Option<tokio::time::Instant> = None;
+    let complete = loop {
+        if let Some(at) = quota_resets_at.take() {
+            if at >= deadline {
+                break false;
+            }
+            tracing::info!(
+                wait_ms = (at - tokio::time::Instant::now()).as_millis() as u64,
+                "Resource Graph quota spent; waiting for its window"
+            );
+            tokio::time::sleep_until(at).await;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break false;
+        }
+        let ctx = page_context(&correlation_id, deadline, pipeline.time_budget());
+        let page = match listing {
+            Listing::Auto | Listing::ResourceGraph => {
+                match graph_page(pipeline, &request.scope, &types, checkpoint.skip_token.as_deref(), &ctx).await {
+                    Ok((page, wait)) => {
+                        listing = Listing::ResourceGraph;
+                        quota_resets_at = wait.map(|w| tokio::time::Instant::now() + w);
+                        page
+                    }
+                    // Out of time while waiting out throttling: stop here, resume later.
+                    Err(ArmError::BudgetExhausted { .. })
+                        if tokio::time::Instant::now() + Duration::from_secs(1) >= deadline =>
+                    {
+                        break false;
+                    }
+                    Err(e) if listing == Listing::Auto && checkpoint.skip_token.is_none() && !e.retryable() => {
+                        tracing::warn!(error = %e, "Resource Graph did not answer; listing with ARM instead");
+                        listing = Listing::Arm;
+                        continue;
+                    }
+                    Err(ArmError::Rejected { status: 400, .. }) if checkpoint.skip_token.is_some() => {
+                        // A skip token from an earlier run can expire: start the listing again.
+                        tracing::warn!("the saved Resource Graph position expired; sweeping from the start");
+                        checkpoint = Checkpoint::default();
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Listing::Arm => {
+                if arm_lists.is_none() {
+                    let subscriptions = subscriptions_in(pipeline, &request.scope, deadline, &correlation_id).await?;
+                    arm_lists = Some(arm_lists_for(&subscriptions, &types, &request.scope));
+                }
+                let Some(list) = arm_lists.as_ref().and_then(|l| l.get(checkpoint.arm_position)) else {
+                    break true;
+                };
+                let target = checkpoint.next_link.clone().unwrap_or_else(|| list.clone());
+                match arm_page(pipeline, &target, &ctx).await {
+                    Ok(page) => page,
+                    Err(ArmError::BudgetExhausted { .. })
+                        if tokio::time::Instant::now() + Duration::from_secs(1) >= deadline =>
+                    {
+                        break false;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        pages += 1;
+        state.listed += page.rows.len();
+        state.total = page.total.or(state.total);
+        let outcomes = evaluate_rows(
+            pipeline,
+            &page.rows,
+            &trigger,
+            &correlation_id,
+            request.dry_run,
+            &mut seen,
+        )
+        .await;
+        state.evaluated += outcomes.len();
+        findings.extend(outcomes);
+        progress(&state);
+        // The position after this page, saved before the next page is asked for.
+        match listing {
+            Listing::Arm => match page.next {
+                Some(next) => checkpoint.next_link = Some(next),
+                None => {
+                    checkpoint.next_link = None;
+                    checkpoint.arm_position += 1;
+                }
+            },
+            _ => checkpoint.skip_token = page.next.clone(),
+        }
+        checkpoint.listing = Some(listing);
+        checkpoint.listed = state.listed;
+        checkpoint.evaluated = state.evaluated;
+        let done = match listing {
+            Listing::Arm => checkpoint.arm_position >= arm_lists.as_ref().map_or(0, Vec::len),
+            _ => checkpoint.skip_token.is_none(),
+        };
+        if done {
+            break true;
+        }
+        store.set_checkpoint(&key, Some(&checkpoint)).await?;
+    };
+    finish(
+        pipeline,
+        &key,
+        complete,
+        listing,
+        resumed,
+        state,
+        pages,
+        findings,
+        started,
+        requests_before,
+        throttled_before,
+        &request.scope,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    pipeline: &Pipeline,
+    key: &str,
+    complete: bool,
+    listing: Listing,
+    resumed: bool,
+    state: ScanProgress,
+    pages: usize,
+    findings: Vec<Finding>,
+    started: Instant,
+    requests_before: u64,
+    throttled_before: u64,
+    scope: &Scope,
+) -> Result<ScanReport, SweepError> {
+    if complete {
+        pipeline.store().set_checkpoint::<Checkpoint>(key, None).await?;
+    }
+    pipeline.store().flush().await?;
+    let (requests, throttled) = pipeline.arm().counters().snapshot();
+    Ok(ScanReport {
+        scope: scope.path(),
+        listing,
+        complete,
+        resume_token: (!complete).then(|| key.to_string()),
+        resumed,
+        listed: state.listed,
+        evaluated: state.evaluated,
+        pages,
+        requests: requests - requests_before,
+        throttled: throttled - throttled_before,
+        duration_ms: started.elapsed().as_millis() as u64,
+        summary: keyguard_report::summarize(&findings).overall,
+        findings,
+    })
+}
+
+fn page_context(correlation_id: &str, deadline: tokio::time::Instant, call_budget: Duration) -> CallContext {
+    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+    CallContext::new(correlation_id, remaining.min(call_budget.max(Duration::from_secs(30))))
+}
+
+/// Each listed row through the pipeline, a few at a time; a row listed twice (pages can overlap
+/// when resources change mid-sweep) is evaluated once.
+async fn evaluate_rows(
+    pipeline: &Pipeline,
+    rows: &[Value],
+    trigger: &Trigger,
+    correlation_id: &str,
+    dry_run: bool,
+    seen: &mut BTreeSet<String>,
+) -> Vec<Finding> {
+    let mut work = Vec::new();
+    for row in rows {
+        let Some(id_text) = row["id"].as_str() else {
+            continue;
+        };
+        if !seen.insert(id_text.to_ascii_lowercase()) {
+            continue;
+        }
+        work.push((id_text.to_string(), row.clone()));
+    }
+    futures_util::stream::iter(work)
+        .map(|(id_text, row)| async move {
+            let resource_type = row["type"].as_str().unwrap_or_default().to_string();
+            let id = match ResourceId::parse(&id_text) {
+                Ok(id) => id,
+                Err(e) => return Finding::error(&id_text, &resource_type, &format!("listed id: {e}")),
+            };
+            match pipeline
+                .reconcile_listed(&id, Some(row), trigger.clone(), correlation_id, dry_run)
+                .await
+            {
+                Ok(outcome) => outcome.finding.unwrap_or_else(|| {
+                    let mut f = Finding::new(id.as_str(), &id.resource_type(), FindingVerdict::Unsupported);
+                    f.result = Some(outcome.result.clone());
+                    f.detail = outcome.detail.clone();
+                    f
+                }),
+                Err(e) => Finding::error(id.as_str(), &id.resource_type(), &e.to_string()),
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await
+}
+
+async fn graph_page(
+    pipeline: &Pipeline,
+    scope: &Scope,
+    types: &[&CatalogEntry],
+    skip_token: Option<&str>,
+    ctx: &CallContext,
+) -> Result<(Listed, Option<Duration>), ArmError> {
+    let mut options = json!({ "$top": PAGE_ROWS, "resultFormat": "objectArray" });
+    if let Some(token) = skip_token {
+        options["$skipToken"] = json!(token);
+    }
+    let mut body = json!({ "query": graph_query(types, scope), "options": options });
+    match scope {
+        Scope::Subscription { subscription } | Scope::ResourceGroup { subscription, .. } => {
+            body["subscriptions"] = json!([subscription]);
+        }
+        Scope::ManagementGroup { name } => body["managementGroups"] = json!([name]),
+    }
+    let path = format!("{RESOURCE_GRAPH_PATH}?api-version={RESOURCE_GRAPH_API_VERSION}");
+    let page = pipeline.arm().post_page(&path, &body, ctx).await?;
+    let wait = quota_wait(&page);
+    let rows = page.body["data"].as_array().cloned().unwrap_or_default();
+    let listed = Listed {
+        rows,
+        total: page.body["totalRecords"].as_u64().map(|n| n as usize),
+        next: page.body["$skipToken"].as_str().map(str::to_string),
+    };
+    Ok((listed, wait))
+}
+
+/// Resource Graph says how many queries are left in its window and when it resets: when none are
+/// left, the next query waits for the reset instead of earning a 429.
+fn quota_wait(page: &Page) -> Option<Duration> {
+    let header = |name: &str| page.headers.get(name).and_then(|v| v.to_str().ok());
+    let remaining = header("x-ms-user-quota-remaining").and_then(|v| v.trim().parse::<u64>().ok());
+    let resets = header("x-ms-user-quota-resets-after").and_then(parse_hms);
+    match (remaining, resets) {
+        // Whole seconds: add one so the window has really reset.
+        (Some(0), Some(wait)) => Some(wait + Duration::from_millis(200)),
+        _ => None,
+    }
+}
+
+/// `hh:mm:ss` (Resource Graph's `x-ms-user-quota-resets-after`).
+fn parse_hms(text: &str) -> Option<Duration> {
+    let parts: Vec<u64> = text.trim().split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    match parts.as_slice() {
+        [h, m, s] => Some(Duration::from_secs(h * 3600 + m * 60 + s)),
+        _ => None,
+    }
+}
+
+async fn arm_page(pipeline: &Pipeline, target: &str, ctx: &CallContext) -> Result<Listed, ArmError> {
+    let page = pipeline.arm().get_page(target, ctx).await?;
+    Ok(Listed {
+        rows: page.body["value"].as_array().cloned().unwrap_or_default(),
+        total: None,
+        next: page.body["nextLink"].as_str().map(str::to_string),
+    })
+}
+
+/// The subscriptions an ARM-list sweep covers (a management group's, listed through ARM).
+async fn subscriptions_in(
+    pipeline: &Pipeline,
+    scope: &Scope,
+    deadline: tokio::time::Instant,
+    correlation_id: &str,
+) -> Result<Vec<String>, SweepError> {
+    match scope {
+        Scope::Subscription { subscription } | Scope::ResourceGroup { subscription, .. } => {
+            Ok(vec![subscription.clone()])
+        }
+        Scope::ManagementGroup { name } => {
+            let mut subscriptions = Vec::new();
+            let mut next = Some(format!(
+                "/providers/Microsoft.Management/managementGroups/{name}/descendants?api-version={MANAGEMENT_GROUPS_API_VERSION}"
+            ));
+            while let Some(target) = next {
+                let ctx = page_context(correlation_id, deadline, pipeline.time_budget());
+                let page = arm_page(pipeline, &target, &ctx).await?;
+                subscriptions.extend(
+                    page.rows
+                        .iter()
+                        .filter(|r| {
+                            r["type"]
+                                .as_str()
+                                .is_some_and(|t| t.to_ascii_lowercase().ends_with("/subscriptions"))
+                        })
+                        .filter_map(|r| r["name"].as_str().map(str::to_string)),
+                );
+                next = page.next;
+            }
+            Ok(subscriptions)
+        }
+    }
+}
+
+/// One ARM list URL per (subscription, top-level type). Child types (SQL databases) are not
+/// listable at subscription level; a Resource Graph sweep covers them.
+fn arm_lists_for(subscriptions: &[String], types: &[&CatalogEntry], scope: &Scope) -> Vec<String> {
+    let mut lists = Vec::new();
+    for subscription in subscriptions {
+        for entry in types {
+            if entry.resource_type.matches('/').count() != 1 {
+                continue;
+            }
+            let group = match scope {
+                Scope::ResourceGroup { group, .. } => format!("/resourceGroups/{group}"),
+                _ => String::new(),
+            };
+            lists.push(format!(
+                "/subscriptions/{subscription}{group}/providers/{}?api-version={}",
+                entry.resource_type, entry.api_version
+            ));
+        }
+    }
+    lists
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Arm(#[from] ArmError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+impl SweepError {
+    pub fn retryable(&self) -> bool {
+        match self {
+            SweepError::Invalid(_) => false,
+            SweepError::Arm(e) => e.retryable(),
+            SweepError::Store(_) => true,
+            SweepError::Pipeline(e) => e.retryable(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_parse_from_arm_paths_and_bad_ones_are_named() {
+        assert_eq!(
+            Scope::parse("/subscriptions/abc").unwrap(),
+            Scope::Subscription {
+                subscription: "abc".into()
+            }
+        );
+        assert_eq!(
+            Scope::parse("abc").unwrap(),
+            Scope::Subscription {
+                subscription: "abc".into()
+            }
+        );
+        assert_eq!(
+            Scope::parse("/subscriptions/abc/resourceGroups/rg-1/").unwrap(),
+            Scope::ResourceGroup {
+                subscription: "abc".into(),
+                group: "rg-1".into()
+            }
+        );
+        assert_eq!(
+            Scope::parse("/providers/Microsoft.Management/managementGroups/mg").unwrap(),
+            Scope::ManagementGroup { name: "mg".into() }
+        );
+        for bad in [
+            "/subscriptions",
+            "/subscriptions/a/b",
+            "/subscriptions/a b",
+            "/subscriptions/x'y",
+            "",
+        ] {
+            assert!(Scope::parse(bad).is_err(), "{bad:?}");
+        }
+        let scope = Scope::parse("/subscriptions/abc/resourceGroups/rg").unwrap();
+        assert_eq!(scope.path(), "/subscriptions/abc/resourceGroups/rg");
+    }
+
+    #[test]
+    fn the_graph_query_names_every_type_and_the_group() {
+        let types: Vec<&CatalogEntry> = catalog::entries().iter().collect();
+        let q = graph_query(
+            &types,
+            &Scope::ResourceGroup {
+                subscription: "s".into(),
+                group: "rg".into(),
+            },
+        );
+        assert!(
+            q.starts_with("resources | where type in~ ('microsoft.storage/storageaccounts'"),
+            "{q}"
+        );
+        assert_eq!(q.matches("', '").count() + 1, types.len());
+        assert!(q.ends_with(" and resourceGroup =~ 'rg' | order by id asc"), "{q}");
+    }
+
+    #[test]
+    fn quota_reset_times_parse() {
+        assert_eq!(parse_hms("00:00:03"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_hms("01:02:03"), Some(Duration::from_secs(3723)));
+        assert_eq!(parse_hms("soon"), None);
+    }
+
+    #[test]
+    fn arm_lists_cover_top_level_types_per_subscription() {
+        let types: Vec<&CatalogEntry> = ["Microsoft.Storage/storageAccounts", "Microsoft.Sql/servers/databases"]
+            .iter()
+            .filter_map(|t| catalog::lookup(t))
+            .collect();
+        let lists = arm_lists_for(
+            &["s1".into(), "s2".into()],
+            &types,
+            &Scope::Subscription {
+                subscription: "s1".into(),
+            },
+        );
+        assert_eq!(lists.len(), 2, "{lists:?}");
+        assert!(lists[0].starts_with("/subscriptions/s1/providers/Microsoft.Storage/storageAccounts?api-version="));
+    }
+}
