@@ -254,6 +254,10 @@ impl Pipeline {
         &self.store
     }
 
+    pub fn arm(&self) -> &ArmClient {
+        &self.arm
+    }
+
     pub fn retention(&self) -> Retention {
         self.settings.retention
     }
