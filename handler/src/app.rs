@@ -813,6 +813,9 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 #[cfg(test)]
+mod openapi_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
