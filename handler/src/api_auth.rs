@@ -54,9 +54,6 @@
 //! next try waits [`JwksPolicy::failure_retry_interval`]. A stale set keeps serving the keys it has
 //! while the endpoint is unreachable: Entra announces new keys weeks before signing with them.
 
-// The API routes are wired to this module in a separate change (issue 6); remove this then.
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -428,6 +425,8 @@ impl ApiAuthenticator {
         Ok(Self::new(ApiAuthMode::from_lookup(get, bind)?, http))
     }
 
+    /// Tests shorten the intervals; production keeps [`JwksPolicy::default`].
+    #[cfg(test)]
     pub fn with_jwks_policy(mut self, policy: JwksPolicy) -> Self {
         if let Scheme::Credentials { entra: Some(v), .. } = &mut self.scheme {
             v.policy = policy;

@@ -1,21 +1,49 @@
 //! Entry points over HTTP, kept thin: the Functions custom-handler functions (EncryptionDrift,
 //! Reconcile, the forwarded Api routes) and the direct Event Grid webhook. All of them hand the
 //! work to the same [`Pipeline`].
+//!
+//! # The `/api/*` routes
+//!
+//! [`API_ROUTES`] lists every route with who may call it; the routers are built through it (a
+//! route missing from the list does not start) and the OpenAPI document `handler/openapi.json`,
+//! served at `GET /api/openapi.json`, is tested against it and against the real responses.
+//!
+//! - [`Access::Authenticated`] routes go through [`api_auth::require_auth`]: under the Functions
+//!   host the host has already checked the function key (`authLevel: function`), standalone an API
+//!   key or an Entra ID token is required (see [`api_auth`] for the settings). Each call is logged
+//!   with the caller's kind and subject, never its credential.
+//! - `/api/events` is Event Grid's webhook: it keeps its own shared secret (`KEYGUARD_WEBHOOK_KEY`,
+//!   sent as `?code=`), because Event Grid cannot send an API key header or an Entra token of ours.
+//! - `/api/openapi.json` is public: it describes the API and holds nothing about the deployment.
+//! - `/api/health` answers everyone, but with `{"status"}` only unless the caller is
+//!   authenticated. Load balancers, container orchestrators and uptime monitors probe without
+//!   credentials and only need the status code; the details (store location, identity errors,
+//!   dry-run) help an attacker more than a prober, so they stay behind authentication. A request
+//!   that presents a wrong credential still gets 401, so a misconfigured client learns about it.
+//!   Under the Functions host the host's key check applies to every forwarded route, health included.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Query, RawQuery, Request, State};
+use axum::handler::Handler;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, on};
 use functions_runtime::{FunctionApp, Invocation, InvocationError, InvocationResult};
 use keyguard_core::ResourceId;
 use keyguard_core::event::{EventKind, IncomingEvent, parse_delivery, parse_event};
+use keyguard_report::{Finding, FindingVerdict, Format, ReportContext};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::api_auth::{self, ApiAuthenticator, AuthError, Principal};
+use crate::arm::ArmClient;
 use crate::pipeline::{Outcome, Pipeline, Trigger};
 
 pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
@@ -23,10 +51,77 @@ pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
 pub const EVENT_FUNCTION: (&str, &str) = ("EncryptionDrift", "eventGridEvent");
 pub const TIMER_FUNCTION: (&str, &str) = ("Reconcile", "timer");
 
+/// The API's description, kept in the repository and served verbatim.
+pub const OPENAPI_DOCUMENT: &str = include_str!("../openapi.json");
+
+/// How long `/api/health` waits for the store and for a token: a probe must answer in time even
+/// when a dependency hangs, and a dependency that slow is not healthy.
+const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct AppState {
     pub pipeline: Arc<Pipeline>,
+    /// Event Grid's shared secret for `/api/events`.
     pub webhook_key: Option<Arc<str>>,
+    /// Decides who may call the other `/api/*` routes.
+    pub auth: Arc<ApiAuthenticator>,
+    /// Whether keyguard runs in dry run (configuration or `KEYGUARD_DRY_RUN`), for health and reports.
+    pub dry_run: bool,
+}
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Through [`api_auth::require_auth`].
+    Authenticated,
+    /// Anyone (`/api/health` shows its details to authenticated callers only).
+    Open,
+    /// Event Grid's shared secret, `KEYGUARD_WEBHOOK_KEY`.
+    WebhookKey,
+}
+
+/// One `/api/*` route. See the module docs.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiRoute {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+    /// Served by `keyguard webhook` only: under the Functions host, events arrive through the
+    /// `EncryptionDrift` function instead.
+    pub webhook_only: bool,
+}
+
+impl ApiRoute {
+    const fn new(method: &'static str, path: &'static str, access: Access) -> Self {
+        Self {
+            method,
+            path,
+            access,
+            webhook_only: false,
+        }
+    }
+
+    const fn webhook_only(mut self) -> Self {
+        self.webhook_only = true;
+        self
+    }
+}
+
+/// Every `/api/*` route keyguard serves. `handler/openapi.json` documents exactly these.
+pub const API_ROUTES: &[ApiRoute] = &[
+    ApiRoute::new("POST", "/api/check", Access::Authenticated),
+    ApiRoute::new("GET", "/api/findings", Access::Authenticated),
+    ApiRoute::new("GET", "/api/audit", Access::Authenticated),
+    ApiRoute::new("GET", "/api/health", Access::Open),
+    ApiRoute::new("GET", "/api/openapi.json", Access::Open),
+    ApiRoute::new("POST", "/api/events", Access::WebhookKey).webhook_only(),
+    ApiRoute::new("OPTIONS", "/api/events", Access::WebhookKey).webhook_only(),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Host {
+    Functions,
+    Webhook,
 }
 
 /// The router the Functions host talks to: payload-mode functions plus the forwarded `/api/*` routes.
@@ -35,30 +130,106 @@ pub fn functions_router(state: AppState) -> Router {
         .with_state(state.clone())
         .function(EVENT_FUNCTION.0, EVENT_FUNCTION.1, encryption_drift)
         .function(TIMER_FUNCTION.0, TIMER_FUNCTION.1, reconcile_timer)
-        .routes(api_routes(state))
+        .routes(api_routes(state, Host::Functions))
         .body_limit(BODY_LIMIT)
         .into_router()
 }
 
 /// Direct Event Grid delivery (no Functions host) plus the same API routes.
 pub fn webhook_router(state: AppState) -> Router {
-    let events = Router::new()
-        .route("/api/events", post(webhook_events).options(webhook_options))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state.clone());
     FunctionApp::new()
-        .routes(events.merge(api_routes(state)))
+        .routes(api_routes(state, Host::Webhook))
         .body_limit(BODY_LIMIT)
         .into_router()
 }
 
-fn api_routes(state: AppState) -> Router {
-    Router::new()
-        .route("/api/check", post(api_check))
-        .route("/api/health", get(api_health))
-        .route("/api/audit", get(api_audit))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+fn api_routes(state: AppState, host: Host) -> Router {
+    ApiRouter::new(host)
+        .add("POST", "/api/check", api_check)
+        .add("GET", "/api/findings", api_findings)
+        .add("GET", "/api/audit", api_audit)
+        .add("GET", "/api/health", api_health)
+        .add("GET", "/api/openapi.json", api_openapi)
+        .add("POST", "/api/events", webhook_events)
+        .add("OPTIONS", "/api/events", webhook_options)
+        .finish(state)
+}
+
+/// Registers routes under the access [`API_ROUTES`] gives them.
+struct ApiRouter {
+    host: Host,
+    authenticated: Router<AppState>,
+    open: Router<AppState>,
+}
+
+impl ApiRouter {
+    fn new(host: Host) -> Self {
+        Self {
+            host,
+            authenticated: Router::new(),
+            open: Router::new(),
+        }
+    }
+
+    /// Panics on a route missing from [`API_ROUTES`]: a programming error, caught by every test
+    /// that builds a router, so an undocumented route cannot ship.
+    fn add<H, T>(mut self, method: &'static str, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let Some(route) = API_ROUTES.iter().find(|r| r.method == method && r.path == path) else {
+            panic!("{method} {path} is not listed in API_ROUTES (nor, then, in openapi.json)");
+        };
+        if route.webhook_only && self.host != Host::Webhook {
+            return self;
+        }
+        let filter = match method {
+            "GET" => MethodFilter::GET,
+            "POST" => MethodFilter::POST,
+            "OPTIONS" => MethodFilter::OPTIONS,
+            "PUT" => MethodFilter::PUT,
+            "DELETE" => MethodFilter::DELETE,
+            other => panic!("API_ROUTES: method {other} is not supported"),
+        };
+        match route.access {
+            Access::Authenticated => self.authenticated = self.authenticated.route(path, on(filter, handler)),
+            Access::Open | Access::WebhookKey => self.open = self.open.route(path, on(filter, handler)),
+        }
+        self
+    }
+
+    fn finish(self, state: AppState) -> Router {
+        // Layers added last run first: require_auth, then the log line that names the caller.
+        self.authenticated
+            .route_layer(middleware::from_fn(log_api_call))
+            .route_layer(middleware::from_fn_with_state(
+                state.auth.clone(),
+                api_auth::require_auth,
+            ))
+            .merge(self.open)
+            .layer(DefaultBodyLimit::max(BODY_LIMIT))
+            .with_state(state)
+    }
+}
+
+/// One line per authenticated API call: who (kind and subject, never the credential), what, how it ended.
+async fn log_api_call(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let principal = request.extensions().get::<Principal>().cloned();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        caller_kind = principal.as_ref().map(|p| p.kind.as_str()),
+        caller = principal.as_ref().and_then(|p| p.subject.as_deref()),
+        "API call"
+    );
+    response
 }
 
 async fn encryption_drift(invocation: Invocation<Value>, state: AppState) -> Result<InvocationResult, InvocationError> {
@@ -141,10 +312,11 @@ struct CheckRequest {
     dry_run: bool,
 }
 
-async fn api_check(State(state): State<AppState>, headers: HeaderMap, query: Query<KeyQuery>, body: Bytes) -> Response {
-    if let Some(denied) = unauthorized(&state, &headers, &query) {
-        return denied;
-    }
+async fn api_check(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_rejected(&rejection),
+    };
     if !is_json(&headers, &["application/json"]) {
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -167,29 +339,251 @@ async fn api_check(State(state): State<AppState>, headers: HeaderMap, query: Que
         .reconcile(&id, Trigger::Manual, &correlation_id, request.dry_run)
         .await
     {
+        // Recorded like any decision (its finding is dropped), but the caller asked about a resource
+        // that is not there: that is a 404, not a verdict.
+        Ok(outcome) if outcome.verdict == "gone" => error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            &format!("ARM has no resource {id}"),
+        ),
         Ok(outcome) => (StatusCode::OK, axum::Json(outcome)).into_response(),
         Err(e) if e.retryable() => error(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", &e.to_string()),
         Err(e) => error(StatusCode::BAD_GATEWAY, "ArmError", &e.to_string()),
     }
 }
 
-async fn api_health(State(state): State<AppState>) -> Response {
+/// `GET /api/findings` query: filters and the output format.
+#[derive(Debug, PartialEq)]
+struct FindingsQuery {
+    /// Empty: every verdict.
+    verdicts: BTreeSet<FindingVerdict>,
+    subscription: Option<String>,
+    resource_group: Option<String>,
+    resource_type: Option<String>,
+    format: Format,
+}
+
+const FINDINGS_PARAMETERS: &str = "verdict, subscription, resourceGroup, type, format";
+const FINDINGS_FORMATS: [Format; 4] = [Format::Json, Format::Csv, Format::Sarif, Format::Html];
+
+impl FindingsQuery {
+    /// Parsed by hand because `verdict` may repeat (`?verdict=drift&verdict=error`), which serde's
+    /// query deserializer cannot express next to unknown-key rejection.
+    fn parse(raw: Option<&str>) -> Result<Self, String> {
+        let mut query = FindingsQuery {
+            verdicts: BTreeSet::new(),
+            subscription: None,
+            resource_group: None,
+            resource_type: None,
+            format: Format::Json,
+        };
+        let mut format: Option<Format> = None;
+        for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            let value = value.trim();
+            match key.as_ref() {
+                "verdict" => {
+                    for item in value.split(',').map(str::trim) {
+                        let verdict = FindingVerdict::ALL
+                            .into_iter()
+                            .find(|v| v.as_str().eq_ignore_ascii_case(item))
+                            .ok_or_else(|| {
+                                format!("verdict {item:?} is not one of compliant, drift, exempt, unsupported, error")
+                            })?;
+                        query.verdicts.insert(verdict);
+                    }
+                }
+                "subscription" => set_once(&mut query.subscription, "subscription", value)?,
+                "resourceGroup" => set_once(&mut query.resource_group, "resourceGroup", value)?,
+                "type" => set_once(&mut query.resource_type, "type", value)?,
+                "format" => {
+                    if format.is_some() {
+                        return Err("format is given more than once".into());
+                    }
+                    let parsed = value
+                        .parse::<Format>()
+                        .ok()
+                        .filter(|f| FINDINGS_FORMATS.contains(f))
+                        .ok_or_else(|| format!("format {value:?} is not one of json, csv, sarif, html"))?;
+                    format = Some(parsed);
+                }
+                // The Functions key: the host checks it before forwarding the request.
+                "code" => {}
+                other => {
+                    return Err(format!(
+                        "unknown query parameter {other:?}; expected {FINDINGS_PARAMETERS}"
+                    ));
+                }
+            }
+        }
+        query.format = format.unwrap_or(Format::Json);
+        Ok(query)
+    }
+
+    fn matches(&self, finding: &Finding) -> bool {
+        let same = |wanted: &Option<String>, actual: Option<&str>| {
+            wanted
+                .as_deref()
+                .is_none_or(|w| actual.is_some_and(|a| a.eq_ignore_ascii_case(w)))
+        };
+        (self.verdicts.is_empty() || self.verdicts.contains(&finding.verdict))
+            && same(&self.subscription, finding.subscription_id.as_deref())
+            && same(&self.resource_group, finding.resource_group.as_deref())
+            && same(&self.resource_type, Some(&finding.resource_type))
+    }
+
+    /// The report's scope line.
+    fn describe(&self) -> String {
+        let mut parts = vec!["latest finding per resource".to_string()];
+        if let Some(s) = &self.subscription {
+            parts.push(format!("subscription {s}"));
+        }
+        if let Some(g) = &self.resource_group {
+            parts.push(format!("resource group {g}"));
+        }
+        if let Some(t) = &self.resource_type {
+            parts.push(format!("type {t}"));
+        }
+        if !self.verdicts.is_empty() {
+            let verdicts: Vec<&str> = self.verdicts.iter().map(|v| v.as_str()).collect();
+            parts.push(format!("verdict {}", verdicts.join(",")));
+        }
+        parts.join(" / ")
+    }
+}
+
+fn set_once(slot: &mut Option<String>, name: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err(format!("{name} is empty"));
+    }
+    if slot.is_some() {
+        return Err(format!("{name} is given more than once"));
+    }
+    *slot = Some(value.to_string());
+    Ok(())
+}
+
+/// The latest finding per resource, as JSON with a summary or as a CSV, SARIF or HTML report.
+async fn api_findings(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let query = match FindingsQuery::parse(raw.as_deref()) {
+        Ok(q) => q,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "InvalidQuery", &message),
+    };
+    let findings = match state.pipeline.store().findings().await {
+        Ok(findings) => findings,
+        Err(e) => {
+            tracing::error!(error = %e, "findings unreadable");
+            return store_unavailable();
+        }
+    };
+    let findings: Vec<Finding> = findings.into_iter().filter(|f| query.matches(f)).collect();
+    if query.format == Format::Json {
+        let summary = keyguard_report::summarize(&findings);
+        return (
+            StatusCode::OK,
+            axum::Json(json!({"value": findings, "summary": summary})),
+        )
+            .into_response();
+    }
+    let context = ReportContext {
+        dry_run: state.dry_run,
+        ..ReportContext::new(
+            env!("CARGO_PKG_VERSION"),
+            time::OffsetDateTime::now_utc(),
+            &query.describe(),
+        )
+    };
+    let body = keyguard_report::render(&findings, query.format, &context);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, query.format.media_type())],
+        body,
+    )
+        .into_response()
+}
+
+/// Status for anyone, details for authenticated callers (see the module docs for why).
+async fn api_health(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let principal = match state.auth.authorize(&headers).await {
+        Ok(principal) => Some(principal),
+        Err(AuthError::Missing) => None,
+        Err(e) => {
+            tracing::warn!(reason = %e, "health details refused");
+            return state.auth.rejection(&e);
+        }
+    };
+    let pipeline = &state.pipeline;
     // A point read proves the store answers without scanning it on every probe.
-    let store_ok = state.pipeline.store().ping().await.is_ok();
+    let (store, identity) = tokio::join!(
+        tokio::time::timeout(HEALTH_PROBE_TIMEOUT, pipeline.store().ping()),
+        token_check(pipeline.arm()),
+    );
+    let store_ok = match store {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "health: the state store did not answer");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_secs = HEALTH_PROBE_TIMEOUT.as_secs(),
+                "health: the state store timed out"
+            );
+            false
+        }
+    };
+    let healthy = store_ok && identity.is_ok();
+    let (status, label) = if healthy {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "degraded")
+    };
+    let Some(principal) = principal else {
+        return (status, axum::Json(json!({"status": label}))).into_response();
+    };
+    tracing::info!(
+        caller_kind = principal.kind.as_str(),
+        caller = principal.subject.as_deref(),
+        status = status.as_u16(),
+        "API call GET /api/health"
+    );
+    let mut identity_body = json!({"tokenObtainable": identity.is_ok()});
+    if let Err(message) = &identity {
+        identity_body["error"] = json!(message);
+    }
     let body = json!({
-        "status": if store_ok { "ok" } else { "degraded" },
+        "status": label,
         "version": env!("CARGO_PKG_VERSION"),
         "catalogTypes": keyguard_core::catalog::entries().len(),
+        "profiles": pipeline.config().profiles.len(),
         "storeReachable": store_ok,
-        "store": state.pipeline.store().describe(),
-        "dryRun": state.pipeline.config().settings.dry_run,
+        "store": pipeline.store().describe(),
+        "identity": identity_body,
+        "dryRun": state.dry_run,
     });
-    let status = if store_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
     (status, axum::Json(body)).into_response()
+}
+
+/// Whether keyguard's credential hands out an ARM token. The error is a fixed phrase: the
+/// credential's own message can carry endpoints and tenant details, so it goes to the log only.
+async fn token_check(arm: &ArmClient) -> Result<(), String> {
+    match tokio::time::timeout(HEALTH_PROBE_TIMEOUT, arm.tokens().token(arm.scope())).await {
+        Ok(Ok(_token)) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "health: no ARM token");
+            Err("the credential did not issue a token (details in the log)".into())
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_secs = HEALTH_PROBE_TIMEOUT.as_secs(),
+                "health: the token request timed out"
+            );
+            Err(format!("no token within {} s", HEALTH_PROBE_TIMEOUT.as_secs()))
+        }
+    }
+}
+
+async fn api_openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_DOCUMENT).into_response()
 }
 
 #[derive(Deserialize, Default)]
@@ -200,31 +594,26 @@ struct KeyQuery {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct AuditParams {
-    code: Option<String>,
     /// A resource id: only its records.
     resource: Option<String>,
     /// RFC 3339 time or an age such as `24h`, `7d`.
     since: Option<String>,
     until: Option<String>,
     limit: Option<usize>,
+    /// The Functions key (`?code=`): the host checks it before forwarding the request.
+    #[serde(rename = "code")]
+    _functions_key: Option<serde::de::IgnoredAny>,
 }
 
 /// The persisted audit trail, oldest first (the newest `limit` records; 1,000 by default).
 async fn api_audit(
     State(state): State<AppState>,
-    headers: HeaderMap,
     params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Query(params) = match params {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidQuery", &e.body_text()),
     };
-    let key = KeyQuery {
-        code: params.code.clone(),
-    };
-    if let Some(denied) = unauthorized(&state, &headers, &key) {
-        return denied;
-    }
     let now = time::OffsetDateTime::now_utc();
     let query = match crate::audit::query_from(
         params.resource.as_deref(),
@@ -245,13 +634,28 @@ async fn api_audit(
         Ok(records) => (StatusCode::OK, axum::Json(json!({ "value": records }))).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "audit trail unreadable");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "StoreUnavailable",
-                "the state store did not answer",
-            )
+            store_unavailable()
         }
     }
+}
+
+/// A body that could not be read (over [`BODY_LIMIT`], or a broken stream), in the API's error shape.
+fn body_rejected(rejection: &BytesRejection) -> Response {
+    let status = rejection.status();
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "PayloadTooLarge"
+    } else {
+        "InvalidRequest"
+    };
+    error(status, code, &rejection.body_text())
+}
+
+fn store_unavailable() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "StoreUnavailable",
+        "the state store did not answer",
+    )
 }
 
 /// Event Grid delivers to `https://.../api/events?code=<secret>` (the secret rides in the
@@ -310,11 +714,15 @@ async fn webhook_events(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Query<KeyQuery>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Some(denied) = unauthorized(&state, &headers, &query) {
         return denied;
     }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_rejected(&rejection),
+    };
     if !is_json(
         &headers,
         &[
@@ -403,6 +811,9 @@ fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, axum::Json(json!({"error": {"code": code, "message": message}}))).into_response()
 }
+
+#[cfg(test)]
+mod openapi_tests;
 
 #[cfg(test)]
 mod tests {

@@ -265,7 +265,7 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
                 .port
                 .or(port)
                 .context("no port: set FUNCTIONS_CUSTOMHANDLER_PORT or pass --port")?;
-            let state = app_state(&settings).await?;
+            let state = app_state(&settings, std::net::Ipv4Addr::LOCALHOST.into()).await?;
             tracing::info!(port, config = %settings.config_source, store = %settings.store.describe(), dry_run = settings.dry_run, "keyguard custom handler starting");
             let store = state.pipeline.store().clone();
             functions_runtime::serve(app::functions_router(state), port).await?;
@@ -277,7 +277,7 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
             if settings.webhook_key.is_none() && !bind.is_loopback() {
                 anyhow::bail!("refusing to listen on {bind} without KEYGUARD_WEBHOOK_KEY: anyone could post events");
             }
-            let state = app_state(&settings).await?;
+            let state = app_state(&settings, bind).await?;
             let listener = tokio::net::TcpListener::bind((bind, port)).await?;
             tracing::info!(addr = %listener.local_addr()?, "keyguard webhook listening on /api/events");
             let store = state.pipeline.store().clone();
@@ -596,8 +596,11 @@ async fn open_store() -> anyhow::Result<store::StateStore> {
         .with_context(|| format!("cannot open the state store ({})", settings.store.describe()))
 }
 
-/// Builds the pipeline and, when alert routes are configured, starts the outbox sender.
-async fn app_state(settings: &Settings) -> anyhow::Result<AppState> {
+/// Builds the pipeline and the API authenticator (`bind`: the address the API listens on) and,
+/// when alert routes are configured, starts the outbox sender.
+async fn app_state(settings: &Settings, bind: std::net::IpAddr) -> anyhow::Result<AppState> {
+    let auth = api_auth::ApiAuthenticator::from_env(bind, settings.http_client()?)?;
+    tracing::info!(api_auth = auth.describe(), "API authentication");
     let pipeline = Arc::new(settings.build_pipeline().await?);
     if let Some(alerter) = pipeline.alerter() {
         tokio::spawn(
@@ -610,5 +613,7 @@ async fn app_state(settings: &Settings) -> anyhow::Result<AppState> {
     Ok(AppState {
         pipeline,
         webhook_key: settings.webhook_key.as_deref().map(Arc::from),
+        auth: Arc::new(auth),
+        dry_run: settings.dry_run,
     })
 }
