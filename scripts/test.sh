@@ -18,6 +18,8 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 python3 -m pip install --quiet --disable-pip-version-check "aiosmtpd==1.4.6"
 npm ci --prefix crates/keyguard-notify/tests/node --no-audit --no-fund --loglevel=error
+# The SARIF 2.1.0 schema (from Microsoft's npm package) and Ajv, for the report tests.
+npm ci --prefix crates/keyguard-report/tests/node --no-audit --no-fund --loglevel=error
 # Azurite, Microsoft's Azure Storage emulator (pinned), for every Table Storage state-store test;
 # the tests start their own instances on free loopback ports.
 npm ci --prefix tools/azurite --no-audit --no-fund --loglevel=error

@@ -110,6 +110,7 @@ impl ApiRoute {
 /// Every `/api/*` route keyguard serves. `handler/openapi.json` documents exactly these.
 pub const API_ROUTES: &[ApiRoute] = &[
     ApiRoute::new("POST", "/api/check", Access::Authenticated),
+    ApiRoute::new("POST", "/api/scan", Access::Authenticated),
     ApiRoute::new("GET", "/api/findings", Access::Authenticated),
     ApiRoute::new("GET", "/api/audit", Access::Authenticated),
     ApiRoute::new("GET", "/api/health", Access::Open),
@@ -146,6 +147,7 @@ pub fn webhook_router(state: AppState) -> Router {
 fn api_routes(state: AppState, host: Host) -> Router {
     ApiRouter::new(host)
         .add("POST", "/api/check", api_check)
+        .add("POST", "/api/scan", api_scan)
         .add("GET", "/api/findings", api_findings)
         .add("GET", "/api/audit", api_audit)
         .add("GET", "/api/health", api_health)
@@ -266,6 +268,51 @@ async fn reconcile_timer(_invocation: Invocation<Value>, state: AppState) -> Res
         Ok(report) => tracing::info!(?report, "pruned expired state"),
         Err(e) => tracing::warn!(error = %e, "could not prune expired state"),
     }
+    if pipeline.sweep_settings().scopes.is_empty() {
+        return recheck_known_resources(pipeline).await;
+    }
+    // Sweep each configured scope, resuming where the last run stopped.
+    let mut result = InvocationResult::new();
+    let mut summaries = Vec::new();
+    for scope in &pipeline.sweep_settings().scopes {
+        let request = crate::sweep::ScanRequest {
+            scope: scope.clone(),
+            types: Vec::new(),
+            dry_run: false,
+            listing: crate::sweep::Listing::Auto,
+            resume: true,
+            budget: pipeline.sweep_settings().timer_budget / pipeline.sweep_settings().scopes.len().max(1) as u32,
+        };
+        let report = crate::sweep::scan(pipeline, &request, &|progress| {
+            tracing::debug!(listed = progress.listed, evaluated = progress.evaluated, total = ?progress.total, "sweep progress");
+        })
+        .await
+        .map_err(|e| InvocationError::retryable(format!("sweep of {}: {e}", scope.path())))?;
+        result.log(format!(
+            "sweep {}: {} listed, {} evaluated, {} drift, {} error, {}",
+            report.scope,
+            report.listed,
+            report.evaluated,
+            report.summary.drift,
+            report.summary.error,
+            if report.complete {
+                "complete"
+            } else {
+                "unfinished: resumes next run"
+            }
+        ));
+        summaries.push(json!({
+            "scope": report.scope, "complete": report.complete, "listed": report.listed,
+            "evaluated": report.evaluated, "summary": report.summary,
+        }));
+    }
+    result.return_value(json!({ "sweeps": summaries }));
+    Ok(result)
+}
+
+/// Without configured sweep scopes: re-check every resource keyguard has seen, so a lost event
+/// never leaves drift unseen for longer than one schedule period.
+async fn recheck_known_resources(pipeline: &Pipeline) -> Result<InvocationResult, InvocationError> {
     let resources = pipeline
         .store()
         .known_resources()
@@ -347,6 +394,87 @@ async fn api_check(State(state): State<AppState>, headers: HeaderMap, body: Resu
             &format!("ARM has no resource {id}"),
         ),
         Ok(outcome) => (StatusCode::OK, axum::Json(outcome)).into_response(),
+        Err(e) if e.retryable() => error(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", &e.to_string()),
+        Err(e) => error(StatusCode::BAD_GATEWAY, "ArmError", &e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ScanBody {
+    scope: String,
+    #[serde(default)]
+    types: Vec<String>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    mode: ScanMode,
+    require: Option<crate::cli_scan::RequireArg>,
+    resume_token: Option<String>,
+}
+
+#[derive(Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+enum ScanMode {
+    /// Evaluate and record only: nothing is written to ARM.
+    #[default]
+    Report,
+    /// Act as the profiles say (revert in enforce mode).
+    Remediate,
+}
+
+/// `POST /api/scan`: a sweep of a scope within the API's budget; an unfinished one answers with a
+/// `resumeToken` to continue from.
+async fn api_scan(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_rejected(&rejection),
+    };
+    if !is_json(&headers, &["application/json"]) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            "send Content-Type: application/json",
+        );
+    }
+    let request: ScanBody = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidRequest", &format!("request body: {e}")),
+    };
+    let scope = match crate::sweep::Scope::parse(&request.scope) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidScope", &e),
+    };
+    let derived;
+    let pipeline: &Pipeline = match request.require {
+        Some(require) => {
+            let mut config = state.pipeline.config().clone();
+            crate::cli_scan::apply_requirement(&mut config, Some(require));
+            derived = state.pipeline.with_config(config);
+            &derived
+        }
+        None => &state.pipeline,
+    };
+    let scan = crate::sweep::ScanRequest {
+        scope,
+        types: request.types,
+        dry_run: request.dry_run || request.mode == ScanMode::Report || request.require.is_some(),
+        listing: crate::sweep::Listing::Auto,
+        resume: request.resume_token.is_some(),
+        budget: state.pipeline.sweep_settings().api_budget,
+    };
+    if let Some(token) = &request.resume_token
+        && *token != crate::sweep::checkpoint_key(&scan)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidResumeToken",
+            "resumeToken belongs to a scan of another scope, type list or mode",
+        );
+    }
+    match crate::sweep::scan(pipeline, &scan, &|_| {}).await {
+        Ok(report) => (StatusCode::OK, axum::Json(report)).into_response(),
+        Err(crate::sweep::SweepError::Invalid(message)) => error(StatusCode::BAD_REQUEST, "InvalidRequest", &message),
         Err(e) if e.retryable() => error(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", &e.to_string()),
         Err(e) => error(StatusCode::BAD_GATEWAY, "ArmError", &e.to_string()),
     }

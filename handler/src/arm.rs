@@ -87,6 +87,7 @@ impl Default for RetryPolicy {
     }
 }
 
+#[derive(Clone)]
 pub struct ArmClient {
     http: reqwest::Client,
     base: String,

@@ -16,7 +16,8 @@ use time::OffsetDateTime;
 
 use crate::sweep::ScanProgress;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RequireArg {
     Cmk,
     Mmk,

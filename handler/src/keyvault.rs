@@ -33,8 +33,11 @@ pub struct KeyVaultClient {
     endpoint_override: Option<String>,
     /// Recent answers by key URL, for decisions that write nothing (a sweep reads the same few
     /// keys for thousands of resources); a revert always asks afresh.
-    recent: std::sync::Mutex<std::collections::HashMap<String, (Instant, Result<KeyFacts, KeyProblem>)>>,
+    recent: std::sync::Mutex<std::collections::HashMap<String, RecentAnswer>>,
 }
+
+/// When Key Vault answered, and what.
+type RecentAnswer = (Instant, Result<KeyFacts, KeyProblem>);
 
 /// How long a read-only decision may reuse what Key Vault said about a key.
 pub const READ_ONLY_MAX_AGE: Duration = Duration::from_secs(60);

@@ -188,12 +188,36 @@ impl Outcome {
     }
 }
 
+#[derive(Clone)]
 pub struct PipelineSettings {
     pub dry_run: bool,
     pub time_budget: Duration,
     /// Names this process in leases and revert intents (host name and process id).
     pub instance: String,
     pub retention: Retention,
+    pub sweep: SweepSettings,
+}
+
+/// What the timer sweeps and how long sweeps may run.
+#[derive(Clone, Debug)]
+pub struct SweepSettings {
+    /// `KEYGUARD_SWEEP_SCOPES`: the scopes the Reconcile timer sweeps. Empty: it re-checks the
+    /// resources keyguard has seen instead.
+    pub scopes: Vec<crate::sweep::Scope>,
+    /// The timer's sweep budget (inside the Functions timeout; it resumes next time).
+    pub timer_budget: Duration,
+    /// `POST /api/scan`'s budget (inside the HTTP front end's 230 s).
+    pub api_budget: Duration,
+}
+
+impl Default for SweepSettings {
+    fn default() -> Self {
+        Self {
+            scopes: Vec::new(),
+            timer_budget: Duration::from_secs(240),
+            api_budget: Duration::from_secs(200),
+        }
+    }
 }
 
 impl PipelineSettings {
@@ -222,9 +246,9 @@ pub struct Pipeline {
     store: StateStore,
     self_identity: SelfIdentity,
     settings: PipelineSettings,
-    locks: ResourceLocks,
+    locks: Arc<ResourceLocks>,
     alerter: Option<Arc<Alerter>>,
-    keyvault: KeyVaultClient,
+    keyvault: Arc<KeyVaultClient>,
 }
 
 impl Pipeline {
@@ -242,9 +266,25 @@ impl Pipeline {
             store,
             self_identity,
             settings,
-            locks: ResourceLocks::default(),
+            locks: Arc::default(),
             alerter: None,
-            keyvault,
+            keyvault: Arc::new(keyvault),
+        }
+    }
+
+    /// The same pipeline (ARM, store, locks, Key Vault answers) deciding by other profiles: a
+    /// scan "against one requirement" (`--require`, `require`) without touching the configuration.
+    /// Alerts stay off: such a look records findings only.
+    pub fn with_config(&self, config: Config) -> Pipeline {
+        Pipeline {
+            self_identity: SelfIdentity::new(config.settings.self_principal_ids.clone()),
+            config: Arc::new(config),
+            arm: self.arm.clone(),
+            store: self.store.clone(),
+            settings: self.settings.clone(),
+            locks: self.locks.clone(),
+            alerter: None,
+            keyvault: self.keyvault.clone(),
         }
     }
 
@@ -268,6 +308,10 @@ impl Pipeline {
 
     pub fn store(&self) -> &StateStore {
         &self.store
+    }
+
+    pub fn sweep_settings(&self) -> &SweepSettings {
+        &self.settings.sweep
     }
 
     pub fn retention(&self) -> Retention {

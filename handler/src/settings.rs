@@ -13,7 +13,7 @@ use crate::arm::{ArmClient, PUBLIC_CLOUD_ENDPOINT};
 use crate::identity::{AuthMode, CredentialTokenSource, TokenSource};
 use crate::keyvault::KeyVaultClient;
 use crate::outbox::Dispatcher;
-use crate::pipeline::{Pipeline, PipelineSettings};
+use crate::pipeline::{Pipeline, PipelineSettings, SweepSettings};
 use crate::store::{Retention, StoreLocation};
 
 pub struct Settings {
@@ -31,6 +31,7 @@ pub struct Settings {
     pub keyvault_endpoint: Option<String>,
     /// Shared secret Event Grid sends in the webhook URL's query (`?code=`), for `keyguard webhook`.
     pub webhook_key: Option<String>,
+    pub sweep: SweepSettings,
 }
 
 impl Settings {
@@ -66,7 +67,30 @@ impl Settings {
             .map(PathBuf::from)
             .unwrap_or_else(|| default_state_path(&get));
         let store = StoreLocation::from_lookup(&get, state_path.clone())?;
+        let mut sweep = SweepSettings::default();
+        if let Some(scopes) = get("KEYGUARD_SWEEP_SCOPES") {
+            for scope in scopes.split([',', ';']).map(str::trim).filter(|s| !s.is_empty()) {
+                sweep.scopes.push(
+                    crate::sweep::Scope::parse(scope).map_err(|e| anyhow::anyhow!("KEYGUARD_SWEEP_SCOPES: {e}"))?,
+                );
+            }
+        }
+        for (name, field) in [
+            ("KEYGUARD_SWEEP_BUDGET_SECS", &mut sweep.timer_budget),
+            ("KEYGUARD_SCAN_BUDGET_SECS", &mut sweep.api_budget),
+        ] {
+            if let Some(v) = get(name) {
+                let secs: u64 = v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .with_context(|| format!("{name}={v:?} is not a positive number of seconds"))?;
+                *field = Duration::from_secs(secs);
+            }
+        }
         Ok(Self {
+            sweep,
             store,
             auth: AuthMode::from_lookup(&get)?,
             arm_endpoint: get("KEYGUARD_ARM_ENDPOINT").unwrap_or_else(|| PUBLIC_CLOUD_ENDPOINT.to_string()),
@@ -122,6 +146,7 @@ impl Settings {
                 dry_run: self.dry_run,
                 time_budget: self.time_budget,
                 instance: crate::pipeline::instance_name(),
+                sweep: self.sweep.clone(),
                 retention: Retention {
                     audit: time::Duration::days(i64::from(self.config.settings.audit_retention_days)),
                     sent_alerts: time::Duration::days(7),

@@ -174,7 +174,8 @@ fn types_in(request: &ScanRequest) -> Result<Vec<&'static CatalogEntry>, String>
         .collect()
 }
 
-fn checkpoint_key(request: &ScanRequest) -> String {
+/// Identifies a sweep (scope, types, mode) for its checkpoint; also the API's `resumeToken`.
+pub fn checkpoint_key(request: &ScanRequest) -> String {
     let mut types: Vec<String> = request.types.iter().map(|t| t.to_ascii_lowercase()).collect();
     types.sort();
     format!(
