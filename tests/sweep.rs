@@ -237,3 +237,124 @@ async fn a_sweep_out_of_time_stops_between_pages_and_resumes_from_its_checkpoint
     // The offline audit of a Resource Graph export gives the same verdicts, with no service at all.
     Ok(())
 }
+
+/// Headless Chromium, bounded by coreutils' `timeout`, with a fresh profile; returns stdout.
+fn chromium(page: &std::path::Path, extra: &[String]) -> anyhow::Result<String> {
+    let chromium = std::env::var("KEYGUARD_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    anyhow::ensure!(
+        std::path::Path::new(&chromium).is_file(),
+        "Chromium not found at {chromium}: apt-get install -y chromium (scripts/test.sh does)"
+    );
+    let profile = std::env::temp_dir().join(format!("keyguard-e2e-chromium-{}", std::process::id()));
+    let out = std::process::Command::new("timeout")
+        .arg("90")
+        .arg(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .output()?;
+    let _ = std::fs::remove_dir_all(&profile);
+    anyhow::ensure!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// Where screenshots and sample reports are kept after the run.
+fn artifacts() -> anyhow::Result<std::path::PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let dir = target.join("artifacts");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_sweeps_sarif_validates_and_its_html_report_renders_in_chromium() -> anyhow::Result<()> {
+    let mut env = Env::start(Options {
+        no_delivery: true,
+        ..Options::default()
+    })
+    .await?;
+    env.kill_handler();
+    let drifted = seed(
+        &env,
+        json!({"Microsoft.Storage/storageAccounts": 60, "Microsoft.Compute/disks": 30}),
+        6,
+    )
+    .await?;
+    let artifacts = artifacts()?;
+    let sarif = artifacts.join("e2e-scan.sarif");
+    let html = artifacts.join("e2e-scan.html");
+    for (format, file) in [("sarif", &sarif), ("html", &html)] {
+        let out = env.keyguard_cli(&[
+            "scan",
+            "--subscription",
+            SUBSCRIPTION,
+            "--dry-run",
+            "--format",
+            format,
+            "--output",
+            file.to_str().unwrap_or_default(),
+        ])?;
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    // SARIF: valid against the official 2.1.0 schema, one result per drifted resource.
+    let validator = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crates/keyguard-report/tests/node");
+    anyhow::ensure!(
+        validator.join("node_modules").is_dir(),
+        "run `npm ci --prefix crates/keyguard-report/tests/node` (scripts/test.sh does)"
+    );
+    let check = std::process::Command::new("node")
+        .arg(validator.join("validate.mjs"))
+        .arg(&sarif)
+        .output()?;
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let log: Value = serde_json::from_slice(&std::fs::read(&sarif)?)?;
+    let results = log["runs"][0]["results"].as_array().cloned().unwrap_or_default();
+    let errors = results.iter().filter(|r| r["level"] == "error").count();
+    assert_eq!(errors, drifted.len(), "one error-level result per drift");
+
+    // HTML: rendered by a real browser; the findings table has a row per resource, by verdict.
+    let png = artifacts.join("e2e-scan.png");
+    chromium(
+        &html,
+        &[
+            format!("--screenshot={}", png.display()),
+            "--window-size=1280,1600".into(),
+        ],
+    )?;
+    assert!(
+        std::fs::metadata(&png)?.len() > 20_000,
+        "a real screenshot: {}",
+        png.display()
+    );
+    let dom = chromium(&html, &["--dump-dom".into()])?;
+    let body = &dom[dom.find("id=\"findings\"").unwrap_or(0)..];
+    let rows = body.matches("<tr data-verdict=").count();
+    let drift_rows = body.matches("<tr data-verdict=\"drift\"").count();
+    eprintln!("report: {rows} rows, {drift_rows} drift; screenshot {}", png.display());
+    assert_eq!(rows, 90);
+    assert_eq!(drift_rows, drifted.len());
+    Ok(())
+}

@@ -932,9 +932,18 @@ impl Pipeline {
             .record_id
             .get_or_insert_with(|| uuid::Uuid::now_v7().to_string())
             .clone();
-        let record = serde_json::to_string(&outcome).unwrap_or_default();
-        tracing::info!(
-            target: "keyguard::audit",
+        // A sweep's "still compliant" for each of thousands of resources is a finding, not news.
+        if !outcome.is_auditable() && outcome.verdict == "compliant" {
+            tracing::debug!(
+                target: "keyguard::audit",
+                correlation_id = %outcome.correlation_id,
+                resource_id = outcome.resource_id.as_deref().unwrap_or(""),
+                "compliant"
+            );
+        } else {
+            let record = serde_json::to_string(&outcome).unwrap_or_default();
+            tracing::info!(
+                target: "keyguard::audit",
             correlation_id = %outcome.correlation_id,
             record_id = %record_id,
             resource_id = outcome.resource_id.as_deref().unwrap_or(""),
@@ -943,9 +952,10 @@ impl Pipeline {
             result = %outcome.result,
             caller = outcome.caller.as_deref().unwrap_or(""),
             dry_run = outcome.dry_run,
-            record = %record,
-            "audit"
-        );
+                record = %record,
+                "audit"
+            );
+        }
         if let Some(finding) = outcome.finding.as_mut() {
             finding.action = Some(outcome.action.clone());
             finding.result = Some(outcome.result.clone());

@@ -151,12 +151,34 @@ fn build_glob(pattern: &str, literal_separator: bool) -> Result<globset::GlobMat
 }
 
 /// Patterns are validated when the config is loaded; one built in code that does not compile
-/// matches nothing rather than everything.
+/// matches nothing rather than everything. Compiled matchers are kept: a glob compiles to a
+/// regex, far dearer than the match, and a sweep matches the same few patterns thousands of times.
 fn glob_matches(pattern: &str, candidate: &str, literal_separator: bool) -> bool {
     if !has_glob_meta(pattern) {
         return pattern.trim().eq_ignore_ascii_case(candidate);
     }
-    build_glob(pattern, literal_separator).is_ok_and(|m| m.is_match(candidate))
+    type Compiled = std::collections::HashMap<(String, bool), Option<globset::GlobMatcher>>;
+    static COMPILED: std::sync::OnceLock<std::sync::Mutex<Compiled>> = std::sync::OnceLock::new();
+    let compiled = COMPILED.get_or_init(Default::default);
+    let key = (pattern.to_string(), literal_separator);
+    let matcher = {
+        let cache = compiled.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(&key).cloned()
+    };
+    let matcher = match matcher {
+        Some(m) => m,
+        None => {
+            let built = build_glob(pattern, literal_separator).ok();
+            let mut cache = compiled.lock().unwrap_or_else(|p| p.into_inner());
+            // Patterns come from configuration: few. Bound it anyway against a generated flood.
+            if cache.len() > 4096 {
+                cache.clear();
+            }
+            cache.insert(key, built.clone());
+            built
+        }
+    };
+    matcher.is_some_and(|m| m.is_match(candidate))
 }
 
 /// `{` and `}` are deliberately not glob syntax here: ids in Microsoft's examples use

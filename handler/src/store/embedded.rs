@@ -58,7 +58,7 @@ impl EmbeddedBackend {
         })
     }
 
-    /// redb calls block (a durable commit waits for fsync): they run off the async workers.
+    /// A durable commit waits for fsync: it runs off the async workers.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
@@ -67,6 +67,15 @@ impl EmbeddedBackend {
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| StoreError(format!("store task failed: {e}")))?
+    }
+
+    /// Reads and non-durable commits take microseconds: handing them to another thread would
+    /// cost more than doing them here (a sweep makes tens of thousands).
+    async fn quick<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        f(&self.db)
     }
 
     /// One read-check-write transaction: `decide` sees the current entity and says what to store
@@ -79,7 +88,7 @@ impl EmbeddedBackend {
         decide: impl FnOnce(Option<&Stored>) -> Option<Option<Value>> + Send + 'static,
     ) -> Result<Written, StoreError> {
         let key = compound(partition, row);
-        self.blocking(move |db| {
+        let work = move |db: &Database| {
             let mut txn = db.begin_write().map_err(store_err)?;
             if !table.durable() {
                 txn.set_durability(Durability::None).map_err(store_err)?;
@@ -109,8 +118,12 @@ impl EmbeddedBackend {
                 Written::Done { .. } => txn.commit().map_err(store_err)?,
             }
             Ok(written)
-        })
-        .await
+        };
+        if table.durable() {
+            self.blocking(work).await
+        } else {
+            self.quick(work).await
+        }
     }
 }
 
@@ -144,7 +157,7 @@ impl TableBackend for EmbeddedBackend {
 
     async fn get(&self, table: Table, partition: &str, row: &str) -> Result<Option<Entity>, StoreError> {
         let key = compound(partition, row);
-        self.blocking(move |db| {
+        self.quick(move |db| {
             let txn = db.begin_read().map_err(store_err)?;
             let t = txn.open_table(definition(table)).map_err(store_err)?;
             match t.get(key.as_str()).map_err(store_err)? {
