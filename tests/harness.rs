@@ -319,6 +319,14 @@ impl Env {
         Ok(self.keyguard_env(&mut cmd).output()?)
     }
 
+    /// Runs any program with the run's keyguard environment (e.g. `script`, to give keyguard a
+    /// terminal).
+    pub fn command(&self, program: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let mut cmd = Command::new(program);
+        cmd.args(args).env("RUST_LOG", "warn");
+        Ok(self.keyguard_env(&mut cmd).output()?)
+    }
+
     /// What every keyguard process of the run shares: configuration, the stand-in as ARM, Key
     /// Vault and managed identity, the state store, the budget.
     fn keyguard_env<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {

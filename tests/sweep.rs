@@ -68,6 +68,12 @@ async fn request_kinds(env: &Env) -> anyhow::Result<std::collections::BTreeMap<S
 }
 
 fn scan(env: &Env, args: &[&str]) -> anyhow::Result<(i32, Vec<Value>, String)> {
+    scan_as(env, args, false)
+}
+
+/// `on_terminal`: run under `script`, which gives keyguard a pseudo-terminal, as a person at a
+/// shell would; otherwise stdout and stderr are pipes, as in CI.
+fn scan_as(env: &Env, args: &[&str], on_terminal: bool) -> anyhow::Result<(i32, Vec<Value>, String)> {
     let report = env.dir.join(format!("scan-{}.json", std::process::id()));
     let mut all = vec![
         "scan",
@@ -77,8 +83,17 @@ fn scan(env: &Env, args: &[&str]) -> anyhow::Result<(i32, Vec<Value>, String)> {
         report.to_str().unwrap_or_default(),
     ];
     all.extend_from_slice(args);
-    let out = env.keyguard_cli(&all)?;
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let out = if on_terminal {
+        let command = std::iter::once(keyguard_bin().display().to_string())
+            .chain(all.iter().map(|a| a.to_string()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        env.command("script", &["-qec", &command, "/dev/null"])?
+    } else {
+        env.keyguard_cli(&all)?
+    };
+    // Under `script` everything the terminal showed arrives on stdout.
+    let stderr = String::from_utf8_lossy(if on_terminal { &out.stdout } else { &out.stderr }).to_string();
     let findings: Vec<Value> = match std::fs::read(&report) {
         Ok(bytes) => serde_json::from_slice(&bytes)?,
         Err(_) => Vec::new(),
@@ -130,6 +145,10 @@ async fn a_ten_thousand_resource_sweep_reads_pages_not_resources_and_finds_every
         stderr.contains("10000 listed in 10 page(s)"),
         "the sweep reports its progress: {stderr}"
     );
+    assert!(
+        !stderr.contains("/10000 resources") && !stderr.contains("resources evaluated"),
+        "no progress bar when piped: {stderr}"
+    );
     assert_eq!(kinds.get("graph").copied(), Some(10), "ten pages of 1,000 rows");
     assert_eq!(
         kinds.get("read").copied().unwrap_or(0),
@@ -160,7 +179,8 @@ async fn without_resource_graph_the_sweep_follows_arm_next_links_under_throttlin
     // Two ARM reads every three seconds: the eight list pages hit 429s, each waited out as
     // Retry-After says.
     set_throttle(&env, (15, 5000), (2, 3000)).await?;
-    let (code, findings, stderr) = scan(
+    // At a terminal, as a person would run it: the sweep takes seconds, so a progress bar shows.
+    let (code, findings, stderr) = scan_as(
         &env,
         &[
             "--subscription",
@@ -171,7 +191,12 @@ async fn without_resource_graph_the_sweep_follows_arm_next_links_under_throttlin
             "arm",
             "--dry-run",
         ],
+        true,
     )?;
+    assert!(
+        stderr.contains("300 resources evaluated"),
+        "progress on a terminal: {stderr}"
+    );
     let kinds = request_kinds(&env).await?;
     eprintln!("ARM-list sweep: requests by kind {kinds:?}\n{stderr}");
     assert_eq!(code, 1, "{stderr}");

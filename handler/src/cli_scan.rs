@@ -148,12 +148,17 @@ impl Progress {
             return;
         }
         let mut bar = self.bar.lock().unwrap_or_else(|p| p.into_inner());
-        let bar = bar.get_or_insert_with(|| {
-            let bar = indicatif::ProgressBar::new(state.total.unwrap_or(0) as u64);
-            let style = indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} resources {wide_bar} {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-            bar.set_style(style);
-            bar
+        let bar = bar.get_or_insert_with(|| match state.total {
+            // Resource Graph says how many there are: a bar.
+            Some(total) => indicatif::ProgressBar::new(total as u64).with_style(
+                indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} resources {wide_bar} {elapsed}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            ),
+            // ARM lists do not: a counter.
+            None => indicatif::ProgressBar::new_spinner().with_style(
+                indicatif::ProgressStyle::with_template("{spinner} {pos} resources evaluated ({elapsed})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            ),
         });
         if let Some(total) = state.total {
             bar.set_length(total as u64);

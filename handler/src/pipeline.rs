@@ -514,9 +514,14 @@ impl Pipeline {
             Some(_) => self.store.revert_intent(id).await?,
             None => None,
         };
-        let outcome = self
+        let report_only = dry_run && matches!(trigger, Trigger::Sweep { .. });
+        let mut outcome = self
             .decide_and_act(id, trigger, ctx, caller, provided_body, dry_run, intent.as_ref())
             .await?;
+        // A report-only sweep is a person reading a report, not an incident for each finding.
+        if report_only {
+            outcome.alert = false;
+        }
         let outcome = self.audit(outcome, started).await?;
         if (intent.is_some() || outcome.action == "revert") && outcome.result != "revert-pending" {
             self.store.set_revert_intent(id, None).await?;
