@@ -7,6 +7,18 @@ use std::collections::BTreeSet;
 use keyguard_e2e::*;
 use serde_json::{Value, json};
 
+/// The stand-in with keyguard stopped: scans run from the command line, as an operator would with
+/// the service stopped (the embedded store serves one process).
+async fn cli_env() -> anyhow::Result<Env> {
+    let mut env = Env::start(Options {
+        no_delivery: true,
+        ..Options::default()
+    })
+    .await?;
+    env.kill_handler();
+    Ok(env)
+}
+
 /// Seeds `per_type` resources of each type under the CMK-enforce profile's groups, every
 /// `drift_every`-th of them on Microsoft-managed keys; returns the drifted ids (lower case).
 async fn seed(env: &Env, per_type: Value, drift_every: usize) -> anyhow::Result<BTreeSet<String>> {
@@ -111,14 +123,7 @@ fn drift_ids(findings: &[Value]) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ten_thousand_resource_sweep_reads_pages_not_resources_and_finds_every_drift() -> anyhow::Result<()> {
-    let mut env = Env::start(Options {
-        no_delivery: true,
-        ..Options::default()
-    })
-    .await?;
-    // Run from the command line, as an operator would with the service stopped (one process per
-    // embedded store).
-    env.kill_handler();
+    let env = cli_env().await?;
     let drifted = seed(
         &env,
         json!({
@@ -161,14 +166,7 @@ async fn a_ten_thousand_resource_sweep_reads_pages_not_resources_and_finds_every
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_resource_graph_the_sweep_follows_arm_next_links_under_throttling() -> anyhow::Result<()> {
-    let mut env = Env::start(Options {
-        no_delivery: true,
-        ..Options::default()
-    })
-    .await?;
-    // Run from the command line, as an operator would with the service stopped (one process per
-    // embedded store).
-    env.kill_handler();
+    let env = cli_env().await?;
     let drifted = seed(&env, json!({"Microsoft.Storage/storageAccounts": 300}), 7).await?;
     env.http
         .put(format!("{}/_sim/listing", env.sim))
@@ -210,14 +208,7 @@ async fn without_resource_graph_the_sweep_follows_arm_next_links_under_throttlin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sweep_out_of_time_stops_between_pages_and_resumes_from_its_checkpoint() -> anyhow::Result<()> {
-    let mut env = Env::start(Options {
-        no_delivery: true,
-        ..Options::default()
-    })
-    .await?;
-    // Run from the command line, as an operator would with the service stopped (one process per
-    // embedded store).
-    env.kill_handler();
+    let env = cli_env().await?;
     let drifted = seed(&env, json!({"Microsoft.Storage/storageAccounts": 2500}), 5).await?;
     // One Resource Graph query every two seconds: a 2 s budget gets one page, maybe two.
     set_throttle(&env, (1, 2000), (12_000, 3_600_000)).await?;
@@ -263,66 +254,16 @@ async fn a_sweep_out_of_time_stops_between_pages_and_resumes_from_its_checkpoint
     Ok(())
 }
 
-/// Headless Chromium, bounded by coreutils' `timeout`, with a fresh profile; returns stdout.
-fn chromium(page: &std::path::Path, extra: &[String]) -> anyhow::Result<String> {
-    let chromium = std::env::var("KEYGUARD_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    anyhow::ensure!(
-        std::path::Path::new(&chromium).is_file(),
-        "Chromium not found at {chromium}: apt-get install -y chromium (scripts/test.sh does)"
-    );
-    let profile = std::env::temp_dir().join(format!("keyguard-e2e-chromium-{}", std::process::id()));
-    let out = std::process::Command::new("timeout")
-        .arg("90")
-        .arg(&chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(format!("file://{}", page.display()))
-        .output()?;
-    let _ = std::fs::remove_dir_all(&profile);
-    anyhow::ensure!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).to_string())
-}
-
-/// Where screenshots and sample reports are kept after the run.
-fn artifacts() -> anyhow::Result<std::path::PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let dir = target.join("artifacts");
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_sweeps_sarif_validates_and_its_html_report_renders_in_chromium() -> anyhow::Result<()> {
-    let mut env = Env::start(Options {
-        no_delivery: true,
-        ..Options::default()
-    })
-    .await?;
-    env.kill_handler();
+    let env = cli_env().await?;
     let drifted = seed(
         &env,
         json!({"Microsoft.Storage/storageAccounts": 60, "Microsoft.Compute/disks": 30}),
         6,
     )
     .await?;
-    let artifacts = artifacts()?;
+    let artifacts = test_browser::artifacts_dir();
     let sarif = artifacts.join("e2e-scan.sarif");
     let html = artifacts.join("e2e-scan.html");
     for (format, file) in [("sarif", &sarif), ("html", &html)] {
@@ -362,19 +303,19 @@ async fn a_real_sweeps_sarif_validates_and_its_html_report_renders_in_chromium()
 
     // HTML: rendered by a real browser; the findings table has a row per resource, by verdict.
     let png = artifacts.join("e2e-scan.png");
-    chromium(
+    test_browser::run(
         &html,
         &[
             format!("--screenshot={}", png.display()),
             "--window-size=1280,1600".into(),
         ],
-    )?;
+    );
     assert!(
         std::fs::metadata(&png)?.len() > 20_000,
         "a real screenshot: {}",
         png.display()
     );
-    let dom = chromium(&html, &["--dump-dom".into()])?;
+    let dom = test_browser::run(&html, &["--dump-dom".into()]);
     let body = &dom[dom.find("id=\"findings\"").unwrap_or(0)..];
     let rows = body.matches("<tr data-verdict=").count();
     let drift_rows = body.matches("<tr data-verdict=\"drift\"").count();

@@ -359,21 +359,28 @@ struct CheckRequest {
     dry_run: bool,
 }
 
-async fn api_check(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return body_rejected(&rejection),
-    };
-    if !is_json(&headers, &["application/json"]) {
-        return error(
+/// A JSON request body, or the answer that refuses it (413 too large, 415 not JSON, 400 bad JSON).
+#[allow(clippy::result_large_err)] // the refusal is the handler's whole answer, returned at once
+fn json_request<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Response> {
+    let body = body.map_err(|rejection| body_rejected(&rejection))?;
+    if !is_json(headers, &["application/json"]) {
+        return Err(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
             "send Content-Type: application/json",
-        );
+        ));
     }
-    let request: CheckRequest = match serde_json::from_slice(&body) {
+    serde_json::from_slice(&body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "InvalidRequest", &format!("request body: {e}")))
+}
+
+async fn api_check(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let request: CheckRequest = match json_request(&headers, body) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidRequest", &format!("request body: {e}")),
+        Err(refused) => return refused,
     };
     let id = match ResourceId::parse(&request.resource_id) {
         Ok(id) => id,
@@ -426,20 +433,9 @@ enum ScanMode {
 /// `POST /api/scan`: a sweep of a scope within the API's budget; an unfinished one answers with a
 /// `resumeToken` to continue from.
 async fn api_scan(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return body_rejected(&rejection),
-    };
-    if !is_json(&headers, &["application/json"]) {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UnsupportedMediaType",
-            "send Content-Type: application/json",
-        );
-    }
-    let request: ScanBody = match serde_json::from_slice(&body) {
+    let request: ScanBody = match json_request(&headers, body) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidRequest", &format!("request body: {e}")),
+        Err(refused) => return refused,
     };
     let scope = match crate::sweep::Scope::parse(&request.scope) {
         Ok(s) => s,

@@ -6,16 +6,13 @@
 //! Needs Debian's Chromium (`apt-get install -y chromium`, or `KEYGUARD_TEST_CHROMIUM=/path`) and the
 //! npm package (`npm ci --prefix crates/keyguard-notify/tests/node`); without them the test FAILS.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 use keyguard_notify::{Alert, Outcome, Severity, teams};
 
 use crate::support::{digest_alerts, failed_disk_alert, hostile_alert, manifest_dir, shown_name, temp_file};
 
 const WINDOW: &str = "800,1200";
-const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(90);
 const MIN_PNG_BYTES: u64 = 10 * 1024;
 
 /// A Teams-like light theme (Segoe UI, Teams' purple accent and red/amber status colours), trimmed to
@@ -117,94 +114,6 @@ const PAGE: &str = r#"<!DOCTYPE html>
 </html>
 "#;
 
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("KEYGUARD_TEST_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        path.is_file(),
-        "Chromium not found at {}: install Debian's package with `apt-get update && apt-get install -y chromium` \
-         (or point KEYGUARD_TEST_CHROMIUM at a chromium binary)",
-        path.display()
-    );
-    path
-}
-
-/// Where screenshots are kept: `$CARGO_TARGET_DIR/artifacts`, else the target dir this test binary
-/// was built into (`target/debug/deps/notify-*` -> `target`).
-fn artifacts_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let exe = std::env::current_exe().ok()?;
-            Some(exe.parent()?.parent()?.parent()?.to_path_buf())
-        })
-        .unwrap_or_else(|| manifest_dir().join("../../target"));
-    let dir = target.join("artifacts");
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    dir
-}
-
-/// Runs headless Chromium on `page` with `extra` flags and a fresh profile; returns stdout.
-fn run_chromium(chromium: &Path, page: &Path, extra: &[String]) -> String {
-    let profile = temp_file("chromium-profile");
-    std::fs::create_dir_all(&profile).unwrap();
-    let mut child = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--allow-file-access-from-files",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(format!("file://{}", page.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium.display()));
-
-    // Read both pipes on threads so a chatty Chromium cannot block on a full pipe while we wait.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut s).ok();
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut s).ok();
-        s
-    });
-    let deadline = Instant::now() + CHROMIUM_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "chromium {extra:?} did not finish within {CHROMIUM_TIMEOUT:?}; stderr: {}",
-                err_reader.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = out_reader.join().unwrap();
-    let err = err_reader.join().unwrap();
-    let _ = std::fs::remove_dir_all(&profile);
-    assert!(status.success(), "chromium {extra:?} failed ({status}); stderr:\n{err}");
-    out
-}
-
 /// The DOM as a person would read it: scripts and styles dropped, tags removed, entities decoded
 /// (crudely, enough for assertions), whitespace collapsed.
 fn visible_text(dom: &str) -> String {
@@ -270,7 +179,6 @@ fn alerts() -> Vec<Alert> {
 }
 
 struct Renderer {
-    chromium: PathBuf,
     dist: PathBuf,
     artifacts: PathBuf,
     work: PathBuf,
@@ -287,10 +195,10 @@ impl Renderer {
         );
         let work = temp_file("card-render");
         std::fs::create_dir_all(&work).unwrap();
+        test_browser::chromium(); // fails early, with the install command, when it is missing
         Renderer {
-            chromium: chromium(),
             dist,
-            artifacts: artifacts_dir(),
+            artifacts: test_browser::artifacts_dir(),
             work,
         }
     }
@@ -321,8 +229,7 @@ impl Renderer {
         // (a) Screenshot, kept as an artifact.
         let png = self.artifacts.join(format!("teams-card-{name}.png"));
         let _ = std::fs::remove_file(&png);
-        run_chromium(
-            &self.chromium,
+        test_browser::run(
             &page,
             &[
                 format!("--screenshot={}", png.display()),
@@ -345,7 +252,7 @@ impl Renderer {
         println!("Teams card screenshot ({name}): {}", png.display());
 
         // (b) The DOM the renderer produced.
-        let dom = run_chromium(&self.chromium, &page, &["--dump-dom".to_string()]);
+        let dom = test_browser::run(&page, &["--dump-dom".to_string()]);
         let text = visible_text(&dom);
         assert!(
             !text.contains("KEYGUARD-RENDER-ERROR"),

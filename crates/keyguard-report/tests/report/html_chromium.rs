@@ -2,95 +2,14 @@
 //! (`<target>/artifacts/keyguard-report.png`, next to the rendered `keyguard-report.html`), and the
 //! DOM Chromium built must hold the findings table with the expected rows per verdict, with the
 //! page's script run and no script from the data.
-//!
-//! The Chromium runner follows keyguard-notify's `card_render.rs` (same flags, fresh profile,
-//! timeout, pipes drained on threads); both would move to a shared dev-only test-support crate.
-
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+//! Chromium is started by the `test-browser` crate, as the Teams card tests do.
 
 use keyguard_report::{Format, render, sample};
 
-use crate::support::{artifacts_dir, hostile_finding, temp_path};
+use crate::support::hostile_finding;
 
 const WINDOW: &str = "1280,1600";
-const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(90);
 const MIN_PNG_BYTES: usize = 30 * 1024;
-
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("KEYGUARD_TEST_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        path.is_file(),
-        "Chromium not found at {}: install Debian's package with `apt-get update && apt-get install -y chromium` \
-         (or point KEYGUARD_TEST_CHROMIUM at a chromium binary)",
-        path.display()
-    );
-    path
-}
-
-/// Runs headless Chromium on `page` with `extra` flags and a fresh profile; returns stdout.
-fn run_chromium(page: &Path, extra: &[String]) -> String {
-    let chromium = chromium();
-    let profile = temp_path("chromium-profile");
-    std::fs::create_dir_all(&profile).unwrap();
-    let mut child = Command::new(&chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(format!("file://{}", page.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium.display()));
-
-    // Drain both pipes on threads so a chatty Chromium cannot block on a full pipe while we wait.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut s).ok();
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut s).ok();
-        s
-    });
-    let deadline = Instant::now() + CHROMIUM_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "chromium {extra:?} did not finish within {CHROMIUM_TIMEOUT:?}; stderr: {}",
-                err_reader.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = out_reader.join().unwrap();
-    let err = err_reader.join().unwrap();
-    let _ = std::fs::remove_dir_all(&profile);
-    assert!(status.success(), "chromium {extra:?} failed ({status}); stderr:\n{err}");
-    out
-}
 
 /// The `<tbody>` of the table with `id="findings"` in Chromium's serialised DOM.
 fn findings_body(dom: &str) -> &str {
@@ -111,13 +30,13 @@ fn html_report_renders_in_chromium_with_the_expected_rows() {
     ctx.dry_run = true;
     let html = render(&findings, Format::Html, &ctx);
 
-    let artifacts = artifacts_dir();
+    let artifacts = test_browser::artifacts_dir();
     let page = artifacts.join("keyguard-report.html");
     std::fs::write(&page, &html).unwrap();
     let png = artifacts.join("keyguard-report.png");
     let _ = std::fs::remove_file(&png);
 
-    run_chromium(
+    test_browser::run(
         &page,
         &[
             format!("--screenshot={}", png.display()),
@@ -139,7 +58,7 @@ fn html_report_renders_in_chromium_with_the_expected_rows() {
     );
     println!("HTML report: {}\nscreenshot: {}", page.display(), png.display());
 
-    let dom = run_chromium(&page, &["--dump-dom".to_string()]);
+    let dom = test_browser::run(&page, &["--dump-dom".to_string()]);
     let body = findings_body(&dom);
     let expected = [
         ("compliant", 2),

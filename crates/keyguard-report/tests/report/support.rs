@@ -15,22 +15,6 @@ pub fn temp_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("kg-report-{}-{n}-{name}", std::process::id()))
 }
 
-/// Where screenshots and rendered reports are kept for review, as keyguard-notify's tests do:
-/// `$CARGO_TARGET_DIR/artifacts`, else the target dir this test binary was built into
-/// (`target/debug/deps/report-*` -> `target`).
-pub fn artifacts_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let exe = std::env::current_exe().ok()?;
-            Some(exe.parent()?.parent()?.parent()?.to_path_buf())
-        })
-        .unwrap_or_else(|| manifest_dir().join("../../target"));
-    let dir = target.join("artifacts");
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    dir
-}
-
 pub fn node_dir() -> PathBuf {
     manifest_dir().join("tests/node")
 }
