@@ -41,6 +41,27 @@ fn percentiles(mut samples: Vec<Duration>, calls: usize) -> Percentiles {
     }
 }
 
+/// What every event starts with: the dedupe check, the lease, the check again under it, a
+/// revert intent left by a crash, and the resource noted as known.
+async fn event_start(
+    store: &StateStore,
+    id: &ResourceId,
+    event_id: &str,
+    holder: &str,
+    ttl: time::Duration,
+    now: OffsetDateTime,
+) -> Result<super::Lease, StoreError> {
+    store.event_seen(event_id, now).await?;
+    let lease = store
+        .try_lease(id, holder, ttl, now)
+        .await?
+        .ok_or_else(|| StoreError("bench lease taken".into()))?;
+    store.event_seen(event_id, now).await?;
+    store.revert_intent(id).await?;
+    store.remember_resource(id).await?;
+    Ok(lease)
+}
+
 /// Runs `events` compliant events and `events` reverted drifts over fresh resource ids (under a
 /// per-run subscription, so runs never collide with real state or each other).
 pub async fn run(store: &StateStore, events: usize) -> Result<BenchReport, StoreError> {
@@ -71,14 +92,7 @@ pub async fn run(store: &StateStore, events: usize) -> Result<BenchReport, Store
         let event_id = format!("{run}-compliant-{n}");
         let started = Instant::now();
         let now = OffsetDateTime::now_utc();
-        store.event_seen(&event_id, now).await?;
-        let lease = store
-            .try_lease(id, &holder, ttl, now)
-            .await?
-            .ok_or_else(|| StoreError("bench lease taken".into()))?;
-        store.event_seen(&event_id, now).await?;
-        store.revert_intent(id).await?;
-        store.remember_resource(id).await?;
+        let lease = event_start(store, id, &event_id, &holder, ttl, now).await?;
         store
             .record_baseline(id, &key, BaselineSource::Observed, None, now)
             .await?;
@@ -99,14 +113,7 @@ pub async fn run(store: &StateStore, events: usize) -> Result<BenchReport, Store
         let event_id = format!("{run}-drift-{n}");
         let started = Instant::now();
         let now = OffsetDateTime::now_utc();
-        store.event_seen(&event_id, now).await?;
-        let lease = store
-            .try_lease(id, &holder, ttl, now)
-            .await?
-            .ok_or_else(|| StoreError("bench lease taken".into()))?;
-        store.event_seen(&event_id, now).await?;
-        store.revert_intent(id).await?;
-        store.remember_resource(id).await?;
+        let lease = event_start(store, id, &event_id, &holder, ttl, now).await?;
         store.baseline(id).await?;
         store.reverts_since(id, now - time::Duration::hours(1)).await?;
         store.record_revert(id, now).await?;

@@ -72,9 +72,10 @@ impl TableConnection {
         }
         let mut parts = std::collections::BTreeMap::new();
         for part in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            // Never echo the part: it may be (a piece of) the account key.
             let (k, v) = part
                 .split_once('=')
-                .ok_or_else(|| format!("`{}` is not key=value", part.split('=').next().unwrap_or("")))?;
+                .ok_or("a part of the connection string is not key=value (parts are separated by ';')")?;
             parts.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
         if parts
@@ -617,6 +618,11 @@ mod tests {
                 .contains("SAS")
         );
         assert!(TableConnection::parse("UseDevelopmentStorage=true", "bad-prefix").is_err());
+        let stray = TableConnection::parse("AccountName=a;c2VjcmV0LWtleQ", "kg").unwrap_err();
+        assert!(
+            stray.contains("not key=value") && !stray.contains("c2VjcmV0"),
+            "{stray}"
+        );
         let c = TableConnection::parse("AccountName=a;AccountKey=c2VjcmV0LWtleQ==", "kg").unwrap();
         let printed = format!("{c:?}");
         assert!(
