@@ -280,8 +280,9 @@ async fn a_revert_killed_between_intent_and_result_is_finished_once_by_the_next_
     );
     assert!(receiver.bodies().is_empty(), "no alert was sent yet");
 
-    // Event Grid redelivers to a new instance. Until the dead holder's lease runs out the answer is
-    // "busy, retry"; then the revert is verified on a fresh read and recorded, once.
+    // Event Grid redelivers to a new instance. A restart on the same host takes the dead
+    // process's lease at once (elsewhere the answer is "busy, retry" until it runs out); the
+    // revert is then verified on a fresh read and recorded, once.
     env.start_handler().await?;
     let mut outcome = Value::Null;
     let mut busy_answers = 0;
@@ -295,7 +296,7 @@ async fn a_revert_killed_between_intent_and_result_is_finished_once_by_the_next_
         busy_answers += 1;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    eprintln!("crash test: {busy_answers} busy answers before the dead holder's lease ran out");
+    eprintln!("crash test: {busy_answers} busy answers before the dead holder's lease was taken over");
     assert_eq!(outcome["result"], "reverted", "{outcome}");
     assert!(
         outcome["detail"]

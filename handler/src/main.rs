@@ -8,6 +8,7 @@ mod audit;
 mod cli_scan;
 mod demo;
 mod identity;
+mod instance;
 mod keyvault;
 mod outbox;
 mod pipeline;

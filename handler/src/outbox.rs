@@ -29,6 +29,8 @@ pub struct Dispatcher {
     channels: Arc<dyn ChannelResolver>,
     max_attempts: u32,
     wake: Notify,
+    /// This process in outbox claims (`host/pid`).
+    instance: String,
     /// One sender at a time: the timer tick and an enqueue wake-up must not send an entry twice.
     sending: Mutex<()>,
 }
@@ -40,6 +42,7 @@ impl Dispatcher {
             channels,
             max_attempts: max_attempts.max(1),
             wake: Notify::new(),
+            instance: crate::instance::instance_name(),
             sending: Mutex::new(()),
         }
     }
@@ -81,6 +84,7 @@ impl Dispatcher {
             last_error: None,
             created_at: now,
             digest: digest_at.is_some(),
+            claimed_by: None,
         };
         if !self.store.outbox_add(&entry).await? {
             tracing::info!(outbox_id = %entry.id, "alert already queued by an earlier attempt");
@@ -112,11 +116,16 @@ impl Dispatcher {
         let mut claimed = Vec::new();
         for stored in self.store.outbox_entries().await? {
             let entry = &stored.value;
-            if entry.status != OutboxStatus::Pending || entry.next_attempt_at > now.unix_timestamp() {
+            let abandoned = entry
+                .claimed_by
+                .as_deref()
+                .is_some_and(|claimer| crate::instance::held_by_dead_local_process(claimer, &self.instance));
+            if entry.status != OutboxStatus::Pending || (entry.next_attempt_at > now.unix_timestamp() && !abandoned) {
                 continue;
             }
             let mut claim = entry.clone();
             claim.next_attempt_at = now.unix_timestamp() + CLAIM_SECS;
+            claim.claimed_by = Some(self.instance.clone());
             if let Some(etag) = self.store.outbox_replace(&claim, &stored.etag).await? {
                 claimed.push(Versioned {
                     value: stored.value,

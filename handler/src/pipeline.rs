@@ -230,16 +230,6 @@ impl PipelineSettings {
     }
 }
 
-/// This process's name in leases and intents: host and pid, readable in the store.
-pub fn instance_name() -> String {
-    let host = std::env::var("WEBSITE_INSTANCE_ID")
-        .ok()
-        .map(|id| id.chars().take(12).collect())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "local".into());
-    format!("{host}/{}", std::process::id())
-}
-
 pub struct Pipeline {
     config: Arc<Config>,
     arm: ArmClient,

@@ -145,7 +145,7 @@ impl Settings {
             PipelineSettings {
                 dry_run: self.dry_run,
                 time_budget: self.time_budget,
-                instance: crate::pipeline::instance_name(),
+                instance: crate::instance::instance_name(),
                 sweep: self.sweep.clone(),
                 retention: Retention {
                     audit: time::Duration::days(i64::from(self.config.settings.audit_retention_days)),

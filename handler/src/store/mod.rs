@@ -293,6 +293,9 @@ pub struct OutboxEntry {
     /// Part of the route's periodic digest: sent together with the other digest entries due then.
     #[serde(default)]
     pub digest: bool,
+    /// The instance (`host/pid`) sending it right now, while `next_attempt_at` is pushed ahead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
 }
 
 /// A stored value with the tag a conditional write must match.
@@ -477,8 +480,9 @@ impl StateStore {
 
     // --- leases ---------------------------------------------------------------------------
 
-    /// Takes the resource's lease if nobody holds it or its holder's lease ran out (a crashed
-    /// instance blocks a resource for at most `ttl`). `None`: another live instance holds it.
+    /// Takes the resource's lease if nobody holds it, its holder's lease ran out (a crashed
+    /// instance blocks a resource for at most `ttl`), or its holder was a process of this host that
+    /// is gone (a restart takes over at once). `None`: another live instance holds it.
     pub async fn try_lease(
         &self,
         resource: &ResourceId,
@@ -495,7 +499,11 @@ impl StateStore {
         let value = serde_json::to_value(&data).map_err(store_err)?;
         let written = match self.get_json::<LeaseData>(Table::Leases, &key, SINGLE_ROW).await? {
             None => self.backend.insert(Table::Leases, &key, SINGLE_ROW, &value).await?,
-            Some(current) if current.value.expires_at <= now || current.value.holder == holder => {
+            Some(current)
+                if current.value.expires_at <= now
+                    || current.value.holder == holder
+                    || crate::instance::held_by_dead_local_process(&current.value.holder, holder) =>
+            {
                 self.backend
                     .replace(Table::Leases, &key, SINGLE_ROW, &value, Some(&current.etag))
                     .await?

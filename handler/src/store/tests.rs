@@ -347,6 +347,7 @@ async fn outbox_entries_are_compare_and_swap() {
             last_error: None,
             created_at: 0,
             digest: false,
+            claimed_by: None,
         };
         assert!(store.outbox_add(&entry).await.unwrap(), "{name}");
         assert!(!store.outbox_add(&entry).await.unwrap(), "{name}: ids are unique");
