@@ -312,9 +312,10 @@ pub async fn scan(
         pages += 1;
         state.listed += page.rows.len();
         state.total = page.total.or(state.total);
+        let next = page.next;
         let outcomes = evaluate_rows(
             pipeline,
-            &page.rows,
+            page.rows,
             &trigger,
             &correlation_id,
             request.dry_run,
@@ -326,14 +327,14 @@ pub async fn scan(
         progress(&state);
         // The position after this page, saved before the next page is asked for.
         match listing {
-            Listing::Arm => match page.next {
+            Listing::Arm => match next {
                 Some(next) => checkpoint.next_link = Some(next),
                 None => {
                     checkpoint.next_link = None;
                     checkpoint.arm_position += 1;
                 }
             },
-            _ => checkpoint.skip_token = page.next.clone(),
+            _ => checkpoint.skip_token = next,
         }
         checkpoint.listing = Some(listing);
         checkpoint.listed = state.listed;
@@ -410,7 +411,7 @@ fn page_context(correlation_id: &str, deadline: tokio::time::Instant, call_budge
 /// when resources change mid-sweep) is evaluated once.
 async fn evaluate_rows(
     pipeline: &Pipeline,
-    rows: &[Value],
+    rows: Vec<Value>,
     trigger: &Trigger,
     correlation_id: &str,
     dry_run: bool,
@@ -418,13 +419,15 @@ async fn evaluate_rows(
 ) -> Vec<Finding> {
     let mut work = Vec::new();
     for row in rows {
-        let Some(id_text) = row["id"].as_str() else {
+        let Some(id_text) = row["id"].as_str().map(str::to_string) else {
+            // Resource Graph rows always carry an id; a row without one cannot be a finding.
+            tracing::warn!(row = %row.to_string().chars().take(200).collect::<String>(), "listed row without an id skipped");
             continue;
         };
         if !seen.insert(id_text.to_ascii_lowercase()) {
             continue;
         }
-        work.push((id_text.to_string(), row.clone()));
+        work.push((id_text, row));
     }
     futures_util::stream::iter(work)
         .map(|(id_text, row)| async move {
