@@ -303,18 +303,8 @@ async fn a_real_sweeps_sarif_validates_and_its_html_report_renders_in_chromium()
 
     // HTML: rendered by a real browser; the findings table has a row per resource, by verdict.
     let png = artifacts.join("e2e-scan.png");
-    test_browser::run(
-        &html,
-        &[
-            format!("--screenshot={}", png.display()),
-            "--window-size=1280,1600".into(),
-        ],
-    );
-    assert!(
-        std::fs::metadata(&png)?.len() > 20_000,
-        "a real screenshot: {}",
-        png.display()
-    );
+    let shot = test_browser::screenshot(&html, &png, "1280,1600");
+    assert!(shot.len() > 20_000, "a real screenshot: {}", png.display());
     let dom = test_browser::run(&html, &["--dump-dom".into()]);
     let body = &dom[dom.find("id=\"findings\"").unwrap_or(0)..];
     let rows = body.matches("<tr data-verdict=").count();

@@ -55,6 +55,19 @@ impl FormatArg {
     }
 }
 
+/// What `check` and `scan` share: the requirement to judge by and where the report goes.
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// Check against one requirement instead of the configured profiles (report only).
+    #[arg(long, value_enum)]
+    pub require: Option<RequireArg>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: FormatArg,
+    /// Write the report here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
 /// `--require X`: one requirement for everything, findings only (no writes, no alerts), with no
 /// configuration file needed; exemptions from the configuration still apply.
 pub fn apply_requirement(config: &mut Config, require: Option<RequireArg>) {

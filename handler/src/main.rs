@@ -74,14 +74,8 @@ enum Command {
         /// Apply the profile's mode (may revert in enforce mode). Without it nothing is written.
         #[arg(long)]
         remediate: bool,
-        /// Check against one requirement instead of the configured profiles (report only).
-        #[arg(long, value_enum)]
-        require: Option<cli_scan::RequireArg>,
-        #[arg(long, value_enum, default_value = "table")]
-        format: cli_scan::FormatArg,
-        /// Write the report here instead of stdout.
-        #[arg(long, value_name = "FILE")]
-        output: Option<PathBuf>,
+        #[command(flatten)]
+        report: cli_scan::ReportArgs,
     },
     /// Sweep a subscription, resource group or management group (or evaluate Azure CLI exports
     /// with --from-file, offline). Applies the profiles' modes unless --dry-run.
@@ -100,13 +94,8 @@ enum Command {
         /// Decide and report, but write nothing to ARM.
         #[arg(long)]
         dry_run: bool,
-        /// Check against one requirement instead of the configured profiles (report only).
-        #[arg(long, value_enum)]
-        require: Option<cli_scan::RequireArg>,
-        #[arg(long, value_enum, default_value = "table")]
-        format: cli_scan::FormatArg,
-        #[arg(long, value_name = "FILE")]
-        output: Option<PathBuf>,
+        #[command(flatten)]
+        report: cli_scan::ReportArgs,
         /// Evaluate an Azure CLI export instead of calling Azure (repeatable; see the README).
         #[arg(long = "from-file", value_name = "FILE", conflicts_with_all = ["subscription", "management_group"])]
         from_file: Vec<PathBuf>,
@@ -294,9 +283,12 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
         Command::Check {
             resource_id,
             remediate,
-            require,
-            format,
-            output,
+            report:
+                cli_scan::ReportArgs {
+                    require,
+                    format,
+                    output,
+                },
         } => {
             let id = ResourceId::parse(&resource_id).map_err(|e| anyhow::anyhow!("{resource_id}: {e}"))?;
             let mut settings = Settings::from_env()?;
@@ -327,9 +319,12 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
             management_group,
             types,
             dry_run,
-            require,
-            format,
-            output,
+            report:
+                cli_scan::ReportArgs {
+                    require,
+                    format,
+                    output,
+                },
             from_file,
             listing,
             resume,

@@ -27,9 +27,15 @@ impl Azurite {
         )
     }
 
-    /// Where `npm ci --prefix tools/azurite` puts the table service's launcher.
+    /// Where `npm ci --prefix tools/azurite` puts the table service's launcher: found from the
+    /// working directory upwards (cargo runs tests in their package's folder), so a build shared
+    /// between checkouts never points at another checkout's copy.
     pub fn binary() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/azurite/node_modules/.bin/azurite-table")
+        const LAUNCHER: &str = "tools/azurite/node_modules/.bin/azurite-table";
+        std::env::current_dir()
+            .ok()
+            .and_then(|dir| dir.ancestors().map(|d| d.join(LAUNCHER)).find(|p| p.exists()))
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(LAUNCHER))
     }
 
     /// The instance named by `KEYGUARD_TEST_AZURITE` (a table endpoint URL), or a new one on a free

@@ -114,3 +114,23 @@ pub fn run(page: &Path, extra: &[String]) -> String {
     assert!(status.success(), "chromium {extra:?} failed ({status}); stderr:\n{err}");
     out
 }
+
+/// A screenshot of `page` at `window` (`1280,1600`) saved to `png`; returns its bytes after
+/// checking that Chromium really wrote a PNG.
+pub fn screenshot(page: &Path, png: &Path, window: &str) -> Vec<u8> {
+    let _ = std::fs::remove_file(png);
+    run(
+        page,
+        &[
+            format!("--screenshot={}", png.display()),
+            format!("--window-size={window}"),
+        ],
+    );
+    let bytes = std::fs::read(png).unwrap_or_else(|e| panic!("chromium wrote no screenshot at {}: {e}", png.display()));
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG",
+        png.display()
+    );
+    bytes
+}

@@ -228,21 +228,7 @@ impl Renderer {
 
         // (a) Screenshot, kept as an artifact.
         let png = self.artifacts.join(format!("teams-card-{name}.png"));
-        let _ = std::fs::remove_file(&png);
-        test_browser::run(
-            &page,
-            &[
-                format!("--screenshot={}", png.display()),
-                format!("--window-size={WINDOW}"),
-            ],
-        );
-        let bytes =
-            std::fs::read(&png).unwrap_or_else(|e| panic!("chromium wrote no screenshot at {}: {e}", png.display()));
-        assert!(
-            bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-            "{} is not a PNG",
-            png.display()
-        );
+        let bytes = test_browser::screenshot(&page, &png, WINDOW);
         assert!(
             bytes.len() as u64 > MIN_PNG_BYTES,
             "{} is only {} bytes: the card was probably not drawn",

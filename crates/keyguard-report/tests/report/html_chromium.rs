@@ -34,22 +34,7 @@ fn html_report_renders_in_chromium_with_the_expected_rows() {
     let page = artifacts.join("keyguard-report.html");
     std::fs::write(&page, &html).unwrap();
     let png = artifacts.join("keyguard-report.png");
-    let _ = std::fs::remove_file(&png);
-
-    test_browser::run(
-        &page,
-        &[
-            format!("--screenshot={}", png.display()),
-            format!("--window-size={WINDOW}"),
-        ],
-    );
-    let bytes =
-        std::fs::read(&png).unwrap_or_else(|e| panic!("chromium wrote no screenshot at {}: {e}", png.display()));
-    assert!(
-        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "{} is not a PNG",
-        png.display()
-    );
+    let bytes = test_browser::screenshot(&page, &png, WINDOW);
     assert!(
         bytes.len() > MIN_PNG_BYTES,
         "{} is only {} bytes: the report was probably not drawn",
