@@ -507,12 +507,7 @@ async fn a_revert_still_running_at_the_budgets_end_is_finished_by_the_reconcile(
         let id = server_id.clone();
         async move {
             let event = write_event(&id, "Microsoft.Sql/servers", 300 + n);
-            env.invoke(
-                "EncryptionDrift",
-                "application/json",
-                serde_json::to_vec(&functions_envelope(&event))?,
-            )
-            .await
+            env.deliver(&event).await
         }
     };
     let (_, r) = deliver(0).await?;

@@ -239,13 +239,7 @@ async fn an_event_for_a_deleted_account_answers_200_and_gone() -> anyhow::Result
 
     let mut late = event.clone();
     late["id"] = json!("late-event-for-a-deleted-account");
-    let (status, body) = env
-        .invoke(
-            "EncryptionDrift",
-            "application/json",
-            serde_json::to_vec(&functions_envelope(&late))?,
-        )
-        .await?;
+    let (status, body) = env.deliver(&late).await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["ReturnValue"]["verdict"], "gone");
     Ok(())
@@ -348,13 +342,7 @@ async fn bad_input_gets_a_clear_4xx() -> anyhow::Result<()> {
     event["data"]["resourceUri"] = json!(
         "https://evil.example.com/subscriptions/x/resourceGroups/y/providers/Microsoft.Storage/storageAccounts/z"
     );
-    let (status, body) = env
-        .invoke(
-            "EncryptionDrift",
-            "application/json",
-            serde_json::to_vec(&functions_envelope(&event))?,
-        )
-        .await?;
+    let (status, body) = env.deliver(&event).await?;
     assert_eq!(status, 400, "{body}");
     assert!(
         body["error"]["message"]
@@ -366,13 +354,7 @@ async fn bad_input_gets_a_clear_4xx() -> anyhow::Result<()> {
     );
     event["data"]["resourceUri"] =
         json!("/subscriptions/x/resourceGroups/y/providers/Microsoft.Storage/storageAccounts/..%2F..%2Fz");
-    let (status, _) = env
-        .invoke(
-            "EncryptionDrift",
-            "application/json",
-            serde_json::to_vec(&functions_envelope(&event))?,
-        )
-        .await?;
+    let (status, _) = env.deliver(&event).await?;
     assert_eq!(status, 400);
 
     let huge = vec![b' '; 10 * 1024 * 1024];
@@ -471,18 +453,8 @@ async fn a_resource_notification_carries_the_body_so_a_compliant_account_needs_n
     let account = storage_account("rg-cmk", "starncompliant", Some(APPROVED_VAULT), json!({}));
     env.seed(json!([account.clone()])).await?;
     // Microsoft's example, with its stray space removed and pointed at our account.
-    let mut event = fixture("eventgrid/resourcenotifications-createdorupdated.eventgrid.spec-example.json");
-    event["subject"] = json!(id);
-    event["data"]["resourceInfo"]["id"] = json!(id);
-    event["data"]["resourceInfo"]["name"] = json!("starncompliant");
-    event["data"]["resourceInfo"]["properties"]["encryption"] = account["properties"]["encryption"].clone();
-    let (status, body) = env
-        .invoke(
-            "EncryptionDrift",
-            "application/json",
-            serde_json::to_vec(&functions_envelope(&event))?,
-        )
-        .await?;
+    let mut event = resource_notification(&id, "starncompliant", account["properties"]["encryption"].clone());
+    let (status, body) = env.deliver(&event).await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["ReturnValue"]["verdict"], "compliant", "{body}");
     assert!(
@@ -493,13 +465,7 @@ async fn a_resource_notification_carries_the_body_so_a_compliant_account_needs_n
     // The same notification saying MMK: before acting, keyguard reads the live account (still CMK).
     event["id"] = json!("second-notification");
     event["data"]["resourceInfo"]["properties"]["encryption"] = json!({"keySource": "Microsoft.Storage"});
-    let (status, body) = env
-        .invoke(
-            "EncryptionDrift",
-            "application/json",
-            serde_json::to_vec(&functions_envelope(&event))?,
-        )
-        .await?;
+    let (status, body) = env.deliver(&event).await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["ReturnValue"]["verdict"], "compliant",

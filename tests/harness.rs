@@ -550,6 +550,16 @@ impl Env {
     }
 
     /// POST a body to the custom handler the way the Functions host does.
+    /// Delivers one Event Grid event to `EncryptionDrift` as the Functions host would.
+    pub async fn deliver(&self, event: &Value) -> anyhow::Result<(u16, Value)> {
+        self.invoke(
+            "EncryptionDrift",
+            "application/json",
+            serde_json::to_vec(&functions_envelope(event))?,
+        )
+        .await
+    }
+
     pub async fn invoke(&self, function: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<(u16, Value)> {
         self.invoke_at(&self.handler, function, content_type, body).await
     }
@@ -601,6 +611,17 @@ fn wait_for_file(path: &Path, timeout: Duration) -> anyhow::Result<String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Microsoft's Resource Notifications example, pointed at `id` and carrying `encryption` as the
+/// resource body's `properties.encryption`.
+pub fn resource_notification(id: &str, name: &str, encryption: Value) -> Value {
+    let mut event = fixture("eventgrid/resourcenotifications-createdorupdated.eventgrid.spec-example.json");
+    event["subject"] = json!(id);
+    event["data"]["resourceInfo"]["id"] = json!(id);
+    event["data"]["resourceInfo"]["name"] = json!(name);
+    event["data"]["resourceInfo"]["properties"]["encryption"] = encryption;
+    event
 }
 
 /// The Functions host envelope around one Event Grid event (what the Event Grid trigger sends).

@@ -199,10 +199,17 @@ fn requirement_text(requirement: &str) -> &'static str {
 fn state_text(state: &EncryptionState) -> String {
     match state {
         EncryptionState::Mmk => "Microsoft-managed keys".into(),
-        EncryptionState::Cmk(key) => format!("customer-managed key in {}", key.vault_host()),
+        EncryptionState::Cmk(key) => match (key.vault_host(), key.encryption_set_id()) {
+            (Some(vault), _) => format!("customer-managed key in {vault}"),
+            (None, Some(set)) => format!("customer-managed key held by disk encryption set {set}"),
+            (None, None) => "customer-managed key (not visible in ARM)".into(),
+        },
         EncryptionState::Encrypted => "encrypted (service key)".into(),
         EncryptionState::Disabled => "not encrypted".into(),
         EncryptionState::Unknown(raw) => format!("unrecognised key source ({raw})"),
+        EncryptionState::KeyOutsideKeyVault { reference, problem } => {
+            format!("customer-managed key reference outside Key Vault: {reference} ({problem})")
+        }
     }
 }
 

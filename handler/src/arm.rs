@@ -11,6 +11,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use keyguard_core::egress::{Credential, EgressRefusal};
+use url::Url;
+
+use crate::egress::{Egress, EgressError};
 use crate::identity::{TokenError, TokenSource};
 
 pub const PUBLIC_CLOUD_ENDPOINT: &str = "https://management.azure.com";
@@ -60,6 +64,9 @@ pub enum ArmError {
     StillRunning(PendingOperation),
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// The egress policy refused the URL: never retried.
+    #[error(transparent)]
+    Refused(#[from] EgressRefusal),
     #[error("ARM response could not be read: {0}")]
     InvalidResponse(String),
 }
@@ -89,10 +96,9 @@ impl Default for RetryPolicy {
 
 #[derive(Clone)]
 pub struct ArmClient {
-    http: reqwest::Client,
-    base: String,
+    egress: Arc<Egress>,
+    base: Url,
     scope: String,
-    tokens: Arc<dyn TokenSource>,
     retry: RetryPolicy,
     counters: Arc<CallCounters>,
 }
@@ -126,14 +132,14 @@ enum Attempt {
 }
 
 impl ArmClient {
-    pub fn new(http: reqwest::Client, base: &str, tokens: Arc<dyn TokenSource>) -> Self {
-        let base = base.trim_end_matches('/').to_string();
-        let scope = token_scope_for(&base);
+    /// An ARM client for the policy's ARM endpoint: every request goes through `egress`.
+    pub fn new(egress: Arc<Egress>) -> Self {
+        let base = egress.policy().arm_endpoint().clone();
+        let scope = egress.policy().arm_scope();
         Self {
-            http,
+            egress,
             base,
             scope,
-            tokens,
             retry: RetryPolicy::default(),
             counters: Arc::default(),
         }
@@ -145,7 +151,7 @@ impl ArmClient {
 
     /// POST to an ARM path (`/providers/Microsoft.ResourceGraph/resources?api-version=...`).
     pub async fn post_page(&self, path_and_query: &str, body: &Value, ctx: &CallContext) -> Result<Page, ArmError> {
-        let url = format!("{}{path_and_query}", self.base);
+        let url = self.url(path_and_query);
         let response = self.send_url(Method::POST, &url, Some(body), ctx).await?;
         page_of(response).await
     }
@@ -163,13 +169,19 @@ impl ArmClient {
         &self.scope
     }
 
+    /// keyguard's own token source, to read its own identity; see [`Egress::own_tokens`].
     pub fn tokens(&self) -> &dyn TokenSource {
-        self.tokens.as_ref()
+        self.egress.own_tokens()
+    }
+
+    /// `{endpoint}{path_and_query}`; the path starts with `/`.
+    fn url(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.base.as_str().trim_end_matches('/'))
     }
 
     /// GET a resource. `Ok(None)` means ARM says it does not exist: a normal outcome (deleted).
     pub async fn get(&self, id: &ResourceId, api_version: &str, ctx: &CallContext) -> Result<Option<Value>, ArmError> {
-        let url = format!("{}{}?api-version={}", self.base, id.as_str(), api_version);
+        let url = self.url(&format!("{}?api-version={}", id.as_str(), api_version));
         self.get_url(&url, ctx).await
     }
 
@@ -181,13 +193,12 @@ impl ArmClient {
         expand: &str,
         ctx: &CallContext,
     ) -> Result<Option<Value>, ArmError> {
-        let url = format!(
-            "{}{}?api-version={}&$expand={}",
-            self.base,
+        let url = self.url(&format!(
+            "{}?api-version={}&$expand={}",
             id.as_str(),
             api_version,
             expand
-        );
+        ));
         self.get_url(&url, ctx).await
     }
 
@@ -293,16 +304,17 @@ impl ArmClient {
     /// Polling URLs come from response headers; the bearer token only ever goes to the ARM endpoint
     /// itself. Relative URLs (Recovery Services returns them) resolve against the endpoint.
     fn same_origin(&self, url: &str) -> Result<String, ArmError> {
-        if url.starts_with('/') {
-            return Ok(format!("{}{url}", self.base));
+        if url.starts_with('/') && !url.starts_with("//") {
+            return Ok(self.url(url));
         }
-        let origin = |u: &str| u.split('/').take(3).collect::<Vec<_>>().join("/").to_ascii_lowercase();
-        if origin(url) == origin(&self.base) && url.len() > self.base.len() {
-            Ok(url.to_string())
+        let parsed = Url::parse(url)
+            .map_err(|_| ArmError::InvalidResponse("long-running operation URL is not a URL".to_string()))?;
+        if parsed.origin() == self.base.origin() && parsed.username().is_empty() && parsed.password().is_none() {
+            Ok(parsed.to_string())
         } else {
             Err(ArmError::InvalidResponse(format!(
                 "long-running operation URL points outside the ARM endpoint: {}",
-                origin(url)
+                parsed.origin().ascii_serialization()
             )))
         }
     }
@@ -315,7 +327,7 @@ impl ArmClient {
         body: Option<&Value>,
         ctx: &CallContext,
     ) -> Result<reqwest::Response, ArmError> {
-        let url = format!("{}{}?api-version={}", self.base, id.as_str(), api_version);
+        let url = self.url(&format!("{}?api-version={}", id.as_str(), api_version));
         self.send_url(method, &url, body, ctx).await
     }
 
@@ -366,12 +378,18 @@ impl ArmClient {
         ctx: &CallContext,
         remaining: Duration,
     ) -> Result<Attempt, ArmError> {
-        let token = self.tokens.token(&self.scope).await?;
+        let parsed = Url::parse(url).map_err(|_| ArmError::InvalidResponse(format!("not a URL: {}", path_of(url))))?;
+        let request = match self
+            .egress
+            .request(Credential::ArmToken, method.clone(), &parsed, &ctx.correlation_id)
+            .await
+        {
+            Ok(request) => request,
+            Err(EgressError::Refused(refusal)) => return Err(refusal.into()),
+            Err(EgressError::Token(e)) => return Err(e.into()),
+        };
         let client_request_id = uuid::Uuid::new_v4().to_string();
-        let mut request = self
-            .http
-            .request(method.clone(), url)
-            .bearer_auth(token.secret())
+        let mut request = request
             .header("x-ms-correlation-request-id", &ctx.correlation_id)
             .header("x-ms-client-request-id", &client_request_id)
             .header("accept", "application/json")
@@ -433,15 +451,6 @@ impl ArmClient {
         let millis = rand::rng().random_range(cap.as_millis() as u64 / 2..=cap.as_millis().max(1) as u64);
         Duration::from_millis(millis)
     }
-}
-
-/// ARM's token audience is the endpoint itself; sovereign clouds and local stand-ins follow.
-fn token_scope_for(base: &str) -> String {
-    if base.starts_with("http://127.") || base.starts_with("http://localhost") || base.starts_with("http://[::1]") {
-        // The local stand-in plays the public cloud.
-        return format!("{PUBLIC_CLOUD_ENDPOINT}/.default");
-    }
-    format!("{base}/.default")
 }
 
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
@@ -517,22 +526,6 @@ async fn rejection(response: reqwest::Response) -> ArmError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_scope_follows_the_cloud() {
-        assert_eq!(
-            token_scope_for("https://management.azure.com"),
-            "https://management.azure.com/.default"
-        );
-        assert_eq!(
-            token_scope_for("https://management.usgovcloudapi.net"),
-            "https://management.usgovcloudapi.net/.default"
-        );
-        assert_eq!(
-            token_scope_for("http://127.0.0.1:9999"),
-            "https://management.azure.com/.default"
-        );
-    }
 
     #[test]
     fn only_transient_statuses_are_retried() {
@@ -618,7 +611,7 @@ mod tests {
                 .with_state(fake);
             tokio::spawn(async move { axum::serve(listener, app).await });
             (
-                ArmClient::new(reqwest::Client::new(), &base, Arc::new(FixedToken)),
+                ArmClient::new(crate::test_support::egress(Arc::new(FixedToken), &base, None, None)),
                 polls,
             )
         }
@@ -667,11 +660,12 @@ mod tests {
 
         #[test]
         fn the_token_never_leaves_the_arm_endpoint() {
-            let arm = ArmClient::new(
-                reqwest::Client::new(),
-                "https://management.azure.com",
+            let arm = ArmClient::new(crate::test_support::egress(
                 Arc::new(FixedToken),
-            );
+                "https://management.azure.com",
+                None,
+                None,
+            ));
             assert!(arm.same_origin("https://evil.example.com/subscriptions/x").is_err());
             assert!(arm.same_origin("https://management.azure.com.evil.example/x").is_err());
             assert_eq!(

@@ -74,13 +74,11 @@ fn state_text(state: &Option<keyguard_core::EncryptionState>) -> String {
     match state {
         None => String::new(),
         Some(S::Mmk) => "mmk".into(),
-        Some(S::Cmk(key)) => match key.encryption_set_id() {
-            Some(set) => format!("cmk {set}"),
-            None => format!("cmk {}/keys/{}", key.vault_uri, key.key_name),
-        },
+        Some(S::Cmk(key)) => format!("cmk {key}"),
         Some(S::Encrypted) => "encrypted".into(),
         Some(S::Disabled) => "disabled".into(),
         Some(S::Unknown(what)) => format!("unknown ({what})"),
+        Some(S::KeyOutsideKeyVault { reference, .. }) => format!("key outside Key Vault ({reference})"),
     }
 }
 

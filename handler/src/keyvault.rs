@@ -6,13 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyguard_core::catalog::KeyRef;
+use keyguard_core::egress::Credential;
 use keyguard_core::keyvault::{KeyFacts, KeyProblem};
+use reqwest::Method;
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::arm::CallContext;
-use crate::identity::{TokenError, TokenSource};
+use crate::egress::{Egress, EgressError};
+use crate::identity::TokenError;
 
 const API_VERSION: &str = "7.5";
 
@@ -26,11 +29,7 @@ pub enum KeyVaultError {
 }
 
 pub struct KeyVaultClient {
-    http: reqwest::Client,
-    tokens: Arc<dyn TokenSource>,
-    /// Sends `https://{vault}/keys/...` to `{override}/keyvault/{vault}/keys/...` instead (the
-    /// local stand-in); never set in Azure.
-    endpoint_override: Option<String>,
+    egress: Arc<Egress>,
     /// Recent answers by key URL, for decisions that write nothing (a sweep reads the same few
     /// keys for thousands of resources); a revert always asks afresh.
     recent: std::sync::Mutex<std::collections::HashMap<String, RecentAnswer>>,
@@ -43,11 +42,9 @@ type RecentAnswer = (Instant, Result<KeyFacts, KeyProblem>);
 pub const READ_ONLY_MAX_AGE: Duration = Duration::from_secs(60);
 
 impl KeyVaultClient {
-    pub fn new(http: reqwest::Client, tokens: Arc<dyn TokenSource>, endpoint_override: Option<String>) -> Self {
+    pub fn new(egress: Arc<Egress>) -> Self {
         Self {
-            http,
-            tokens,
-            endpoint_override: endpoint_override.map(|e| e.trim_end_matches('/').to_string()),
+            egress,
             recent: std::sync::Mutex::default(),
         }
     }
@@ -59,12 +56,7 @@ impl KeyVaultClient {
         ctx: &CallContext,
         max_age: Duration,
     ) -> Result<Result<KeyFacts, KeyProblem>, KeyVaultError> {
-        let cache_key = format!(
-            "{}/{}/{}",
-            key.vault_host(),
-            key.key_name,
-            key.key_version.as_deref().unwrap_or("")
-        );
+        let cache_key = key.key_id();
         if !max_age.is_zero() {
             let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((at, answer)) = recent.get(&cache_key)
@@ -83,31 +75,38 @@ impl KeyVaultClient {
     }
 
     /// The key's facts. A key keyguard may not read yields an `Unreadable` problem, not an error:
-    /// the decision (no revert, alert) is the caller's.
+    /// the decision (no revert, alert) is the caller's. The URL is built from the parsed key
+    /// reference, and the egress policy approves it before a token is attached.
     pub async fn key_facts(
         &self,
         key: &KeyRef,
         ctx: &CallContext,
     ) -> Result<Result<KeyFacts, KeyProblem>, KeyVaultError> {
-        let host = key.vault_host();
-        let path = match key.key_version.as_deref().filter(|v| !v.is_empty()) {
-            Some(version) => format!("/keys/{}/{version}", key.key_name),
-            None => format!("/keys/{}", key.key_name),
+        let Some(mut url) = key.key_url() else {
+            return Ok(Err(KeyProblem::Unreadable {
+                reason: format!("{key} is not a key in Key Vault"),
+            }));
         };
-        let url = match &self.endpoint_override {
-            Some(base) => format!("{base}/keyvault/{host}{path}?api-version={API_VERSION}"),
-            None => format!("https://{host}{path}?api-version={API_VERSION}"),
-        };
-        let scope = scope_for(&host);
+        url.query_pairs_mut().append_pair("api-version", API_VERSION);
+        let host = url.host_str().unwrap_or_default().to_string();
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let token = self.tokens.token(&scope).await?;
             let remaining = ctx.deadline.saturating_duration_since(Instant::now());
-            let response = self
-                .http
-                .get(&url)
-                .bearer_auth(token.secret())
+            let request = match self
+                .egress
+                .request(Credential::KeyVaultToken, Method::GET, &url, &ctx.correlation_id)
+                .await
+            {
+                Ok(request) => request,
+                Err(EgressError::Refused(refusal)) => {
+                    return Ok(Err(KeyProblem::Unreadable {
+                        reason: format!("not read: {refusal}"),
+                    }));
+                }
+                Err(EgressError::Token(e)) => return Err(e.into()),
+            };
+            let response = request
                 .header("x-ms-correlation-request-id", &ctx.correlation_id)
                 .timeout(remaining.max(Duration::from_millis(1)))
                 .send()
@@ -144,22 +143,6 @@ impl KeyVaultClient {
     }
 }
 
-/// The data-plane audience follows the vault's cloud (and Managed HSM has its own).
-fn scope_for(host: &str) -> String {
-    let host = host.to_ascii_lowercase();
-    for suffix in [
-        "vault.azure.net",
-        "vault.usgovcloudapi.net",
-        "vault.azure.cn",
-        "managedhsm.azure.net",
-    ] {
-        if host.ends_with(&format!(".{suffix}")) {
-            return format!("https://{suffix}/.default");
-        }
-    }
-    "https://vault.azure.net/.default".to_string()
-}
-
 fn facts_from(body: &Value) -> KeyFacts {
     let attributes = &body["attributes"];
     KeyFacts {
@@ -175,19 +158,6 @@ fn facts_from(body: &Value) -> KeyFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_audience_follows_the_vault_cloud() {
-        assert_eq!(scope_for("kv.vault.azure.net"), "https://vault.azure.net/.default");
-        assert_eq!(
-            scope_for("kv.vault.usgovcloudapi.net"),
-            "https://vault.usgovcloudapi.net/.default"
-        );
-        assert_eq!(
-            scope_for("hsm.managedhsm.azure.net"),
-            "https://managedhsm.azure.net/.default"
-        );
-    }
 
     #[test]
     fn key_bundle_attributes_become_facts() {

@@ -7,6 +7,7 @@ mod arm;
 mod audit;
 mod cli_scan;
 mod demo;
+mod egress;
 mod identity;
 mod instance;
 mod keyvault;
@@ -582,12 +583,9 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
 /// The configured state store alone (no ARM credential needed beyond Table Storage's).
 async fn open_store() -> anyhow::Result<store::StateStore> {
     let settings = Settings::from_env()?;
-    let http = settings.http_client()?;
-    let tokens: Arc<dyn identity::TokenSource> =
-        Arc::new(identity::CredentialTokenSource::new(&settings.auth, http.clone())?);
     settings
         .store
-        .open(http, tokens)
+        .open(settings.egress()?)
         .await
         .with_context(|| format!("cannot open the state store ({})", settings.store.describe()))
 }

@@ -791,9 +791,8 @@ impl Pipeline {
     /// A compliant CMK whose key expires soon is a warning for people, not a drift.
     async fn expiry_warning(&self, state: &EncryptionState, call: &CallContext, now: OffsetDateTime) -> Option<String> {
         let EncryptionState::Cmk(key) = state else { return None };
-        if key.encryption_set_id().is_some() || key.key_name.is_empty() {
-            return None;
-        }
+        // Only a key in a vault has facts to read (a disk encryption set hides its key).
+        key.vault()?;
         match self
             .keyvault
             .key_facts_within(key, call, crate::keyvault::READ_ONLY_MAX_AGE)
@@ -802,7 +801,7 @@ impl Pipeline {
             Ok(Ok(facts)) => expiring_within(&facts, now, self.config.settings.expiry_warning_days).map(|at| {
                 format!(
                     "the key {} expires on {}: rotate it before then",
-                    key.key_name,
+                    key.key_name(),
                     rfc3339(at)
                 )
             }),
@@ -1044,7 +1043,7 @@ fn drift_text(verdict: &Verdict) -> Option<String> {
 fn target_text(target: &RevertTarget) -> String {
     match target {
         RevertTarget::Mmk => "Microsoft-managed keys".to_string(),
-        RevertTarget::Cmk(key) => format!("customer-managed key {}/keys/{}", key.vault_uri, key.key_name),
+        RevertTarget::Cmk(key) => format!("customer-managed key {key}"),
     }
 }
 

@@ -7,9 +7,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use keyguard_core::config::Config;
+use keyguard_core::egress::EgressPolicy;
+use keyguard_core::keyref::Cloud;
+use url::Url;
 
 use crate::alerting::{Alerter, ConfiguredChannels};
 use crate::arm::{ArmClient, PUBLIC_CLOUD_ENDPOINT};
+use crate::egress::Egress;
 use crate::identity::{AuthMode, CredentialTokenSource, TokenSource};
 use crate::keyvault::KeyVaultClient;
 use crate::outbox::Dispatcher;
@@ -21,14 +25,17 @@ pub struct Settings {
     /// Where the profiles came from: a path, or "built-in default".
     pub config_source: String,
     pub dry_run: bool,
-    pub arm_endpoint: String,
+    pub arm_endpoint: Url,
+    /// The cloud whose Key Vault and Managed HSM names keyguard may send a Key Vault token to.
+    pub cloud: Cloud,
     pub ca_bundle: Option<PathBuf>,
     /// Embedded file or Azure Table Storage.
     pub store: StoreLocation,
     pub auth: AuthMode,
     pub time_budget: Duration,
-    /// Test-only: send Key Vault data-plane calls to this base (`{base}/keyvault/{vault host}/...`).
-    pub keyvault_endpoint: Option<String>,
+    /// Test-only: send Key Vault data-plane calls to this base (`{base}/keyvault/{vault host}/...`)
+    /// after the egress policy approved the real vault URL.
+    pub keyvault_endpoint: Option<Url>,
     /// Shared secret Event Grid sends in the webhook URL's query (`?code=`), for `keyguard webhook`.
     pub webhook_key: Option<String>,
     pub sweep: SweepSettings,
@@ -89,14 +96,30 @@ impl Settings {
                 *field = Duration::from_secs(secs);
             }
         }
+        let arm_endpoint = endpoint_url(
+            "KEYGUARD_ARM_ENDPOINT",
+            &get("KEYGUARD_ARM_ENDPOINT")
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| PUBLIC_CLOUD_ENDPOINT.to_string()),
+        )?;
+        let cloud = match get("KEYGUARD_CLOUD").filter(|v| !v.trim().is_empty()) {
+            Some(name) => Cloud::parse(&name)
+                .with_context(|| format!("KEYGUARD_CLOUD={name:?} is not one of public, china, usgov"))?,
+            None => Cloud::of_arm_endpoint(&arm_endpoint),
+        };
+        let keyvault_endpoint = match get("KEYGUARD_KEYVAULT_ENDPOINT").filter(|k| !k.is_empty()) {
+            Some(v) => Some(endpoint_url("KEYGUARD_KEYVAULT_ENDPOINT", &v)?),
+            None => None,
+        };
         Ok(Self {
             sweep,
             store,
             auth: AuthMode::from_lookup(&get)?,
-            arm_endpoint: get("KEYGUARD_ARM_ENDPOINT").unwrap_or_else(|| PUBLIC_CLOUD_ENDPOINT.to_string()),
+            arm_endpoint,
+            cloud,
+            keyvault_endpoint,
             ca_bundle: get("KEYGUARD_CA_BUNDLE").filter(|p| !p.is_empty()).map(PathBuf::from),
             webhook_key: get("KEYGUARD_WEBHOOK_KEY").filter(|k| !k.is_empty()),
-            keyvault_endpoint: get("KEYGUARD_KEYVAULT_ENDPOINT").filter(|k| !k.is_empty()),
             config,
             config_source,
             dry_run,
@@ -123,19 +146,32 @@ impl Settings {
         Ok(builder.build()?)
     }
 
-    pub async fn build_pipeline(&self) -> anyhow::Result<Pipeline> {
+    /// The one egress layer every credentialed request goes through: the ARM endpoint, the
+    /// configured cloud's vaults and the configured storage account, nothing else.
+    pub fn egress(&self) -> anyhow::Result<Arc<Egress>> {
         let http = self.http_client()?;
         let tokens: Arc<dyn TokenSource> = Arc::new(
             CredentialTokenSource::new(&self.auth, http.clone())
                 .with_context(|| format!("cannot set up the {:?} credential", self.auth))?,
         );
-        let arm = ArmClient::new(http.clone(), &self.arm_endpoint, tokens.clone());
+        let policy = EgressPolicy::new(&self.arm_endpoint, self.cloud, self.store.table_endpoint());
+        Ok(Arc::new(Egress::new(
+            http,
+            tokens,
+            policy,
+            self.keyvault_endpoint.clone(),
+        )))
+    }
+
+    pub async fn build_pipeline(&self) -> anyhow::Result<Pipeline> {
+        let egress = self.egress()?;
+        let arm = ArmClient::new(egress.clone());
         let store = self
             .store
-            .open(http.clone(), tokens.clone())
+            .open(egress.clone())
             .await
             .with_context(|| format!("cannot open the state store ({})", self.store.describe()))?;
-        let keyvault = KeyVaultClient::new(http, tokens, self.keyvault_endpoint.clone());
+        let keyvault = KeyVaultClient::new(egress);
         let config = Arc::new(self.config.clone());
         let mut pipeline = Pipeline::new(
             config.clone(),
@@ -165,6 +201,21 @@ impl Settings {
 /// Attempts per alert before it is parked for a person (with backoff from 30 s to 1 h: about a day).
 pub const OUTBOX_MAX_ATTEMPTS: u32 = 30;
 
+/// An endpoint setting: an absolute `https` URL, or `http` to a loopback address (a local
+/// stand-in). A credential goes to it, so it is parsed, never taken as text.
+fn endpoint_url(name: &str, value: &str) -> anyhow::Result<Url> {
+    let url = Url::parse(value.trim()).with_context(|| format!("{name}={value:?} is not a URL"))?;
+    let loopback = keyguard_core::egress::is_loopback(&url);
+    match url.scheme() {
+        _ if !url.username().is_empty() || url.password().is_some() => {
+            anyhow::bail!("{name} must not carry user info")
+        }
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => anyhow::bail!("{name}={value:?} must be https (http only for a loopback address)"),
+    }
+}
+
 /// App Service keeps `$HOME` (`/home`) across restarts; elsewhere fall back to the temp dir.
 fn default_state_path(get: &impl Fn(&str) -> Option<String>) -> PathBuf {
     match get("HOME") {
@@ -190,7 +241,8 @@ mod tests {
     fn defaults_without_configuration() {
         let s = Settings::from_lookup(lookup(&[("HOME", "/home")])).unwrap();
         assert!(!s.dry_run);
-        assert_eq!(s.arm_endpoint, "https://management.azure.com");
+        assert_eq!(s.arm_endpoint.as_str(), "https://management.azure.com/");
+        assert_eq!(s.cloud, Cloud::Public);
         assert_eq!(s.time_budget, Duration::from_secs(25));
         assert!(
             matches!(&s.store, StoreLocation::Embedded(p) if p == &PathBuf::from("/home/.keyguard/state.redb")),
@@ -210,7 +262,32 @@ mod tests {
         .unwrap();
         assert!(s.dry_run);
         assert_eq!(s.time_budget, Duration::from_millis(1500));
-        assert_eq!(s.arm_endpoint, "http://127.0.0.1:1");
+        assert_eq!(s.arm_endpoint.as_str(), "http://127.0.0.1:1/");
+    }
+
+    #[test]
+    fn endpoints_are_parsed_and_the_cloud_follows_the_arm_endpoint() {
+        let china = Settings::from_lookup(lookup(&[(
+            "KEYGUARD_ARM_ENDPOINT",
+            "https://management.chinacloudapi.cn",
+        )]))
+        .unwrap();
+        assert_eq!(china.cloud, Cloud::China);
+        let usgov = Settings::from_lookup(lookup(&[("KEYGUARD_CLOUD", "usgov")])).unwrap();
+        assert_eq!(usgov.cloud, Cloud::UsGov);
+        for (name, value) in [
+            ("KEYGUARD_ARM_ENDPOINT", "http://management.azure.com"),
+            ("KEYGUARD_ARM_ENDPOINT", "https://user:pw@management.azure.com"),
+            ("KEYGUARD_ARM_ENDPOINT", "management.azure.com"),
+            ("KEYGUARD_KEYVAULT_ENDPOINT", "http://10.0.0.1:8080"),
+            ("KEYGUARD_CLOUD", "mars"),
+        ] {
+            let err = Settings::from_lookup(lookup(&[(name, value)]))
+                .err()
+                .expect(value)
+                .to_string();
+            assert!(err.contains(name), "{err}");
+        }
     }
 
     #[test]

@@ -21,3 +21,20 @@ impl crate::identity::TokenSource for FixedToken {
         Box::pin(async move { Ok(azure_core::credentials::Secret::new(token)) })
     }
 }
+
+/// The egress layer for tests: ARM at `arm_base`, Table Storage at `storage` (if any), Key Vault
+/// calls sent to `keyvault_override` (the stand-in) once the policy approved the real vault URL.
+pub fn egress(
+    tokens: std::sync::Arc<dyn crate::identity::TokenSource>,
+    arm_base: &str,
+    storage: Option<&url::Url>,
+    keyvault_override: Option<&str>,
+) -> std::sync::Arc<crate::egress::Egress> {
+    let arm = url::Url::parse(arm_base).unwrap_or_else(|e| panic!("{arm_base}: {e}"));
+    std::sync::Arc::new(crate::egress::Egress::new(
+        reqwest::Client::new(),
+        tokens,
+        keyguard_core::egress::EgressPolicy::new(&arm, keyguard_core::keyref::Cloud::Public, storage),
+        keyvault_override.map(|o| url::Url::parse(o).unwrap_or_else(|e| panic!("{o}: {e}"))),
+    ))
+}

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::keyref::{KeyRef, KeyRefError};
 use crate::resource_id::ResourceId;
 
 mod entries;
@@ -269,156 +270,6 @@ pub fn target_for(id: &ResourceId) -> Option<(ResourceId, &'static CatalogEntry)
     }
     None
 }
-/// A customer-managed key, as configured on a resource or in a profile.
-///
-/// Serialised in camelCase like the rest of the audit log; snake_case is also accepted when
-/// reading, so records written by earlier builds stay readable.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KeyRef {
-    /// Normalised: lower-case scheme and host, no trailing slash.
-    #[serde(alias = "vault_uri")]
-    pub vault_uri: String,
-    #[serde(alias = "key_name")]
-    pub key_name: String,
-    /// `None` or `""`: versionless (the service follows the latest key version).
-    #[serde(alias = "key_version")]
-    pub key_version: Option<String>,
-    /// Resource id of the user-assigned identity the service should use for the key, if any.
-    #[serde(alias = "user_assigned_identity")]
-    pub user_assigned_identity: Option<String>,
-}
-
-impl KeyRef {
-    /// Build a key reference with the vault URI normalised and an empty version read as versionless.
-    pub fn new(
-        vault_uri: &str,
-        key_name: &str,
-        key_version: Option<&str>,
-        user_assigned_identity: Option<&str>,
-    ) -> KeyRef {
-        KeyRef {
-            vault_uri: normalize_vault_uri(vault_uri),
-            key_name: key_name.trim().to_string(),
-            key_version: key_version.map(str::trim).filter(|v| !v.is_empty()).map(str::to_string),
-            user_assigned_identity: user_assigned_identity
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string),
-        }
-    }
-
-    /// A key held by a disk encryption set (managed disks, AKS): the DES, not the resource, names
-    /// the vault, so the reference is the DES resource id, kept in `key_name` with an empty
-    /// `vault_uri`. Encoded in the existing fields so stored baselines and callers that build a
-    /// `KeyRef` field by field keep working; `same_key` then compares DES ids.
-    pub fn encryption_set(set_id: &str) -> KeyRef {
-        KeyRef {
-            vault_uri: String::new(),
-            key_name: set_id.trim().to_string(),
-            key_version: None,
-            user_assigned_identity: None,
-        }
-    }
-
-    /// The disk encryption set id, when this reference is one (see [`KeyRef::encryption_set`]).
-    pub fn encryption_set_id(&self) -> Option<&str> {
-        let looks_like_des = self
-            .key_name
-            .to_ascii_lowercase()
-            .contains("/providers/microsoft.compute/diskencryptionsets/");
-        (self.vault_uri.is_empty() && looks_like_des).then_some(self.key_name.as_str())
-    }
-
-    /// Parse a key identifier `https://{vault}/keys/{name}[/{version}]`; `None` for anything else
-    /// (a bare vault URI, as the Cosmos DB spec example has, names no key).
-    pub fn from_key_uri(uri: &str, user_assigned_identity: Option<&str>) -> Option<KeyRef> {
-        let trimmed = uri.trim().trim_end_matches('/');
-        let (scheme, rest) = trimmed.split_once("://")?;
-        let mut parts = rest.split('/');
-        let host = parts.next().filter(|h| !h.is_empty())?;
-        if !parts.next()?.eq_ignore_ascii_case("keys") {
-            return None;
-        }
-        let name = parts.next().filter(|n| !n.is_empty())?;
-        let version = parts.next();
-        if parts.next().is_some() {
-            return None;
-        }
-        Some(KeyRef::new(
-            &format!("{scheme}://{host}"),
-            name,
-            version,
-            user_assigned_identity,
-        ))
-    }
-
-    /// Lower-case DNS name of the vault, the unit allow-lists are written in.
-    pub fn vault_host(&self) -> String {
-        vault_host_of(&self.vault_uri)
-    }
-
-    /// The version, with `Some("")` read as versionless.
-    pub fn version(&self) -> Option<&str> {
-        self.key_version.as_deref().filter(|v| !v.is_empty())
-    }
-
-    /// Same vault and key name (case-insensitive, as Key Vault is). Versions are compared only
-    /// when both sides name one: a versionless reference follows whatever version is current.
-    pub fn same_key(&self, other: &KeyRef) -> bool {
-        if self.vault_host() != other.vault_host() || !self.key_name.eq_ignore_ascii_case(&other.key_name) {
-            return false;
-        }
-        match (self.version(), other.version()) {
-            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-            _ => true,
-        }
-    }
-
-    /// `https://{vault}/keys/{name}[/{version}]`, for humans.
-    pub fn key_id(&self) -> String {
-        if self.vault_uri.is_empty() {
-            return self.key_name.clone();
-        }
-        match self.version() {
-            Some(v) => format!("{}/keys/{}/{}", self.vault_uri, self.key_name, v),
-            None => format!("{}/keys/{}", self.vault_uri, self.key_name),
-        }
-    }
-}
-
-impl std::fmt::Display for KeyRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.key_id())
-    }
-}
-
-/// Lower-case scheme and host, no trailing slash; a bare host gets `https://`.
-pub fn normalize_vault_uri(uri: &str) -> String {
-    let trimmed = uri.trim().trim_end_matches('/');
-    let (scheme, rest) = match trimmed.split_once("://") {
-        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
-        None => ("https".to_string(), trimmed),
-    };
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    format!("{scheme}://{}{path}", host.to_ascii_lowercase())
-}
-
-/// Host part of a vault URI or a bare host, lower-case, without port or trailing dot.
-pub fn vault_host_of(uri_or_host: &str) -> String {
-    let s = uri_or_host.trim();
-    let rest = match s.split_once("://") {
-        Some((_, rest)) => rest,
-        None => s,
-    };
-    let host = rest.split('/').next().unwrap_or("");
-    let host = host.split(':').next().unwrap_or("");
-    host.trim_end_matches('.').to_ascii_lowercase()
-}
-
 /// What a resource's encryption looks like right now.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", content = "detail", rename_all = "camelCase")]
@@ -433,6 +284,42 @@ pub enum EncryptionState {
     Disabled,
     /// The raw key-source value, "missing", or why a CMK reference could not be read. Never acted on.
     Unknown(String),
+    /// A customer-managed key whose reference points outside Key Vault and Managed HSM (another
+    /// host, an IP address, a port, user info): never read, never written back, never a baseline.
+    KeyOutsideKeyVault {
+        reference: String,
+        problem: KeyRefError,
+    },
+}
+
+/// Why a document that says "CMK" yields no usable key reference.
+enum KeyRefProblem {
+    /// Absent or incomplete fields, or a Key Vault URL that names no key.
+    Unreadable(String),
+    /// A reference to somewhere that is not Key Vault.
+    OutsideKeyVault { reference: String, problem: KeyRefError },
+}
+
+impl KeyRefProblem {
+    fn from_error(reference: &str, problem: KeyRefError, unreadable: impl FnOnce() -> String) -> KeyRefProblem {
+        if problem.is_outside_key_vault() {
+            KeyRefProblem::OutsideKeyVault {
+                reference: reference.chars().take(200).collect(),
+                problem,
+            }
+        } else {
+            KeyRefProblem::Unreadable(format!("{} ({problem})", unreadable()))
+        }
+    }
+
+    fn into_state(self) -> EncryptionState {
+        match self {
+            KeyRefProblem::Unreadable(why) => EncryptionState::Unknown(why),
+            KeyRefProblem::OutsideKeyVault { reference, problem } => {
+                EncryptionState::KeyOutsideKeyVault { reference, problem }
+            }
+        }
+    }
 }
 
 /// What a revert should switch the resource to.
@@ -559,26 +446,12 @@ fn eq_any(list: &[&str], raw: &str) -> bool {
     list.iter().any(|v| v.eq_ignore_ascii_case(raw))
 }
 
-/// A key whose reference is not visible in ARM (Search keeps it per index in the data plane).
-fn unnamed_key() -> KeyRef {
-    KeyRef {
-        vault_uri: String::new(),
-        key_name: String::new(),
-        key_version: None,
-        user_assigned_identity: None,
-    }
-}
-
 /// SQL's server key name, `{vault}_{key}_{version}`: vault and key names cannot contain `_`,
 /// so the split is unambiguous. SQL only accepts a versioned key here.
 fn sql_server_key_name(key: &KeyRef) -> Option<String> {
-    let host = key.vault_host();
-    let vault = host.split('.').next().filter(|v| !v.is_empty())?;
+    let vault = key.vault()?.name();
     let version = key.version()?;
-    if key.key_name.is_empty() {
-        return None;
-    }
-    Some(format!("{vault}_{}_{version}", key.key_name))
+    Some(format!("{vault}_{}_{version}", key.key_name()))
 }
 
 /// The reverse of [`sql_server_key_name`]. The DNS suffix is not in the name, so this assumes
@@ -589,12 +462,7 @@ fn key_from_sql_server_key_name(name: &str) -> Option<KeyRef> {
     if parts.next().is_some() || vault.is_empty() || key.is_empty() || version.is_empty() {
         return None;
     }
-    Some(KeyRef::new(
-        &format!("https://{vault}.vault.azure.net"),
-        key,
-        Some(version),
-        None,
-    ))
+    KeyRef::new(&format!("https://{vault}.vault.azure.net"), key, Some(version), None).ok()
 }
 
 fn opt_str<'a>(doc: &'a Value, path: Option<&[&str]>) -> Option<&'a str> {
@@ -632,7 +500,8 @@ impl CatalogEntry {
                             WhenAbsent::Mmk => EncryptionState::Mmk,
                             WhenAbsent::CmkIfKeyRef => match self.read_key_ref(doc, "absent key source") {
                                 Ok(key) => EncryptionState::Cmk(key),
-                                Err(_) => EncryptionState::Unknown("missing".to_string()),
+                                Err(KeyRefProblem::Unreadable(_)) => EncryptionState::Unknown("missing".to_string()),
+                                Err(outside) => outside.into_state(),
                             },
                         };
                     }
@@ -647,7 +516,7 @@ impl CatalogEntry {
                 }
                 match self.read_key_ref(doc, raw) {
                     Ok(key) => EncryptionState::Cmk(key),
-                    Err(why) => EncryptionState::Unknown(why),
+                    Err(problem) => problem.into_state(),
                 }
             }
             KeySourceKind::Presence => {
@@ -656,7 +525,7 @@ impl CatalogEntry {
                 }
                 match self.read_key_ref(doc, &self.key_source.path.join(".")) {
                     Ok(key) => EncryptionState::Cmk(key),
-                    Err(why) => EncryptionState::Unknown(why),
+                    Err(problem) => problem.into_state(),
                 }
             }
             KeySourceKind::Switch { on, off } => match field {
@@ -671,7 +540,7 @@ impl CatalogEntry {
 
     /// The key reference of a document already known to say "CMK" (`said` is what said so, for
     /// the error text).
-    fn read_key_ref(&self, doc: &Value, said: &str) -> Result<KeyRef, String> {
+    fn read_key_ref(&self, doc: &Value, said: &str) -> Result<KeyRef, KeyRefProblem> {
         match self.key_ref {
             KeyRefLayout::Fields {
                 container_path,
@@ -685,45 +554,64 @@ impl CatalogEntry {
                     other => other,
                 };
                 let Some(container) = container.filter(|c| c.is_object()) else {
-                    return Err(format!("{said} without {}", container_path.join(".")));
+                    return Err(KeyRefProblem::Unreadable(format!(
+                        "{said} without {}",
+                        container_path.join(".")
+                    )));
                 };
                 let (Some(vault), Some(name)) = (str_at(container, vault_uri_field), str_at(container, key_name_field))
                 else {
-                    return Err(format!(
+                    return Err(KeyRefProblem::Unreadable(format!(
                         "{said} with an incomplete key reference ({}.{{{vault_uri_field},{key_name_field}}})",
                         container_path.join(".")
-                    ));
+                    )));
                 };
                 let version = str_at(container, key_version_field);
                 let identity = opt_str(doc, user_assigned_identity_path);
-                Ok(KeyRef::new(vault, name, version, identity))
+                KeyRef::new(vault, name, version, identity).map_err(|problem| {
+                    KeyRefProblem::from_error(vault, problem, || {
+                        format!("{said}, but {} is not a usable key reference", container_path.join("."))
+                    })
+                })
             }
             KeyRefLayout::KeyUri {
                 path,
                 user_assigned_identity_path,
             } => {
                 let Some(uri) = opt_str(doc, Some(path)) else {
-                    return Err(format!("{said} without {}", path.join(".")));
+                    return Err(KeyRefProblem::Unreadable(format!("{said} without {}", path.join("."))));
                 };
-                KeyRef::from_key_uri(uri, opt_str(doc, user_assigned_identity_path))
-                    .ok_or_else(|| format!("{said}, but {} is not a key identifier ({uri})", path.join(".")))
+                KeyRef::from_key_uri(uri, opt_str(doc, user_assigned_identity_path)).map_err(|problem| {
+                    KeyRefProblem::from_error(uri, problem, || {
+                        format!("{said}, but {} is not a key identifier", path.join("."))
+                    })
+                })
             }
-            KeyRefLayout::EncryptionSet { paths } => paths
-                .iter()
-                .find_map(|p| opt_str(doc, Some(p)))
-                .map(KeyRef::encryption_set)
-                .ok_or_else(|| format!("{said} without a disk encryption set id")),
+            KeyRefLayout::EncryptionSet { paths } => {
+                let Some(set) = paths.iter().find_map(|p| opt_str(doc, Some(p))) else {
+                    return Err(KeyRefProblem::Unreadable(format!(
+                        "{said} without a disk encryption set id"
+                    )));
+                };
+                KeyRef::encryption_set(set).map_err(|problem| {
+                    KeyRefProblem::Unreadable(format!("{said}, but the disk encryption set id is not one ({problem})"))
+                })
+            }
             KeyRefLayout::SqlServerKey => {
-                if let Some(uri) = opt_str(doc, Some(&["properties", "uri"]))
-                    && let Some(key) = KeyRef::from_key_uri(uri, None)
-                {
-                    return Ok(key);
+                if let Some(uri) = opt_str(doc, Some(&["properties", "uri"])) {
+                    return KeyRef::from_key_uri(uri, None).map_err(|problem| {
+                        KeyRefProblem::from_error(uri, problem, || {
+                            format!("{said}, but properties.uri is not a key identifier")
+                        })
+                    });
                 }
                 opt_str(doc, Some(&["properties", "serverKeyName"]))
                     .and_then(key_from_sql_server_key_name)
-                    .ok_or_else(|| format!("{said} without a readable properties.uri or serverKeyName"))
+                    .ok_or_else(|| {
+                        KeyRefProblem::Unreadable(format!("{said} without a readable properties.uri or serverKeyName"))
+                    })
             }
-            KeyRefLayout::None => Ok(unnamed_key()),
+            KeyRefLayout::None => Ok(KeyRef::not_visible()),
         }
     }
 
@@ -828,11 +716,9 @@ impl CatalogEntry {
     }
 
     fn write_key_ref(&self, root: &mut Map<String, Value>, key: &KeyRef) -> Option<()> {
-        if key.vault_uri.is_empty() || key.key_name.is_empty() {
-            return None;
-        }
+        let vault_uri = key.vault_uri()?;
         let uai = |root: &mut Map<String, Value>, path: Option<&[&str]>| {
-            if let (Some(path), Some(uai)) = (path, key.user_assigned_identity.as_deref()) {
+            if let (Some(path), Some(uai)) = (path, key.user_assigned_identity()) {
                 set_path(root, path, Value::String(uai.to_string()));
             }
         };
@@ -845,8 +731,8 @@ impl CatalogEntry {
                 user_assigned_identity_path,
             } => {
                 let mut fields = Map::new();
-                fields.insert(vault_uri_field.to_string(), Value::String(key.vault_uri.clone()));
-                fields.insert(key_name_field.to_string(), Value::String(key.key_name.clone()));
+                fields.insert(vault_uri_field.to_string(), Value::String(vault_uri));
+                fields.insert(key_name_field.to_string(), Value::String(key.key_name().to_string()));
                 fields.insert(
                     key_version_field.to_string(),
                     Value::String(key.version().unwrap_or("").to_string()),
@@ -884,7 +770,7 @@ impl CatalogEntry {
         let Some(identity) = get_ci(resource, "identity") else {
             return false;
         };
-        match key.user_assigned_identity.as_deref() {
+        match key.user_assigned_identity() {
             Some(wanted) => get_ci(identity, "userAssignedIdentities")
                 .and_then(Value::as_object)
                 .is_some_and(|ids| ids.keys().any(|id| id.trim().eq_ignore_ascii_case(wanted.trim()))),
@@ -1042,12 +928,7 @@ mod tests {
         let st = e.observe(&json!({"properties":{"encryption":{"keySource":"Microsoft.Keyvault","keyvaultproperties":{"keyvaulturi":"HTTPS://KV.Vault.Azure.NET/","keyname":"k","keyversion":"ABC"},"identity":{"userAssignedIdentity":"/x"}}}}));
         assert_eq!(
             st,
-            EncryptionState::Cmk(KeyRef {
-                vault_uri: "https://kv.vault.azure.net".into(),
-                key_name: "k".into(),
-                key_version: Some("ABC".into()),
-                user_assigned_identity: Some("/x".into()),
-            })
+            EncryptionState::Cmk(KeyRef::new("https://kv.vault.azure.net", "k", Some("ABC"), Some("/x")).unwrap())
         );
     }
 
@@ -1058,7 +939,7 @@ mod tests {
             e.revert_body(&RevertTarget::Mmk),
             json!({"properties":{"encryption":{"keySource":"Microsoft.Storage"}}})
         );
-        let k = KeyRef::new("https://kv.vault.azure.net/", "k1", None, None);
+        let k = KeyRef::new("https://kv.vault.azure.net/", "k1", None, None).unwrap();
         assert_eq!(
             e.revert_body(&RevertTarget::Cmk(k)),
             json!({"properties":{"encryption":{"keySource":"Microsoft.Keyvault","keyvaultproperties":{"keyvaulturi":"https://kv.vault.azure.net","keyname":"k1","keyversion":""}}}})
@@ -1068,7 +949,8 @@ mod tests {
             "k1",
             Some("v2"),
             Some("/subscriptions/s/resourceGroups/r/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u"),
-        );
+        )
+        .unwrap();
         assert_eq!(
             e.revert_body(&RevertTarget::Cmk(k)),
             json!({"properties":{"encryption":{"keySource":"Microsoft.Keyvault","keyvaultproperties":{"keyvaulturi":"https://kv.vault.azure.net","keyname":"k1","keyversion":"v2"},"identity":{"userAssignedIdentity":"/subscriptions/s/resourceGroups/r/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u"}}}})
@@ -1078,9 +960,9 @@ mod tests {
     #[test]
     fn identity_precondition() {
         let e = storage();
-        let sys = KeyRef::new("https://kv.vault.azure.net", "k", None, None);
+        let sys = KeyRef::new("https://kv.vault.azure.net", "k", None, None).unwrap();
         let uai_id = "/subscriptions/s/resourceGroups/r/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u";
-        let uai = KeyRef::new("https://kv.vault.azure.net", "k", None, Some(uai_id));
+        let uai = KeyRef::new("https://kv.vault.azure.net", "k", None, Some(uai_id)).unwrap();
         assert!(e.has_identity_for(&json!({"identity":{"type":"SystemAssigned"}}), &sys));
         assert!(e.has_identity_for(&json!({"identity":{"type":"SystemAssigned,UserAssigned"}}), &sys));
         assert!(e.has_identity_for(&json!({"identity":{"type":"SystemAssigned, UserAssigned"}}), &sys));
@@ -1094,31 +976,21 @@ mod tests {
 
     #[test]
     fn key_ref_comparisons() {
-        let a = KeyRef::new("https://KV.vault.azure.net/", "Key", None, None);
-        assert_eq!(a.vault_uri, "https://kv.vault.azure.net");
-        assert_eq!(a.vault_host(), "kv.vault.azure.net");
+        let a = KeyRef::new("https://KV.vault.azure.net/", "Key", None, None).unwrap();
+        assert_eq!(a.vault_uri().as_deref(), Some("https://kv.vault.azure.net"));
+        assert_eq!(a.vault_host(), Some("kv.vault.azure.net"));
         assert_eq!(a.key_id(), "https://kv.vault.azure.net/keys/Key");
-        let b = KeyRef::new("kv.vault.azure.net", "key", Some("v1"), None);
-        assert_eq!(b.vault_uri, "https://kv.vault.azure.net");
+        let b = KeyRef::new("kv.vault.azure.net", "key", Some("v1"), None).unwrap();
+        assert_eq!(b.vault_uri().as_deref(), Some("https://kv.vault.azure.net"));
         assert!(a.same_key(&b));
-        assert!(b.same_key(&KeyRef::new("https://kv.vault.azure.net", "KEY", Some("V1"), None)));
-        assert!(!b.same_key(&KeyRef::new("https://kv.vault.azure.net", "key", Some("v2"), None)));
-        assert!(!a.same_key(&KeyRef::new("https://other.vault.azure.net", "key", None, None)));
-        let legacy = KeyRef {
-            vault_uri: "https://kv.vault.azure.net".into(),
-            key_name: "key".into(),
-            key_version: Some(String::new()),
-            user_assigned_identity: None,
-        };
-        assert_eq!(legacy.version(), None);
-        assert!(legacy.same_key(&b));
-        assert_eq!(vault_host_of("https://kv.vault.azure.net:443/x"), "kv.vault.azure.net");
-        assert_eq!(vault_host_of("KV.vault.azure.net."), "kv.vault.azure.net");
+        assert!(b.same_key(&KeyRef::new("https://kv.vault.azure.net", "KEY", Some("V1"), None).unwrap()));
+        assert!(!b.same_key(&KeyRef::new("https://kv.vault.azure.net", "key", Some("v2"), None).unwrap()));
+        assert!(!a.same_key(&KeyRef::new("https://other.vault.azure.net", "key", None, None).unwrap()));
     }
 
     #[test]
     fn key_ref_reads_both_spellings() {
-        let k = KeyRef::new("https://kv.vault.azure.net", "k", Some("v"), None);
+        let k = KeyRef::new("https://kv.vault.azure.net", "k", Some("v"), None).unwrap();
         let v = serde_json::to_value(&k).unwrap();
         assert_eq!(
             v,
@@ -1139,7 +1011,7 @@ mod tests {
             serde_json::to_value(EncryptionState::Unknown("x".into())).unwrap(),
             json!({"state":"unknown","detail":"x"})
         );
-        let k = KeyRef::new("https://kv.vault.azure.net", "k", None, None);
+        let k = KeyRef::new("https://kv.vault.azure.net", "k", None, None).unwrap();
         assert_eq!(
             serde_json::to_value(EncryptionState::Cmk(k)).unwrap()["detail"]["keyName"],
             "k"

@@ -12,24 +12,13 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, Time};
 use toml::Spanned;
 
-use crate::catalog::{self, KeyRef, vault_host_of};
+use crate::catalog::{self, KeyRef};
+use crate::keyref::VaultHost;
 use crate::resource_id::ResourceId;
 use crate::routing::{
     AlertRule, AlertSettings, AlertSeverity, MAX_DIGEST_MINUTES, MAX_SUPPRESS_MINUTES, OUTCOMES, Route, RouteKind,
     is_plausible_email, is_valid_env_name,
 };
-
-/// DNS suffixes of Key Vault and Managed HSM in the public and sovereign clouds. A CMK can only
-/// live in one of these, so an allow-list entry outside them is a mistake.
-pub const KEY_VAULT_DNS_SUFFIXES: &[&str] = &[
-    "vault.azure.net",
-    "managedhsm.azure.net",
-    "vault.usgovcloudapi.net",
-    "managedhsm.usgovcloudapi.net",
-    "vault.azure.cn",
-    "managedhsm.azure.cn",
-    "vault.microsoftazure.de",
-];
 
 /// Resource tag that exempts a resource until a date (`2027-01-31`) or instant (RFC 3339).
 pub const TAG_EXEMPT_UNTIL: &str = "keyguard-exempt-until";
@@ -211,8 +200,12 @@ pub fn vault_allowed(allowed: &[String], key: &KeyRef) -> bool {
     if allowed.is_empty() {
         return true;
     }
-    let host = key.vault_host();
-    allowed.iter().any(|a| vault_host_of(a) == host)
+    let Some(host) = key.vault_host() else {
+        return false;
+    };
+    allowed
+        .iter()
+        .any(|a| VaultHost::parse(a).is_ok_and(|allowed| allowed.as_str() == host))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -1160,7 +1153,7 @@ impl Validator<'_> {
                         pk_span,
                         format!(
                             "pinned_key vault {} is not in allowed_vaults of profile \"{name}\"",
-                            k.vault_host()
+                            k.vault_host().unwrap_or_default()
                         ),
                     );
                 }
@@ -1219,12 +1212,18 @@ impl Validator<'_> {
         if self.problems.len() != before {
             return None;
         }
-        Some(KeyRef::new(
+        match KeyRef::new(
             raw.vault_uri.get_ref(),
             name,
             raw.key_version.as_ref().map(|v| v.get_ref().as_str()),
             raw.user_assigned_identity.as_ref().map(|u| u.get_ref().as_str()),
-        ))
+        ) {
+            Ok(key) => Some(key),
+            Err(problem) => {
+                self.at(raw.vault_uri.span(), format!("pinned_key: {problem}"));
+                None
+            }
+        }
     }
 
     fn scope(&mut self, raw: RawScope) -> Scope {
@@ -1348,39 +1347,15 @@ fn clip(s: &str) -> String {
 }
 
 /// Accepts `https://{host}[/]` or a bare host; the host must be a Key Vault or Managed HSM name.
+/// An allow-list entry or pinned vault: a vault URI or host, parsed as keys are, kept as the host.
 fn validate_vault(entry: &str) -> Result<String, String> {
     let e = entry.trim();
-    let rest = match e.split_once("://") {
-        Some((scheme, rest)) => {
-            if !scheme.eq_ignore_ascii_case("https") {
-                return Err(format!("\"{}\" must be an https:// vault URI or a vault host", clip(e)));
-            }
-            rest
-        }
-        None => e,
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.is_empty() || rest.contains(['/', ':', '?', '#', '@', ' ']) {
-        return Err(format!(
-            "\"{}\" must be a vault URI without path, port or query (e.g. https://kv-prod.vault.azure.net)",
+    VaultHost::parse(e).map(|v| v.as_str().to_string()).map_err(|problem| {
+        format!(
+            "\"{}\" is not a Key Vault or Managed HSM URI or host ({problem}; expected e.g. https://kv-prod.vault.azure.net)",
             clip(e)
-        ));
-    }
-    let host = rest.to_ascii_lowercase();
-    let labels_ok = host
-        .split('.')
-        .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-    let suffix_ok = KEY_VAULT_DNS_SUFFIXES.iter().any(|s| {
-        host.strip_suffix(s)
-            .is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1)
-    });
-    if !labels_ok || !suffix_ok {
-        return Err(format!(
-            "\"{}\" is not a Key Vault or Managed HSM host (expected e.g. kv-prod.vault.azure.net)",
-            clip(e)
-        ));
-    }
-    Ok(host)
+        )
+    })
 }
 
 #[cfg(test)]
@@ -1501,9 +1476,9 @@ expires = 2027-13-01
         let text = text.replace("2027-13-01", "\"soon\"");
         let p = problems(&text);
         let expected_prefixes = [
-            "keyguard.toml:5:19: allowed_vaults: \"http://kv.vault.azure.net\" must be an https:// vault URI",
+            "keyguard.toml:5:19: allowed_vaults: \"http://kv.vault.azure.net\" is not a Key Vault or Managed HSM URI or host (scheme http is not https",
             "keyguard.toml:5:48: allowed_vaults: \"https://example.com\" is not a Key Vault",
-            "keyguard.toml:5:97: allowed_vaults: \"https://kv.vault.azure.net/keys/x\" must be a vault URI without path",
+            "keyguard.toml:5:97: allowed_vaults: \"https://kv.vault.azure.net/keys/x\" is not a Key Vault or Managed HSM URI or host (a vault URI has no path",
             "keyguard.toml:6:14: pinned_key is only allowed on a profile with require = \"cmk\" (profile \"a\")",
             "keyguard.toml:7:30: scope.resource_groups: invalid glob \"rg-[prod\"",
             "keyguard.toml:7:61: scope.resource_types: \"Microsoft.Storage/storageAcounts\" is not a supported resource type",
@@ -1531,12 +1506,7 @@ expires = 2027-13-01
         let k = c.profiles[0].pinned_key.clone().unwrap();
         assert_eq!(
             k,
-            KeyRef {
-                vault_uri: "https://kv-any.vault.azure.net".into(),
-                key_name: "k".into(),
-                key_version: None,
-                user_assigned_identity: None
-            }
+            KeyRef::new("https://kv-any.vault.azure.net", "k", None, None).unwrap()
         );
     }
 
@@ -1555,7 +1525,7 @@ expires = 2027-13-01
                 .pinned_key
                 .as_ref()
                 .unwrap()
-                .user_assigned_identity
+                .user_assigned_identity()
                 .is_some()
         );
     }
@@ -1582,7 +1552,7 @@ expires = 2027-13-01
         assert_eq!(prod.require, Requirement::Cmk);
         assert_eq!(prod.mode, Mode::Enforce);
         assert_eq!(prod.allowed_vaults, vec!["kv-prod.vault.azure.net".to_string()]);
-        assert_eq!(prod.pinned_key.as_ref().unwrap().key_name, "storage-cmk");
+        assert_eq!(prod.pinned_key.as_ref().unwrap().key_name(), "storage-cmk");
         assert!(!c.exemptions.is_empty());
         assert_eq!(
             c.exemptions[0].expires,
@@ -1844,6 +1814,11 @@ expires = "2020-01-01"
             "kv-prod.vault.azure.net"
         );
         assert_eq!(
+            validate_vault("https://kv.vault.azure.net:443").unwrap(),
+            "kv.vault.azure.net",
+            "the default port is the same vault"
+        );
+        assert_eq!(
             validate_vault("kv.managedhsm.azure.net").unwrap(),
             "kv.managedhsm.azure.net"
         );
@@ -1855,7 +1830,9 @@ expires = "2020-01-01"
             "",
             "vault.azure.net",
             "https://",
-            "https://kv.vault.azure.net:443",
+            "https://kv.vault.azure.net:8443",
+            "https://kv.vault.azure.net:1@evil.example",
+            "https://127.0.0.1",
             "kv.notvault.azure.net.evil.com",
             "https://kv.evilvault.azure.net",
             "kv..vault.azure.net",

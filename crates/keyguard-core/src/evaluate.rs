@@ -26,6 +26,13 @@ pub enum DriftReason {
     /// Service-side encryption is off (TDE disabled): fails every requirement, because even
     /// "Microsoft-managed" presumes the data is encrypted.
     NotEncrypted,
+    /// The key reference points outside Key Vault and Managed HSM (another host, an IP address,
+    /// a port, user info). High severity: it is either an attack on keyguard's credentials or a
+    /// key nobody can vouch for. Never read, never written back.
+    KeyOutsideKeyVault {
+        reference: String,
+        problem: crate::keyref::KeyRefError,
+    },
 }
 
 impl DriftReason {
@@ -45,6 +52,9 @@ impl DriftReason {
                 format!("key source could not be interpreted ({value})")
             }
             DriftReason::NotEncrypted => "encryption at rest is turned off".to_string(),
+            DriftReason::KeyOutsideKeyVault { reference, problem } => {
+                format!("key reference outside Key Vault: {reference} ({problem})")
+            }
         }
     }
 }
@@ -219,7 +229,7 @@ pub fn evaluate_view(id: &ResourceId, view: &ResourceView<'_>, config: &Config, 
         (Verdict::Compliant, EncryptionState::Encrypted) if profile.require == Requirement::Cmk => eval.notes.push(
             "encryption at rest is on; whether it uses a customer-managed key is judged on the server's encryption protector".to_string(),
         ),
-        (Verdict::Compliant, EncryptionState::Cmk(key)) if key.vault_uri.is_empty() => eval.notes.push(match key.encryption_set_id() {
+        (Verdict::Compliant, EncryptionState::Cmk(key)) if key.vault().is_none() => eval.notes.push(match key.encryption_set_id() {
             Some(set) => format!("customer-managed key held by disk encryption set {set}; its vault is not checked here"),
             None => "customer-managed key enforced; the key itself is not visible in ARM, its vault is not checked".to_string(),
         }),
@@ -242,10 +252,16 @@ fn judge(require: Requirement, observed: &EncryptionState, allowed_vaults: &[Str
     match (require, observed) {
         (_, EncryptionState::Unknown(value)) => Verdict::Drift(DriftReason::UnknownKeySource { value: value.clone() }),
         (_, EncryptionState::Disabled) => Verdict::Drift(DriftReason::NotEncrypted),
+        (_, EncryptionState::KeyOutsideKeyVault { reference, problem }) => {
+            Verdict::Drift(DriftReason::KeyOutsideKeyVault {
+                reference: reference.clone(),
+                problem: problem.clone(),
+            })
+        }
         (_, EncryptionState::Encrypted) => Verdict::Compliant,
         // A key we cannot see the vault of (DES-held, or not in ARM) cannot be vetted against the
         // allow-list; calling it drift would alert on every compliant disk.
-        (Requirement::Cmk | Requirement::Encrypted, EncryptionState::Cmk(key)) if key.vault_uri.is_empty() => {
+        (Requirement::Cmk | Requirement::Encrypted, EncryptionState::Cmk(key)) if key.vault().is_none() => {
             Verdict::Compliant
         }
         (Requirement::Cmk, EncryptionState::Mmk) => Verdict::Drift(DriftReason::ExpectedCmkFoundMmk),
@@ -255,7 +271,7 @@ fn judge(require: Requirement, observed: &EncryptionState, allowed_vaults: &[Str
                 Verdict::Compliant
             } else {
                 Verdict::Drift(DriftReason::UnapprovedVault {
-                    vault: key.vault_host(),
+                    vault: key.vault_host().unwrap_or_default().to_string(),
                 })
             }
         }
@@ -312,6 +328,51 @@ mod tests {
             EncryptionState::Mmk,
             "observed even when no profile applies"
         );
+    }
+
+    #[test]
+    fn a_key_outside_key_vault_is_high_severity_drift_never_reverted_or_kept() {
+        let enforce = Config::from_toml_str(
+            "[[profile]]\nname = \"p\"\nrequire = \"cmk\"\nmode = \"enforce\"\nallowed_vaults = [\"kv-ok.vault.azure.net\"]\n",
+            "x",
+        )
+        .unwrap();
+        let now = datetime!(2026-01-01 0:00 UTC);
+        let baseline = KeyRef::new("https://kv-ok.vault.azure.net", "k", None, None).unwrap();
+        for (vault, host) in [
+            ("https://kv-ok.vault.azure.net:1@evil.example/", None),
+            ("https://evil.example/", Some("evil.example")),
+            ("https://10.0.0.1/", Some("10.0.0.1")),
+        ] {
+            let body = json!({"identity": {"type": "SystemAssigned"}, "properties": {"encryption": {
+                "keySource": "Microsoft.Keyvault",
+                "keyvaultproperties": {"keyvaulturi": vault, "keyname": "k"}}}});
+            let e = evaluate(&id(ST), &body, &enforce, now);
+            let Verdict::Drift(DriftReason::KeyOutsideKeyVault { reference, problem }) = &e.verdict else {
+                panic!("{vault}: {:?}", e.verdict);
+            };
+            assert_eq!(reference, vault);
+            if let Some(host) = host {
+                let Verdict::Drift(reason) = &e.verdict else {
+                    unreachable!()
+                };
+                assert!(reason.describe().contains(host), "{vault}");
+                assert!(problem.to_string().contains(host), "{vault}: {problem}");
+            }
+            // Even in enforce mode with a usable baseline: no revert target is derived from it and
+            // no baseline is recorded from it; a person decides.
+            let mut ctx = crate::plan::PlanContext::new(&e, &crate::config::Settings::default());
+            ctx.baseline = Some(baseline.clone());
+            ctx.max_reverts_per_hour = 10;
+            assert_eq!(ctx.mode, crate::config::Mode::Enforce);
+            let plan = crate::plan::plan(&e, &ctx);
+            assert!(
+                matches!(plan.action, crate::plan::Action::NoRevert(_)),
+                "{vault}: {:?}",
+                plan.action
+            );
+            assert!(plan.alert && plan.record_baseline.is_none() && plan.writes.is_empty());
+        }
     }
 
     #[test]

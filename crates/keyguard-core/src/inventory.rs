@@ -768,6 +768,9 @@ fn describe_state(state: Option<&EncryptionState>) -> String {
         Some(EncryptionState::Encrypted) => "encryption on".to_string(),
         Some(EncryptionState::Disabled) => "encryption off".to_string(),
         Some(EncryptionState::Unknown(why)) => format!("unreadable ({why})"),
+        Some(EncryptionState::KeyOutsideKeyVault { reference, problem }) => {
+            format!("key reference outside Key Vault: {reference} ({problem})")
+        }
     }
 }
 

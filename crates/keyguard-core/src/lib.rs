@@ -10,17 +10,19 @@
 
 pub mod catalog;
 pub mod config;
+pub mod egress;
 pub mod evaluate;
 pub mod event;
 pub mod inventory;
+pub mod keyref;
 pub mod keyvault;
 pub mod plan;
 pub mod resource_id;
 pub mod routing;
 
 pub use catalog::{
-    CatalogEntry, CatalogRow, Direction, EncryptionState, KeyRef, ResourceView, Reversibility, RevertTarget,
-    RevertWrite, catalog_table, entries, lookup, lookup_operation, target_for,
+    CatalogEntry, CatalogRow, Direction, EncryptionState, KeyRef, KeyRefError, ResourceView, Reversibility,
+    RevertTarget, RevertWrite, catalog_table, entries, lookup, lookup_operation, target_for,
 };
 pub use config::{
     Config, ConfigError, ConfigProblem, Exemption, ExemptionSource, ExemptionStatus, Mode, Profile, Requirement, Scope,

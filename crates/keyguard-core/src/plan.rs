@@ -159,7 +159,8 @@ pub fn revert_target(eval: &Evaluation, ctx: &PlanContext) -> Option<RevertTarge
             .find(|k| k.encryption_set_id().is_some() || vault_allowed(&eval.allowed_vaults, k))
             .cloned()
             .map(RevertTarget::Cmk),
-        DriftReason::UnknownKeySource { .. } => None,
+        // Never read and never written back: the reference may be aimed at keyguard itself.
+        DriftReason::UnknownKeySource { .. } | DriftReason::KeyOutsideKeyVault { .. } => None,
     }
 }
 
@@ -211,7 +212,10 @@ pub(crate) fn plan_with_entry(
         Mode::Enforce => {}
     }
     // Never write over a state we do not understand, whatever the catalog would allow.
-    if matches!(reason, DriftReason::UnknownKeySource { .. }) {
+    if matches!(
+        reason,
+        DriftReason::UnknownKeySource { .. } | DriftReason::KeyOutsideKeyVault { .. }
+    ) {
         return no_revert(NoRevertReason::NoRevertTarget, true);
     }
     let Some(entry) = entry else {
@@ -284,7 +288,7 @@ mod tests {
     const ROGUE: &str = "https://kv-rogue.vault.azure.net";
 
     fn key(vault: &str, name: &str) -> KeyRef {
-        KeyRef::new(vault, name, None, None)
+        KeyRef::new(vault, name, None, None).unwrap()
     }
 
     // ---------------------------------------------------------------------------------------
@@ -378,6 +382,7 @@ mod tests {
             Verdict::Drift(DriftReason::UnapprovedVault { .. }) => "drift:unapproved-vault",
             Verdict::Drift(DriftReason::UnknownKeySource { .. }) => "drift:unknown",
             Verdict::Drift(DriftReason::NotEncrypted) => "drift:not-encrypted",
+            Verdict::Drift(DriftReason::KeyOutsideKeyVault { .. }) => "drift:key-outside-key-vault",
             Verdict::Exempt { .. } => "exempt",
             Verdict::Unsupported { .. } => "unsupported",
         }
@@ -394,8 +399,8 @@ mod tests {
                 format!("revert(dry={dry_run})"),
                 match target {
                     RevertTarget::Mmk => "mmk",
-                    RevertTarget::Cmk(k) if k.key_name == "pinned" => "pinned",
-                    RevertTarget::Cmk(k) if k.key_name == "baseline" => "baseline",
+                    RevertTarget::Cmk(k) if k.key_name() == "pinned" => "pinned",
+                    RevertTarget::Cmk(k) if k.key_name() == "baseline" => "baseline",
                     RevertTarget::Cmk(_) => "other",
                 },
             ),
@@ -527,7 +532,8 @@ mod tests {
         let mut ctx = enforce_ctx();
         let des = KeyRef::encryption_set(
             "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/diskEncryptionSets/des1",
-        );
+        )
+        .unwrap();
         ctx.baseline = Some(des.clone());
         assert_eq!(revert_target(&eval, &ctx), Some(RevertTarget::Cmk(des)));
         // A vault key outside the allow-list still is not.
@@ -612,7 +618,7 @@ mod tests {
         let eval = drift_eval(DriftReason::ExpectedCmkFoundMmk, &["kv-approved.vault.azure.net"]);
         let ok = plan(&eval, &enforce_ctx());
         assert!(
-            matches!(ok.action, Action::Revert { target: RevertTarget::Cmk(ref k), .. } if k.key_name == "baseline")
+            matches!(ok.action, Action::Revert { target: RevertTarget::Cmk(ref k), .. } if k.key_name() == "baseline")
         );
 
         // 1. direction (checked before anything else, even with every other check failing)
@@ -740,7 +746,7 @@ mod tests {
             "[a-z]{1,8}",
             proptest::option::of("[0-9a-f]{32}"),
         )
-            .prop_map(|(v, n, ver)| KeyRef::new(v, &n, ver.as_deref(), None))
+            .prop_map(|(v, n, ver)| KeyRef::new(v, &n, ver.as_deref(), None).unwrap())
     }
 
     fn arb_verdict() -> impl Strategy<Value = Verdict> {
@@ -856,7 +862,7 @@ mod tests {
                     RevertTarget::Cmk(k) => {
                         prop_assert_eq!(ks, "Microsoft.Keyvault");
                         prop_assert!(vault_allowed(&eval.allowed_vaults, k));
-                        prop_assert_eq!(&body["properties"]["encryption"]["keyvaultproperties"]["keyname"], &Value::String(k.key_name.clone()));
+                        prop_assert_eq!(&body["properties"]["encryption"]["keyvaultproperties"]["keyname"], &Value::String(k.key_name().to_string()));
                         prop_assert_ne!(ctx.resource_has_identity_for, Some(false));
                     }
                 }

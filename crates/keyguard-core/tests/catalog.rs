@@ -200,6 +200,8 @@ enum Want {
     Encrypted,
     /// `Unknown` whose text contains this.
     Unknown(&'static str),
+    /// A key reference outside Key Vault, naming this host.
+    Outside(&'static str),
 }
 
 enum How {
@@ -258,7 +260,8 @@ fn fixture_expectations() -> Vec<FixtureExpect> {
         Some("00000000000000000000000000000000"),
         None,
     );
-    let kusto = Cmk("https://dummy.keyvault.com", "keyName", Some("keyVersion"), None);
+    // The spec example names a vault on an invented domain: not Key Vault, so never a key.
+    let kusto = Outside("dummy.keyvault.com");
     vec![
         FixtureExpect {
             file: "appconfiguration/ConfigurationStoresUpdate.json",
@@ -316,10 +319,7 @@ fn fixture_expectations() -> Vec<FixtureExpect> {
             file: "cosmosdb/CosmosDBDatabaseAccountCreateMax.json",
             how: Resource("Microsoft.DocumentDB/databaseAccounts"),
             bodies: vec![
-                (
-                    "request",
-                    Unknown("is not a key identifier (https://myKeyVault.vault.azure.net)"),
-                ),
+                ("request", Unknown("is not a key identifier (the path is not /keys/")),
                 ("200", Unknown("is not a key identifier")),
             ],
         },
@@ -334,37 +334,15 @@ fn fixture_expectations() -> Vec<FixtureExpect> {
             bodies: vec![("200", Mmk)],
         },
         // Response type "Microsoft.EventHub/Namespaces" (capital N); keyVaultProperties is an array.
+        // The example's vault is on Microsoft's internal test domain, not a Key Vault suffix, so
+        // keyguard refuses to treat it as a key (it would never send a token there).
         FixtureExpect {
             file: "eventhub/EHNameSpaceCreate.json",
             how: Resource("Microsoft.EventHub/namespaces"),
             bodies: vec![
-                (
-                    "request",
-                    Cmk(
-                        "https://aprao-keyvault-user.vault-int.azure-int.net",
-                        "Samplekey",
-                        None,
-                        None,
-                    ),
-                ),
-                (
-                    "200",
-                    Cmk(
-                        "https://sample-keyvault-user.vault-int.azure-int.net",
-                        "Samplekey",
-                        None,
-                        None,
-                    ),
-                ),
-                (
-                    "201",
-                    Cmk(
-                        "https://sample-keyvault-user.vault-int.azure-int.net",
-                        "Samplekey",
-                        None,
-                        None,
-                    ),
-                ),
+                ("request", Outside("aprao-keyvault-user.vault-int.azure-int.net")),
+                ("200", Outside("sample-keyvault-user.vault-int.azure-int.net")),
+                ("201", Outside("sample-keyvault-user.vault-int.azure-int.net")),
             ],
         },
         // "Microsoft.Kusto/Clusters"; the 202 body omits keyVaultProperties.
@@ -558,13 +536,20 @@ fn check_state(ctx: &str, got: &EncryptionState, want: &Want) {
     match (got, want) {
         (EncryptionState::Mmk, Want::Mmk) | (EncryptionState::Encrypted, Want::Encrypted) => {}
         (EncryptionState::Cmk(k), Want::Cmk(vault, name, version, uai)) => {
-            assert_eq!(k.vault_uri, *vault, "{ctx}");
-            assert_eq!(k.key_name, *name, "{ctx}");
+            assert_eq!(k.vault_uri().as_deref(), Some(*vault), "{ctx}");
+            assert_eq!(k.key_name(), *name, "{ctx}");
             assert_eq!(k.version(), *version, "{ctx}");
-            assert_eq!(k.user_assigned_identity.as_deref(), *uai, "{ctx}");
+            assert_eq!(k.user_assigned_identity(), *uai, "{ctx}");
         }
         (EncryptionState::Cmk(k), Want::Des(id)) => assert_eq!(k.encryption_set_id(), Some(*id), "{ctx}"),
         (EncryptionState::Unknown(s), Want::Unknown(part)) => assert!(s.contains(part), "{ctx}: {s}"),
+        (EncryptionState::KeyOutsideKeyVault { problem, .. }, Want::Outside(host)) => assert_eq!(
+            problem,
+            &keyguard_core::KeyRefError::NotAVaultHost {
+                host: (*host).to_string()
+            },
+            "{ctx}"
+        ),
         _ => panic!("{ctx}: got {got:?}, want {want:?}"),
     }
 }
@@ -1045,7 +1030,8 @@ fn sql_protector_writes_match_the_examples() {
             "someKey",
             Some(SQL_KEY_VERSION),
             None,
-        );
+        )
+        .unwrap();
         let writes = e.revert_writes(&RevertTarget::Cmk(key));
         assert_eq!(writes.len(), 2, "{ty}");
         // 1. the prerequisite server key, as in ServerKeyCreateOrUpdate.json
@@ -1104,7 +1090,7 @@ fn sql_protector_writes_match_the_examples() {
         assert_eq!(mmk[0].relative_path.as_deref(), Some("encryptionProtector/current"));
         // SQL needs a versioned key: a versionless target has no write (-> no revert target).
         assert!(
-            e.revert_writes(&RevertTarget::Cmk(KeyRef::new(KV, "k", None, None)))
+            e.revert_writes(&RevertTarget::Cmk(KeyRef::new(KV, "k", None, None).unwrap()))
                 .is_empty()
         );
     }
@@ -1162,7 +1148,8 @@ fn cognitive_services_write_matches_the_example() {
         kvp["keyName"].as_str().unwrap(),
         kvp["keyVersion"].as_str(),
         None,
-    );
+    )
+    .unwrap();
     let body = e.revert_body(&RevertTarget::Cmk(key));
     let got = &body["properties"]["encryption"];
     assert_eq!(got["keySource"], want["properties"]["encryption"]["keySource"]);
@@ -1183,7 +1170,7 @@ fn cognitive_services_write_matches_the_example() {
 fn other_reversible_write_shapes() {
     let disks = entry("Microsoft.Compute/disks");
     assert_eq!(
-        disks.revert_body(&RevertTarget::Cmk(KeyRef::encryption_set(DES))),
+        disks.revert_body(&RevertTarget::Cmk(KeyRef::encryption_set(DES).unwrap())),
         json!({"properties": {"encryption": {"type": "EncryptionAtRestWithCustomerKey", "diskEncryptionSetId": DES}}})
     );
     assert_eq!(
@@ -1193,12 +1180,12 @@ fn other_reversible_write_shapes() {
     // A vault key is no target for a disk: it needs a DES.
     assert!(
         disks
-            .revert_writes(&RevertTarget::Cmk(KeyRef::new(KV, "k", None, None)))
+            .revert_writes(&RevertTarget::Cmk(KeyRef::new(KV, "k", None, None).unwrap()))
             .is_empty()
     );
     let app = entry("Microsoft.AppConfiguration/configurationStores");
     assert_eq!(
-        app.revert_body(&RevertTarget::Cmk(KeyRef::new(KV, "k", None, None))),
+        app.revert_body(&RevertTarget::Cmk(KeyRef::new(KV, "k", None, None).unwrap())),
         json!({"properties": {"encryption": {"keyVaultProperties": {"keyIdentifier": format!("{KV}/keys/k")}}}})
     );
     assert_eq!(
@@ -1213,9 +1200,9 @@ fn other_reversible_write_shapes() {
     // Every direction the catalog calls (conditionally) reversible has a write.
     for e in entries() {
         let key = if matches!(e.key_ref, KeyRefLayout::EncryptionSet { .. }) {
-            KeyRef::encryption_set(DES)
+            KeyRef::encryption_set(DES).unwrap()
         } else {
-            KeyRef::new(KV, "k", Some("v1"), None)
+            KeyRef::new(KV, "k", Some("v1"), None).unwrap()
         };
         for (dir, target) in [
             (e.reversibility.to_cmk, RevertTarget::Cmk(key)),
@@ -1284,7 +1271,7 @@ proptest! {
             _ => e.reversibility.to_mmk,
         };
         let mut c = ctx(Mode::Enforce);
-        c.pinned_key = Some(if des { KeyRef::encryption_set(DES) } else { KeyRef::new(KV, "k", versioned.then_some("v1"), None) });
+        c.pinned_key = Some(if des { KeyRef::encryption_set(DES).unwrap() } else { KeyRef::new(KV, "k", versioned.then_some("v1"), None).unwrap() });
         let p = plan_with(&drift_eval(e, reason), &c, precondition);
         let reverted = matches!(p.action, Action::Revert { .. });
         match direction {
@@ -1323,12 +1310,12 @@ fn conditional_reverts_need_the_checked_precondition() {
     // An unconditionally reversible type plans the full write list.
     let sql = entry("Microsoft.Sql/servers");
     let mut c = ctx(Mode::Enforce);
-    c.pinned_key = Some(KeyRef::new(KV, "k", Some("v1"), None));
+    c.pinned_key = Some(KeyRef::new(KV, "k", Some("v1"), None).unwrap());
     let p = plan_with(&drift_eval(sql, DriftReason::ExpectedCmkFoundMmk), &c, None);
     assert_eq!(p.writes.len(), 2);
     assert_eq!(p.writes[0].relative_path.as_deref(), Some("keys/kv_k_v1"));
     // A versionless pinned key cannot be written to SQL: no revert target.
-    c.pinned_key = Some(KeyRef::new(KV, "k", None, None));
+    c.pinned_key = Some(KeyRef::new(KV, "k", None, None).unwrap());
     let p = plan_with(&drift_eval(sql, DriftReason::ExpectedCmkFoundMmk), &c, None);
     assert_eq!(
         p.action,

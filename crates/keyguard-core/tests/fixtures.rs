@@ -410,14 +410,7 @@ struct StorageExpect {
 }
 
 fn storage_expectations() -> Vec<StorageExpect> {
-    let cmk = |uai: Option<&str>| {
-        EncryptionState::Cmk(KeyRef {
-            vault_uri: VAULT.to_string(),
-            key_name: "wrappingKey".to_string(),
-            key_version: None,
-            user_assigned_identity: uai.map(str::to_string),
-        })
-    };
+    let cmk = |uai: Option<&str>| EncryptionState::Cmk(KeyRef::new(VAULT, "wrappingKey", None, uai).unwrap());
     vec![
         StorageExpect {
             file: "StorageAccountCreateUserAssignedEncryptionIdentityWithCMK.json",
@@ -471,10 +464,9 @@ fn observe_storage_fixture_bodies() {
                 want.file
             );
             // An identity the account does not have is refused.
-            let stranger = KeyRef {
-                user_assigned_identity: Some("/subscriptions/x/resourceGroups/y/providers/Microsoft.ManagedIdentity/userAssignedIdentities/stranger".into()),
-                ..key.clone()
-            };
+            let stranger = key.clone().with_user_assigned_identity(Some(
+                "/subscriptions/x/resourceGroups/y/providers/Microsoft.ManagedIdentity/userAssignedIdentities/stranger",
+            ));
             assert!(!entry.has_identity_for(body, &stranger), "{}", want.file);
         }
         // The id in each body is a valid resource id of the catalogued type.

@@ -273,12 +273,7 @@ fn resource_graph_2x_object_output() {
     let eval = evaluate_view(&st.id, &st.view(), &config("cmk"), datetime!(2026-03-01 0:00 UTC));
     assert_eq!(
         eval.observed,
-        EncryptionState::Cmk(KeyRef::new(
-            "https://kv-prod-keys.vault.azure.net",
-            "storage-cmk",
-            None,
-            None
-        ))
+        EncryptionState::Cmk(KeyRef::new("https://kv-prod-keys.vault.azure.net", "storage-cmk", None, None).unwrap())
     );
 }
 
@@ -319,7 +314,7 @@ fn storage_account_list_on_key_vault_with_camel_case_cli_keys() {
     let uai = "/subscriptions/7c2f1a9e-3b4d-4e61-9a8f-0d5c2b6e1f47/resourceGroups/rg-prod/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-storage-cmk";
     let eval = evaluate_view(&st.id, &st.view(), &config("cmk"), datetime!(2026-03-01 0:00 UTC));
     assert_eq!(eval.verdict, Verdict::Compliant);
-    let expected_key = KeyRef::new("https://kv-prod-keys.vault.azure.net", "payments-cmk", None, Some(uai));
+    let expected_key = KeyRef::new("https://kv-prod-keys.vault.azure.net", "payments-cmk", None, Some(uai)).unwrap();
     assert_eq!(eval.observed, EncryptionState::Cmk(expected_key.clone()));
     let entry = keyguard_core::lookup("Microsoft.Storage/storageAccounts").unwrap();
     assert!(
@@ -388,12 +383,15 @@ fn sql_protector_from_its_own_file_joins_the_server_from_another() {
         let eval = evaluate_view(&cmk.id, &cmk.view(), &config("cmk"), datetime!(2026-03-01 0:00 UTC));
         assert_eq!(
             eval.observed,
-            EncryptionState::Cmk(KeyRef::new(
-                "https://kv-prod-keys.vault.azure.net",
-                "sql-tde",
-                Some("01234567890123456789012345678901"),
-                None
-            ))
+            EncryptionState::Cmk(
+                KeyRef::new(
+                    "https://kv-prod-keys.vault.azure.net",
+                    "sql-tde",
+                    Some("01234567890123456789012345678901"),
+                    None
+                )
+                .unwrap()
+            )
         );
     }
 }
@@ -456,9 +454,12 @@ fn disk_list_with_a_platform_key() {
     let eval = evaluate_view(&data.id, &data.view(), &config("cmk"), datetime!(2026-03-01 0:00 UTC));
     assert_eq!(
         eval.observed,
-        EncryptionState::Cmk(KeyRef::encryption_set(&format!(
-            "{SUB}/resourceGroups/rg-prod/providers/Microsoft.Compute/diskEncryptionSets/des-prod"
-        )))
+        EncryptionState::Cmk(
+            KeyRef::encryption_set(&format!(
+                "{SUB}/resourceGroups/rg-prod/providers/Microsoft.Compute/diskEncryptionSets/des-prod"
+            ))
+            .unwrap()
+        )
     );
 }
 

@@ -203,6 +203,7 @@ pub fn describe_state(state: &EncryptionState) -> String {
         EncryptionState::Encrypted => "encrypted".to_string(),
         EncryptionState::Disabled => "unencrypted".to_string(),
         EncryptionState::Unknown(_) => "unknown".to_string(),
+        EncryptionState::KeyOutsideKeyVault { reference, .. } => format!("key outside Key Vault {reference}"),
     }
 }
 

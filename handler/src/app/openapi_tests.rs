@@ -412,9 +412,9 @@ struct Env {
 }
 
 fn pipeline(sim: &azure_sim::SimHandle, tokens: Arc<dyn TokenSource>, store: StateStore) -> Pipeline {
-    let http = reqwest::Client::new();
-    let arm = ArmClient::new(http.clone(), &sim.base_url(), tokens.clone());
-    let keyvault = KeyVaultClient::new(http, tokens, Some(sim.base_url()));
+    let egress = crate::test_support::egress(tokens, &sim.base_url(), None, Some(&sim.base_url()));
+    let arm = ArmClient::new(egress.clone());
+    let keyvault = KeyVaultClient::new(egress);
     Pipeline::new(
         Arc::new(keyguard_core::config::Config::builtin_default()),
         arm,

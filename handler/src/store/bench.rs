@@ -75,7 +75,7 @@ pub async fn run(store: &StateStore, events: usize) -> Result<BenchReport, Store
         })
         .collect::<Result<_, _>>()?;
     let key = KeyRef::from_key_uri("https://kv-bench.vault.azure.net/keys/bench", None)
-        .ok_or_else(|| StoreError("bench key URI".into()))?;
+        .map_err(|e| StoreError(format!("bench key URI: {e}")))?;
     let ttl = time::Duration::seconds(55);
     let holder = format!("bench/{run}");
 

@@ -24,7 +24,6 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::arm::PendingOperation;
-use crate::identity::TokenSource;
 
 pub use embedded::EmbeddedBackend;
 pub use table::{AzureTableBackend, TableConnection};
@@ -531,9 +530,35 @@ impl StateStore {
 
     pub async fn baseline(&self, resource: &ResourceId) -> Result<Option<Baseline>, StoreError> {
         Ok(self
-            .get_json::<Baseline>(Table::Baselines, &table_key(&resource.key()), SINGLE_ROW)
+            .stored_baseline(resource, &table_key(&resource.key()))
             .await?
-            .map(|v| v.value))
+            .and_then(|(baseline, _)| baseline))
+    }
+
+    /// The baseline entity and its etag. A record whose key is not a Key Vault key (tampered
+    /// with, or written by an older and laxer build) reads as `None` and is logged as a security
+    /// event: it is never a revert target, and the next good baseline replaces it.
+    async fn stored_baseline(
+        &self,
+        resource: &ResourceId,
+        partition: &str,
+    ) -> Result<Option<(Option<Baseline>, String)>, StoreError> {
+        let Some(entity) = self.backend.get(Table::Baselines, partition, SINGLE_ROW).await? else {
+            return Ok(None);
+        };
+        match serde_json::from_value::<Baseline>(entity.data) {
+            Ok(baseline) => Ok(Some((Some(baseline), entity.etag))),
+            Err(problem) => {
+                tracing::warn!(
+                    target: "keyguard::security",
+                    security_event = "baseline-refused",
+                    resource = %resource,
+                    %problem,
+                    "a stored baseline does not name a Key Vault key; it is ignored"
+                );
+                Ok(Some((None, entity.etag)))
+            }
+        }
     }
 
     /// Records `key` as the resource's known-good key unless it already is. The write is
@@ -561,17 +586,15 @@ impl StateStore {
             if attempt > 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(rand::random_range(1..=5 * attempt))).await;
             }
-            let current = self
-                .get_json::<Baseline>(Table::Baselines, &partition, SINGLE_ROW)
-                .await?;
+            let current = self.stored_baseline(resource, &partition).await?;
             let written = match &current {
                 // A manual baseline is a person's decision: an observation of the same key keeps it.
-                Some(c) if c.value.key == *key && (source == BaselineSource::Observed || c.value.source == source) => {
+                Some((Some(c), _)) if c.key == *key && (source == BaselineSource::Observed || c.source == source) => {
                     return Ok(BaselineWrite::Unchanged);
                 }
-                Some(c) => {
+                Some((_, etag)) => {
                     self.backend
-                        .replace(Table::Baselines, &partition, SINGLE_ROW, &data, Some(&c.etag))
+                        .replace(Table::Baselines, &partition, SINGLE_ROW, &data, Some(etag))
                         .await?
                 }
                 None => {
@@ -901,10 +924,18 @@ impl StoreLocation {
         }
     }
 
-    pub async fn open(&self, http: reqwest::Client, tokens: Arc<dyn TokenSource>) -> Result<StateStore, StoreError> {
+    /// The table service's base URL, the one origin the storage credential may go to.
+    pub fn table_endpoint(&self) -> Option<&url::Url> {
+        match self {
+            StoreLocation::Embedded(_) => None,
+            StoreLocation::Table(c) => Some(&c.endpoint),
+        }
+    }
+
+    pub async fn open(&self, egress: Arc<crate::egress::Egress>) -> Result<StateStore, StoreError> {
         let backend: Arc<dyn TableBackend> = match self {
             StoreLocation::Embedded(path) => Arc::new(EmbeddedBackend::open(path)?),
-            StoreLocation::Table(connection) => Arc::new(AzureTableBackend::new(http, connection.clone(), tokens)),
+            StoreLocation::Table(connection) => Arc::new(AzureTableBackend::new(egress, connection.clone())),
         };
         StateStore::new(backend).await
     }

@@ -13,11 +13,12 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::{Entity, RowRange, StoreError, Table, TableBackend, Written};
-use crate::identity::TokenSource;
+use keyguard_core::egress::Credential;
+
+use crate::egress::Egress;
 
 /// The Table service version; 2019-02-02 is the first to accept Entra ID tokens.
 const API_VERSION: &str = "2019-02-02";
-const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
 /// Azurite's documented development account.
 const DEV_ACCOUNT: &str = "devstoreaccount1";
 const DEV_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
@@ -162,9 +163,9 @@ fn account_of(endpoint: &Url) -> Option<String> {
 }
 
 pub struct AzureTableBackend {
-    http: reqwest::Client,
+    /// Every request goes through the egress policy, whose storage origin is `connection.endpoint`.
+    egress: Arc<Egress>,
     connection: TableConnection,
-    tokens: Arc<dyn TokenSource>,
 }
 
 /// One request's parts; built again for every attempt (the date and signature change).
@@ -183,12 +184,8 @@ struct Answer {
 }
 
 impl AzureTableBackend {
-    pub fn new(http: reqwest::Client, connection: TableConnection, tokens: Arc<dyn TokenSource>) -> Self {
-        Self {
-            http,
-            connection,
-            tokens,
-        }
+    pub fn new(egress: Arc<Egress>, connection: TableConnection) -> Self {
+        Self { egress, connection }
     }
 
     fn table_name(&self, table: Table) -> String {
@@ -234,9 +231,15 @@ impl AzureTableBackend {
         }
         let date = httpdate::fmt_http_date(std::time::SystemTime::now());
         let content_type = if call.body.is_some() { "application/json" } else { "" };
+        let credential = match &self.connection.auth {
+            TableAuth::SharedKey(_) => Credential::StorageSharedKey,
+            TableAuth::Entra => Credential::StorageToken,
+        };
         let mut request = self
-            .http
-            .request(call.method.clone(), url.clone())
+            .egress
+            .request(credential, call.method.clone(), &url, "")
+            .await
+            .map_err(|e| StoreError(format!("table storage {}: {e}", self.describe())))?
             .timeout(REQUEST_TIMEOUT)
             .header("x-ms-date", &date)
             .header("x-ms-version", API_VERSION)
@@ -252,48 +255,39 @@ impl AzureTableBackend {
         if let Some(etag) = call.if_match {
             request = request.header("If-Match", etag);
         }
-        let authorization = match &self.connection.auth {
-            TableAuth::SharedKey(key) => {
-                // Shared Key for the Table service: verb, MD5, type, date, canonical resource
-                // ("/" + account + encoded path; the emulator's path repeats the account).
-                let to_sign = format!(
-                    "{}\n\n{}\n{}\n/{}{}",
-                    call.method.as_str(),
-                    content_type,
-                    date,
-                    self.connection.account,
-                    url.path()
-                );
-                let mac = aws_lc_rs::hmac::sign(
-                    &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key),
-                    to_sign.as_bytes(),
-                );
+        // A bearer token was attached by the egress layer; a Shared Key signature is made here,
+        // over the final URL, after the policy approved it.
+        if let TableAuth::SharedKey(key) = &self.connection.auth {
+            // Shared Key for the Table service: verb, MD5, type, date, canonical resource
+            // ("/" + account + encoded path; the emulator's path repeats the account).
+            let to_sign = format!(
+                "{}\n\n{}\n{}\n/{}{}",
+                call.method.as_str(),
+                content_type,
+                date,
+                self.connection.account,
+                url.path()
+            );
+            let mac = aws_lc_rs::hmac::sign(
+                &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key),
+                to_sign.as_bytes(),
+            );
+            request = request.header(
+                "Authorization",
                 format!(
                     "SharedKey {}:{}",
                     self.connection.account,
                     base64::engine::general_purpose::STANDARD.encode(mac.as_ref())
-                )
-            }
-            TableAuth::Entra => {
-                let token = self
-                    .tokens
-                    .token(STORAGE_SCOPE)
-                    .await
-                    .map_err(|e| StoreError(format!("table storage token: {e}")))?;
-                format!("Bearer {}", token.secret())
-            }
-        };
-        let response = request
-            .header("Authorization", authorization)
-            .send()
-            .await
-            .map_err(|e| {
-                StoreError(format!(
-                    "table storage {} unreachable: {}",
-                    self.describe(),
-                    e.without_url()
-                ))
-            })?;
+                ),
+            );
+        }
+        let response = request.send().await.map_err(|e| {
+            StoreError(format!(
+                "table storage {} unreachable: {}",
+                self.describe(),
+                e.without_url()
+            ))
+        })?;
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response
@@ -583,13 +577,19 @@ mod tests {
         tokio::spawn(async move { axum::serve(listener, app).await });
         let connection = TableConnection::parse(&format!("http://{addr}/acct"), "kg").unwrap();
         struct ScopeCheck;
-        impl TokenSource for ScopeCheck {
+        impl crate::identity::TokenSource for ScopeCheck {
             fn token<'a>(&'a self, scope: &'a str) -> crate::identity::TokenFuture<'a> {
                 let token = format!("token-for-{scope}");
                 Box::pin(async move { Ok(azure_core::credentials::Secret::new(token)) })
             }
         }
-        let backend = AzureTableBackend::new(reqwest::Client::new(), connection, Arc::new(ScopeCheck));
+        let egress = crate::test_support::egress(
+            Arc::new(ScopeCheck),
+            "https://management.azure.com",
+            Some(&connection.endpoint),
+            None,
+        );
+        let backend = AzureTableBackend::new(egress, connection);
         assert_eq!(backend.get(Table::Baselines, "p", "").await.unwrap(), None);
         let headers = seen.lock().unwrap().pop().unwrap();
         assert_eq!(

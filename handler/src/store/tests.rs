@@ -23,7 +23,13 @@ async fn stores() -> Vec<(&'static str, StateStore)> {
         .unwrap();
     let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let connection = TableConnection::parse(&azurite().connection_string(), &prefix).unwrap();
-    let table = AzureTableBackend::new(reqwest::Client::new(), connection, Arc::new(FixedToken::new("unused")));
+    let egress = crate::test_support::egress(
+        Arc::new(FixedToken::new("unused")),
+        "https://management.azure.com",
+        Some(&connection.endpoint),
+        None,
+    );
+    let table = AzureTableBackend::new(egress, connection);
     let table = StateStore::new(Arc::new(table)).await.unwrap();
     vec![("embedded", embedded), ("azurite", table)]
 }
@@ -129,6 +135,50 @@ async fn racing_instances_get_exactly_one_lease() {
             winners += usize::from(task.await.unwrap().is_some());
         }
         assert_eq!(winners, 1, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_stored_baseline_naming_another_host_is_ignored_and_replaced() {
+    let now = OffsetDateTime::now_utc();
+    for (name, store) in stores().await {
+        let partition = table_key(&id("tampered").key());
+        for (vault, readable) in [
+            // The same raw record with a real vault reads back: only the host decides below.
+            ("https://kv.vault.azure.net", true),
+            ("https://evil.example", false),
+            ("https://127.0.0.1", false),
+            ("https://kv.vault.azure.net:1@evil.example", false),
+        ] {
+            // Written around keyguard (an older build, or someone with access to the table).
+            let raw = serde_json::json!({
+                "resourceId": id("tampered").as_str(),
+                "key": {"vaultUri": vault, "keyName": "k"},
+                "source": "manual",
+                "recordedAt": "2026-01-01T00:00:00Z"
+            });
+            let _ = store
+                .backend
+                .delete(Table::Baselines, &partition, SINGLE_ROW, None)
+                .await;
+            store
+                .backend
+                .insert(Table::Baselines, &partition, SINGLE_ROW, &raw)
+                .await
+                .unwrap();
+            let read = store.baseline(&id("tampered")).await.unwrap();
+            assert_eq!(read.is_some(), readable, "{name}: {vault}");
+        }
+        // The next observation of a good key replaces it.
+        store
+            .record_baseline(&id("tampered"), &key("good"), BaselineSource::Observed, None, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.baseline(&id("tampered")).await.unwrap().map(|b| b.key),
+            Some(key("good")),
+            "{name}"
+        );
     }
 }
 
