@@ -4,7 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/keyguard-target}"
-[ -d ../shared/fixtures ] || { echo "error: ../shared/fixtures not found beside the repository" >&2; exit 1; }
 # Real components the notification tests talk to: an SMTP server (aiosmtpd), Microsoft's
 # Adaptive Cards parser and renderer (npm adaptivecards), both pinned, and Debian's Chromium,
 # which renders the Teams card to a PNG kept under $CARGO_TARGET_DIR/artifacts.

@@ -77,9 +77,9 @@ pub fn keyguard_bin() -> PathBuf {
 
 pub fn fixture(relative: &str) -> Value {
     // Cargo sets the variable at run time too; prefer it, so a test binary reused from another
-    // checkout (shared target dir) still reads this checkout's neighbour `../shared`.
+    // checkout (shared target dir) still reads this checkout's fixtures.
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
-    let path = Path::new(&manifest_dir).join("../../shared/fixtures").join(relative);
+    let path = Path::new(&manifest_dir).join("fixtures").join(relative);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }

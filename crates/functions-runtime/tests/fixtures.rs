@@ -7,7 +7,7 @@ use functions_runtime::{InvocationResult, decode_envelope};
 use serde_json::{Map, Value, json};
 
 fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/functions")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/functions")
 }
 
 fn read(name: &str) -> Vec<u8> {

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use time::macros::datetime;
 
 fn arm_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/arm")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/arm")
 }
 
 fn read_json(path: &Path) -> Value {

@@ -16,7 +16,7 @@ use serde_json::Value;
 use time::macros::datetime;
 
 fn fixtures_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
 fn read_json(path: &Path) -> Value {

@@ -529,7 +529,7 @@ fn microsoft_tde_example_whose_id_stops_at_the_database_attaches_as_its_child() 
     let fixture: Value = serde_json::from_str(
         &std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/fixtures/arm/sql/TransparentDataEncryptionGet.json"),
+                .join("../../tests/fixtures/arm/sql/TransparentDataEncryptionGet.json"),
         )
         .unwrap(),
     )
@@ -555,7 +555,7 @@ fn microsoft_tde_example_whose_id_stops_at_the_database_attaches_as_its_child() 
 fn microsoft_protector_and_storage_examples_read_as_arm_shape() {
     let read = |rel: &str| -> Value {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/arm")
+            .join("../../tests/fixtures/arm")
             .join(rel);
         let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         v["responses"]["200"]["body"].clone()

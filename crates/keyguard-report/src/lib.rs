@@ -578,7 +578,7 @@ mod tests {
     }
 
     fn fixture_body(path: &str) -> serde_json::Value {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/arm");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/arm");
         let text = std::fs::read_to_string(dir.join(path)).unwrap();
         let example: serde_json::Value = serde_json::from_str(&text).unwrap();
         example["responses"]["200"]["body"].clone()

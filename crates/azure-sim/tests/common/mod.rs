@@ -16,7 +16,7 @@ pub const FIXTURE_ID: &str =
 /// Reads a shared fixture; a missing or invalid file fails the test.
 pub fn fixture(rel: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures")
+        .join("../../tests/fixtures")
         .join(rel);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {} is missing: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("fixture {} is invalid: {e}", path.display()))
