@@ -314,3 +314,24 @@ async fn a_real_sweeps_sarif_validates_and_its_html_report_renders_in_chromium()
     assert_eq!(drift_rows, drifted.len());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_resource_graph_answers_404_the_auto_listing_sweeps_as_arm_listing_does() -> anyhow::Result<()> {
+    let env = cli_env().await?;
+    let drifted = seed(
+        &env,
+        json!({"Microsoft.Storage/storageAccounts": 60, "Microsoft.Compute/disks": 20}),
+        7,
+    )
+    .await?;
+    env.add_fault(json!({"path_contains": "Microsoft.ResourceGraph", "status": 404}))
+        .await?;
+    let (code, auto, stderr) = scan(&env, &["--subscription", SUBSCRIPTION, "--dry-run"])?;
+    assert_eq!(code, 1, "drift found, no error: {stderr}");
+    let (arm_code, arm, arm_stderr) = scan(&env, &["--subscription", SUBSCRIPTION, "--dry-run", "--listing", "arm"])?;
+    assert_eq!(arm_code, 1, "{arm_stderr}");
+    assert_eq!(drift_ids(&auto), drifted, "{stderr}");
+    assert_eq!(drift_ids(&auto), drift_ids(&arm));
+    assert_eq!(auto.len(), arm.len(), "the same resources listed both ways");
+    Ok(())
+}
