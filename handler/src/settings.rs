@@ -29,8 +29,6 @@ pub struct Settings {
     pub time_budget: Duration,
     /// Test-only: send Key Vault data-plane calls to this base (`{base}/keyvault/{vault host}/...`).
     pub keyvault_endpoint: Option<String>,
-    /// Shared secret Event Grid sends in the webhook URL's query (`?code=`), for `keyguard webhook`.
-    pub webhook_key: Option<String>,
     pub sweep: SweepSettings,
 }
 
@@ -95,7 +93,6 @@ impl Settings {
             auth: AuthMode::from_lookup(&get)?,
             arm_endpoint: get("KEYGUARD_ARM_ENDPOINT").unwrap_or_else(|| PUBLIC_CLOUD_ENDPOINT.to_string()),
             ca_bundle: get("KEYGUARD_CA_BUNDLE").filter(|p| !p.is_empty()).map(PathBuf::from),
-            webhook_key: get("KEYGUARD_WEBHOOK_KEY").filter(|k| !k.is_empty()),
             keyvault_endpoint: get("KEYGUARD_KEYVAULT_ENDPOINT").filter(|k| !k.is_empty()),
             config,
             config_source,
