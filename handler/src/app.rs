@@ -775,7 +775,8 @@ struct AuditParams {
     _functions_key: Option<serde::de::IgnoredAny>,
 }
 
-/// The persisted audit trail, oldest first (the newest `limit` records; 1,000 by default).
+/// The persisted audit trail, oldest first: the newest `limit` records (1,000 by default, at most
+/// 10,000), a bound the store's query applies.
 async fn api_audit(
     State(state): State<AppState>,
     params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
@@ -789,7 +790,7 @@ async fn api_audit(
         params.resource.as_deref(),
         params.since.as_deref(),
         params.until.as_deref(),
-        Some(params.limit.unwrap_or(1000).min(10_000)),
+        params.limit,
         now,
     ) {
         Ok(q) => q,

@@ -146,7 +146,7 @@ enum Command {
         /// Up to this time (same forms as --since).
         #[arg(long, value_name = "TIME")]
         until: Option<String>,
-        /// At most this many records (the newest).
+        /// At most this many records, the newest (default 1000, at most 10000).
         #[arg(long)]
         limit: Option<usize>,
         #[arg(long, value_enum, default_value = "table")]

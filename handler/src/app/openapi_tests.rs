@@ -401,7 +401,7 @@ impl TableBackend for UnreachableStore {
     async fn delete(&self, _: Table, _: &str, _: &str, _: Option<&str>) -> Result<Written, StoreError> {
         Err(StoreError("connection refused".into()))
     }
-    async fn query(&self, _: Table, _: &RowRange<'_>) -> Result<Vec<Entity>, StoreError> {
+    async fn query_first(&self, _: Table, _: &RowRange<'_>, _: usize) -> Result<Vec<Entity>, StoreError> {
         Err(StoreError("connection refused".into()))
     }
     async fn flush(&self) -> Result<(), StoreError> {
@@ -828,7 +828,27 @@ fn cases(events: Vec<Value>) -> Vec<Case> {
                 assert_eq!(b["value"].as_array().map_or(0, Vec::len), 1, "{b}");
                 assert_eq!(b["value"][0]["verdict"], "drift", "{b}");
             }),
+        Case::new("the newest two audit records", Webhook, "GET", "/api/audit", 200)
+            .query("limit=2")
+            .expect(|b| {
+                let times: Vec<&str> = b["value"].as_array().into_iter().flatten().filter_map(|r| r["time"].as_str()).collect();
+                assert_eq!(times.len(), 2, "{b}");
+                assert!(times[0] <= times[1], "oldest first: {b}");
+            }),
         Case::new("audit with a bad time", Webhook, "GET", "/api/audit", 400).query("since=yesterday"),
+        // Finding 7: these panicked (a 500).
+        Case::new("audit since an age beyond the calendar", Webhook, "GET", "/api/audit", 400)
+            .query("since=99999999999999d")
+            .expect(|b| {
+                assert_eq!(b["error"]["code"], "InvalidQuery", "{b}");
+                assert!(b["error"]["message"].as_str().unwrap_or_default().contains("beyond the calendar"), "{b}");
+            }),
+        Case::new("audit until an age beyond the calendar", Webhook, "GET", "/api/audit", 400)
+            .query("until=99999999999999d")
+            .expect(|b| assert!(b["error"]["message"].as_str().unwrap_or_default().starts_with("until"), "{b}")),
+        Case::new("audit with a limit over the maximum", Webhook, "GET", "/api/audit", 400)
+            .query("limit=10001")
+            .expect(|b| assert!(b["error"]["message"].as_str().unwrap_or_default().contains("10000"), "{b}")),
         Case::new("audit with a bad limit", Webhook, "GET", "/api/audit", 400).query("limit=many"),
         Case::new("audit with an unknown parameter", Webhook, "GET", "/api/audit", 400).query("verdict=drift"),
         Case::new("audit without a credential", Webhook, "GET", "/api/audit", 401).credential(Credential::None),
