@@ -190,7 +190,7 @@ async fn three_instances_sharing_table_storage_revert_each_drift_exactly_once() 
     }
 
     // The persisted trail: one record per drift event, and it is the revert.
-    let records = persisted_audit(&env, &["--limit", "100000"])?;
+    let records = persisted_audit(&env, &["--limit", "10000"])?;
     let drift_ids: BTreeSet<&str> = drift_events.iter().filter_map(|e| e["id"].as_str()).collect();
     let for_drift: Vec<&Value> = records
         .iter()
