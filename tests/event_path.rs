@@ -376,7 +376,7 @@ async fn the_direct_webhook_answers_both_handshakes_and_reverts() -> anyhow::Res
         ..Options::default()
     })
     .await?;
-    let url = format!("{}/api/events", env.handler);
+    let url = env.events_url();
 
     let validation = fixture("eventgrid/subscriptionvalidationevent.delivery.docs.json");
     let r = env

@@ -139,6 +139,9 @@ impl Drop for ChildGuard {
     }
 }
 
+/// The webhook key `keyguard webhook` runs with in these tests (Event Grid sends it as `?code=`).
+pub const WEBHOOK_KEY: &str = "e2e-webhook-key-0123456789abcdef";
+
 pub struct Options {
     pub dry_run: bool,
     pub time_budget_ms: u64,
@@ -223,7 +226,7 @@ impl Env {
                     "--delivery-mode",
                     "webhook",
                     "--deliver-to",
-                    &format!("{handler}/api/events"),
+                    &format!("{handler}/api/events?code={WEBHOOK_KEY}"),
                 ]);
             }
             (false, false) => {
@@ -284,7 +287,8 @@ impl Env {
     fn spawn_handler(&self, port: u16) -> anyhow::Result<ChildGuard> {
         let mut cmd = Command::new(keyguard_bin());
         if self.options.webhook {
-            cmd.args(["--log-format", "json", "webhook", "--port", &port.to_string()]);
+            cmd.args(["--log-format", "json", "webhook", "--port", &port.to_string()])
+                .env("KEYGUARD_WEBHOOK_KEY", WEBHOOK_KEY);
         } else {
             cmd.args(["--log-format", "json", "serve"])
                 .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string());
@@ -304,6 +308,11 @@ impl Env {
             });
         }
         Ok(ChildGuard(child))
+    }
+
+    /// `keyguard webhook`'s Event Grid endpoint, with the webhook key as Event Grid sends it.
+    pub fn events_url(&self) -> String {
+        format!("{}/api/events?code={WEBHOOK_KEY}", self.handler)
     }
 
     /// SIGKILL, as a crashed or recycled Functions worker: no graceful shutdown.

@@ -190,7 +190,7 @@ async fn three_instances_sharing_table_storage_revert_each_drift_exactly_once() 
     }
 
     // The persisted trail: one record per drift event, and it is the revert.
-    let records = persisted_audit(&env, &["--limit", "100000"])?;
+    let records = persisted_audit(&env, &["--limit", "10000"])?;
     let drift_ids: BTreeSet<&str> = drift_events.iter().filter_map(|e| e["id"].as_str()).collect();
     let for_drift: Vec<&Value> = records
         .iter()
@@ -378,14 +378,25 @@ async fn a_baseline_set_by_hand_is_the_revert_target_and_the_trail_is_served_ove
     assert_eq!(records[0]["before"]["state"], "mmk");
     assert_eq!(records[0]["after"]["state"], "cmk");
     assert_eq!(records[0]["trigger"]["eventId"], event["id"]);
-    let bad = env
-        .http
-        .get(format!("{}/api/audit?since=yesterday", env.handler))
-        .send()
-        .await?;
-    assert_eq!(bad.status().as_u16(), 400);
-    let body = bad.text().await?;
-    assert!(body.contains("yesterday") && !body.contains("panicked"), "{body}");
+    // An age beyond the calendar used to panic, in the API (a 500) and in the CLI.
+    for since in ["yesterday", "99999999999999d"] {
+        let bad = env
+            .http
+            .get(format!("{}/api/audit", env.handler))
+            .query(&[("since", since)])
+            .send()
+            .await?;
+        assert_eq!(bad.status().as_u16(), 400, "{since}");
+        let body = bad.text().await?;
+        assert!(body.contains(since) && !body.contains("panicked"), "{body}");
+    }
+    let out = env.keyguard_cli(&["audit", "--since", "99999999999999d"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("beyond the calendar") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 
     let out = env.keyguard_cli(&["audit", "--resource", &id, "--format", "csv"])?;
     let csv = String::from_utf8_lossy(&out.stdout);

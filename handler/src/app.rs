@@ -10,10 +10,14 @@
 //!
 //! - [`Access::Authenticated`] routes go through [`api_auth::require_auth`]: under the Functions
 //!   host the host has already checked the function key (`authLevel: function`), standalone an API
-//!   key or an Entra ID token is required (see [`api_auth`] for the settings). Each call is logged
-//!   with the caller's kind and subject, never its credential.
-//! - `/api/events` is Event Grid's webhook: it keeps its own shared secret (`KEYGUARD_WEBHOOK_KEY`,
-//!   sent as `?code=`), because Event Grid cannot send an API key header or an Entra token of ours.
+//!   key or an Entra ID token is required (see [`api_auth`] for the settings; with neither
+//!   configured they answer 401). Each call is logged with the caller's kind and subject, never its
+//!   credential.
+//! - `/api/events` ([`Access::EventGrid`]) is Event Grid's webhook, behind its own authenticator:
+//!   the webhook key (`KEYGUARD_WEBHOOK_KEY`, sent as `?code=`) or the Microsoft Entra token Event
+//!   Grid sends when the subscription uses Entra authentication (`KEYGUARD_EVENTGRID_*`). Neither
+//!   configured: 401. The check runs before the body is read.
+//! - `keyguard webhook --insecure-no-auth` opens every route, with a warning per request.
 //! - `/api/openapi.json` is public: it describes the API and holds nothing about the deployment.
 //! - `/api/health` answers everyone, but with `{"status"}` only unless the caller is
 //!   authenticated. Load balancers, container orchestrators and uptime monitors probe without
@@ -31,7 +35,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Query, RawQuery, Request, State};
 use axum::handler::Handler;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
@@ -61,10 +65,10 @@ const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct AppState {
     pub pipeline: Arc<Pipeline>,
-    /// Event Grid's shared secret for `/api/events`.
-    pub webhook_key: Option<Arc<str>>,
-    /// Decides who may call the other `/api/*` routes.
+    /// Decides who may call the [`Access::Authenticated`] routes (and see health's details).
     pub auth: Arc<ApiAuthenticator>,
+    /// Decides who may deliver to `/api/events` ([`Access::EventGrid`]).
+    pub events_auth: Arc<ApiAuthenticator>,
     /// Whether keyguard runs in dry run (configuration or `KEYGUARD_DRY_RUN`), for health and reports.
     pub dry_run: bool,
 }
@@ -76,8 +80,9 @@ pub enum Access {
     Authenticated,
     /// Anyone (`/api/health` shows its details to authenticated callers only).
     Open,
-    /// Event Grid's shared secret, `KEYGUARD_WEBHOOK_KEY`.
-    WebhookKey,
+    /// Through [`api_auth::require_auth`] with the events authenticator: Event Grid's webhook key
+    /// or its Entra ID token.
+    EventGrid,
 }
 
 /// One `/api/*` route. See the module docs.
@@ -115,8 +120,8 @@ pub const API_ROUTES: &[ApiRoute] = &[
     ApiRoute::new("GET", "/api/audit", Access::Authenticated),
     ApiRoute::new("GET", "/api/health", Access::Open),
     ApiRoute::new("GET", "/api/openapi.json", Access::Open),
-    ApiRoute::new("POST", "/api/events", Access::WebhookKey).webhook_only(),
-    ApiRoute::new("OPTIONS", "/api/events", Access::WebhookKey).webhook_only(),
+    ApiRoute::new("POST", "/api/events", Access::EventGrid).webhook_only(),
+    ApiRoute::new("OPTIONS", "/api/events", Access::EventGrid).webhook_only(),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +166,9 @@ fn api_routes(state: AppState, host: Host) -> Router {
 struct ApiRouter {
     host: Host,
     authenticated: Router<AppState>,
+    events: Router<AppState>,
+    /// Whether `events` holds a route (a route layer over none is refused by axum).
+    has_events: bool,
     open: Router<AppState>,
 }
 
@@ -169,6 +177,8 @@ impl ApiRouter {
         Self {
             host,
             authenticated: Router::new(),
+            events: Router::new(),
+            has_events: false,
             open: Router::new(),
         }
     }
@@ -194,21 +204,40 @@ impl ApiRouter {
             "DELETE" => MethodFilter::DELETE,
             other => panic!("API_ROUTES: method {other} is not supported"),
         };
-        match route.access {
-            Access::Authenticated => self.authenticated = self.authenticated.route(path, on(filter, handler)),
-            Access::Open | Access::WebhookKey => self.open = self.open.route(path, on(filter, handler)),
-        }
+        let group = match route.access {
+            Access::Authenticated => &mut self.authenticated,
+            Access::EventGrid => {
+                self.has_events = true;
+                &mut self.events
+            }
+            Access::Open => &mut self.open,
+        };
+        *group = std::mem::take(group).route(path, on(filter, handler));
         self
     }
 
     fn finish(self, state: AppState) -> Router {
         // Layers added last run first: require_auth, then the log line that names the caller.
-        self.authenticated
+        // Route layers run before the handler's extractors, so a refused body is never read.
+        let authenticated = self
+            .authenticated
             .route_layer(middleware::from_fn(log_api_call))
             .route_layer(middleware::from_fn_with_state(
                 state.auth.clone(),
                 api_auth::require_auth,
+            ));
+        // Under the Functions host no events route is registered, and axum refuses a route layer
+        // over no route.
+        let events = if self.has_events {
+            self.events.route_layer(middleware::from_fn_with_state(
+                state.events_auth.clone(),
+                api_auth::require_auth,
             ))
+        } else {
+            self.events
+        };
+        authenticated
+            .merge(events)
             .merge(self.open)
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .with_state(state)
@@ -386,8 +415,7 @@ async fn api_check(State(state): State<AppState>, headers: HeaderMap, body: Resu
         Ok(id) => id,
         Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidResourceId", &e.to_string()),
     };
-    let correlation_id =
-        header_value(&headers, "x-ms-correlation-request-id").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let correlation_id = correlation_id(&headers);
     match state
         .pipeline
         .reconcile(&id, Trigger::Manual, &correlation_id, request.dry_run)
@@ -401,9 +429,33 @@ async fn api_check(State(state): State<AppState>, headers: HeaderMap, body: Resu
             &format!("ARM has no resource {id}"),
         ),
         Ok(outcome) => (StatusCode::OK, axum::Json(outcome)).into_response(),
-        Err(e) if e.retryable() => error(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", &e.to_string()),
-        Err(e) => error(StatusCode::BAD_GATEWAY, "ArmError", &e.to_string()),
+        Err(e) => failure(e.retryable(), "the check", &correlation_id, &e),
     }
+}
+
+/// A failure of keyguard's own dependencies (store, identity, ARM). Its text can carry credential,
+/// endpoint and tenant details, which `/api/health` hides for the same reason: it goes to the log
+/// under the correlation id, and the caller gets a fixed message naming that id. 503 when retrying
+/// may help, 502 when ARM refused.
+fn failure(retryable: bool, what: &str, correlation_id: &str, cause: &dyn std::fmt::Display) -> Response {
+    tracing::error!(correlation_id, retryable, error = %cause, "{what} failed");
+    let (status, code, reason) = if retryable {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            "the state store, keyguard's identity or ARM is not available now; try again later",
+        )
+    } else {
+        (StatusCode::BAD_GATEWAY, "ArmError", "ARM refused a call keyguard made")
+    };
+    let message = format!(
+        "{what} did not complete: {reason}. The details are in keyguard's log under correlation id {correlation_id}."
+    );
+    let mut response = error(status, code, &message);
+    if let Ok(value) = HeaderValue::from_str(correlation_id) {
+        response.headers_mut().insert("x-ms-correlation-request-id", value);
+    }
+    response
 }
 
 #[derive(Deserialize)]
@@ -471,8 +523,7 @@ async fn api_scan(State(state): State<AppState>, headers: HeaderMap, body: Resul
     match crate::sweep::scan(pipeline, &scan, &|_| {}).await {
         Ok(report) => (StatusCode::OK, axum::Json(report)).into_response(),
         Err(crate::sweep::SweepError::Invalid(message)) => error(StatusCode::BAD_REQUEST, "InvalidRequest", &message),
-        Err(e) if e.retryable() => error(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", &e.to_string()),
-        Err(e) => error(StatusCode::BAD_GATEWAY, "ArmError", &e.to_string()),
+        Err(e) => failure(e.retryable(), "the scan", &correlation_id(&headers), &e),
     }
 }
 
@@ -626,8 +677,8 @@ async fn api_findings(State(state): State<AppState>, RawQuery(raw): RawQuery) ->
 }
 
 /// Status for anyone, details for authenticated callers (see the module docs for why).
-async fn api_health(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let principal = match state.auth.authorize(&headers).await {
+async fn api_health(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let principal = match state.auth.authorize(&headers, &uri).await {
         Ok(principal) => Some(principal),
         Err(AuthError::Missing) => None,
         Err(e) => {
@@ -711,11 +762,6 @@ async fn api_openapi() -> Response {
 }
 
 #[derive(Deserialize, Default)]
-struct KeyQuery {
-    code: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct AuditParams {
     /// A resource id: only its records.
@@ -729,7 +775,8 @@ struct AuditParams {
     _functions_key: Option<serde::de::IgnoredAny>,
 }
 
-/// The persisted audit trail, oldest first (the newest `limit` records; 1,000 by default).
+/// The persisted audit trail, oldest first: the newest `limit` records (1,000 by default, at most
+/// 10,000), a bound the store's query applies.
 async fn api_audit(
     State(state): State<AppState>,
     params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
@@ -743,7 +790,7 @@ async fn api_audit(
         params.resource.as_deref(),
         params.since.as_deref(),
         params.until.as_deref(),
-        Some(params.limit.unwrap_or(1000).min(10_000)),
+        params.limit,
         now,
     ) {
         Ok(q) => q,
@@ -782,27 +829,6 @@ fn store_unavailable() -> Response {
     )
 }
 
-/// Event Grid delivers to `https://.../api/events?code=<secret>` (the secret rides in the
-/// subscription's encrypted endpoint URL); compare in constant time.
-/// `Some(401 response)` when a key is configured and the request does not carry it.
-fn unauthorized(state: &AppState, headers: &HeaderMap, query: &KeyQuery) -> Option<Response> {
-    let expected = state.webhook_key.as_ref()?;
-    let presented = query
-        .code
-        .clone()
-        .or_else(|| header_value(headers, "x-functions-key"))
-        .unwrap_or_default();
-    if constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
-        None
-    } else {
-        Some(error(StatusCode::UNAUTHORIZED, "Unauthorized", "missing or wrong key"))
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 const EVENT_GRID_ORIGINS: [&str; 5] = [
     "eventgrid.azure.net",
     "eventgrid.azure.us",
@@ -812,10 +838,8 @@ const EVENT_GRID_ORIGINS: [&str; 5] = [
 ];
 
 /// CloudEvents abuse-protection handshake: grant only Event Grid's own origins.
-async fn webhook_options(State(state): State<AppState>, headers: HeaderMap, query: Query<KeyQuery>) -> Response {
-    if let Some(denied) = unauthorized(&state, &headers, &query) {
-        return denied;
-    }
+/// Authenticated before it gets here (the events authenticator), like `POST /api/events`.
+async fn webhook_options(headers: HeaderMap) -> Response {
     let origin = header_value(&headers, "webhook-request-origin").unwrap_or_default();
     if !EVENT_GRID_ORIGINS.iter().any(|o| o.eq_ignore_ascii_case(origin.trim())) {
         return error(
@@ -834,15 +858,12 @@ async fn webhook_options(State(state): State<AppState>, headers: HeaderMap, quer
     response
 }
 
+/// Event Grid's deliveries, authenticated before the body is read (see [`ApiRouter::finish`]).
 async fn webhook_events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Query<KeyQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Some(denied) = unauthorized(&state, &headers, &query) {
-        return denied;
-    }
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return body_rejected(&rejection),
@@ -928,6 +949,19 @@ fn is_json(headers: &HeaderMap, accepted: &[&str]) -> bool {
     accepted.contains(&essence.as_str())
 }
 
+/// The caller's `x-ms-correlation-request-id` (ARM's name for it) when it looks like an id, else a
+/// new one: it is logged and echoed, so it must not carry arbitrary text.
+fn correlation_id(headers: &HeaderMap) -> String {
+    header_value(headers, "x-ms-correlation-request-id")
+        .filter(|id| {
+            (1..=128).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
 fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
@@ -936,6 +970,8 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, axum::Json(json!({"error": {"code": code, "message": message}}))).into_response()
 }
 
+#[cfg(test)]
+mod access_tests;
 #[cfg(test)]
 mod openapi_tests;
 
@@ -987,13 +1023,6 @@ mod tests {
             "Microsoft.Azure.Functions.ExtensionBundle"
         );
         assert_eq!(host["extensionBundle"]["version"], "[4.*, 5.0.0)");
-    }
-
-    #[test]
-    fn constant_time_compare() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 
     #[test]

@@ -6,9 +6,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::pipeline::AuditRecord;
-use crate::store::AuditQuery;
+use crate::store::{AuditQuery, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 
-/// An RFC 3339 time, or an age before `now`: `90m`, `24h`, `7d`.
+/// An RFC 3339 time, or an age before `now`: `90m`, `24h`, `7d`. An age that reaches beyond the
+/// calendar (`99999999999999d`) is an error, not an overflow.
 pub fn parse_time(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String> {
     let text = text.trim();
     if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
@@ -19,15 +20,21 @@ pub fn parse_time(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Str
     let amount: i64 = number
         .parse()
         .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor an age like 24h or 7d"))?;
-    let age = match unit {
-        "m" => time::Duration::minutes(amount),
-        "h" => time::Duration::hours(amount),
-        "d" => time::Duration::days(amount),
+    let unit_secs: i64 = match unit {
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
         _ => return Err(format!("{text:?}: an age's unit is m, h or d")),
     };
-    Ok(now - age)
+    amount
+        .checked_mul(unit_secs)
+        .map(time::Duration::seconds)
+        .and_then(|age| now.checked_sub(age))
+        .ok_or_else(|| format!("{text:?} reaches back beyond the calendar keyguard can represent"))
 }
 
+/// The query of `keyguard audit` and `GET /api/audit`. `limit` defaults to
+/// [`DEFAULT_AUDIT_LIMIT`] and may not exceed [`MAX_AUDIT_LIMIT`]: the store reads no more.
 pub fn query_from(
     resource: Option<&str>,
     since: Option<&str>,
@@ -38,10 +45,20 @@ pub fn query_from(
     let resource = resource
         .map(|r| ResourceId::parse(r).map_err(|e| format!("resource: {e}")))
         .transpose()?;
+    let limit = limit.unwrap_or(DEFAULT_AUDIT_LIMIT);
+    if !(1..=MAX_AUDIT_LIMIT).contains(&limit) {
+        return Err(format!(
+            "limit {limit} is not 1..={MAX_AUDIT_LIMIT}; for more, page back with `until` set to the oldest record's time"
+        ));
+    }
     Ok(AuditQuery {
         resource,
-        since: since.map(|t| parse_time(t, now)).transpose()?,
-        until: until.map(|t| parse_time(t, now)).transpose()?,
+        since: since
+            .map(|t| parse_time(t, now).map_err(|e| format!("since: {e}")))
+            .transpose()?,
+        until: until
+            .map(|t| parse_time(t, now).map_err(|e| format!("until: {e}")))
+            .transpose()?,
         limit,
     })
 }
@@ -201,6 +218,50 @@ mod tests {
         assert!(parse_time("yesterday", now).unwrap_err().contains("yesterday"));
         assert!(parse_time("5w", now).unwrap_err().contains("unit"));
         assert!(query_from(Some("not-an-id"), None, None, None, now).is_err());
+    }
+
+    /// Finding 7: `GET /api/audit?since=99999999999999d` panicked (a 500); `keyguard audit` too.
+    #[test]
+    fn ages_beyond_the_calendar_are_errors_not_panics() {
+        let now = datetime!(2026-11-23 12:00 UTC);
+        for text in [
+            "99999999999999d",
+            "9223372036854775807m",
+            "2562047788015216h",
+            "5000000d",
+        ] {
+            let err = parse_time(text, now).unwrap_err();
+            assert!(
+                err.contains(text) && err.contains("beyond the calendar"),
+                "{text}: {err}"
+            );
+        }
+        // Too many digits for a number at all: also an error.
+        assert!(parse_time("99999999999999999999999d", now).is_err());
+        // The edge of what time can represent still works.
+        assert!(parse_time("4000000d", now).is_ok());
+        for (since, until) in [(Some("99999999999999d"), None), (None, Some("99999999999999d"))] {
+            let err = query_from(None, since, until, None, now).unwrap_err();
+            let which = if since.is_some() { "since" } else { "until" };
+            assert!(err.starts_with(which), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_limit_has_a_default_and_a_maximum() {
+        let now = datetime!(2026-11-23 12:00 UTC);
+        assert_eq!(
+            query_from(None, None, None, None, now).unwrap().limit,
+            DEFAULT_AUDIT_LIMIT
+        );
+        assert_eq!(
+            query_from(None, None, None, Some(MAX_AUDIT_LIMIT), now).unwrap().limit,
+            MAX_AUDIT_LIMIT
+        );
+        for bad in [0, MAX_AUDIT_LIMIT + 1, usize::MAX] {
+            let err = query_from(None, None, None, Some(bad), now).unwrap_err();
+            assert!(err.contains("limit") && err.contains("10000"), "{err}");
+        }
     }
 
     fn record(result: &str, detail: &str) -> AuditRecord {

@@ -67,6 +67,10 @@ enum Command {
         /// Address to bind; put a TLS-terminating proxy in front (Event Grid only calls HTTPS).
         #[arg(long, default_value = "127.0.0.1")]
         bind: std::net::IpAddr,
+        /// Serve every route to anyone, without authentication (local development only; needs a
+        /// loopback --bind and no configured credential; logs a warning on every request).
+        #[arg(long)]
+        insecure_no_auth: bool,
     },
     /// Evaluate one resource now and print the finding (read-only unless --remediate).
     /// Exit code: 0 compliant, 1 drift, 2 error.
@@ -143,7 +147,7 @@ enum Command {
         /// Up to this time (same forms as --since).
         #[arg(long, value_name = "TIME")]
         until: Option<String>,
-        /// At most this many records (the newest).
+        /// At most this many records, the newest (default 1000, at most 10000).
         #[arg(long)]
         limit: Option<usize>,
         #[arg(long, value_enum, default_value = "table")]
@@ -256,19 +260,24 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
                 .port
                 .or(port)
                 .context("no port: set FUNCTIONS_CUSTOMHANDLER_PORT or pass --port")?;
-            let state = app_state(&settings, std::net::Ipv4Addr::LOCALHOST.into()).await?;
+            let launch = api_auth::launch::Launch::Serve {
+                under_functions_host: host.port.is_some(),
+            };
+            let state = app_state(&settings, launch).await?;
             tracing::info!(port, config = %settings.config_source, store = %settings.store.describe(), dry_run = settings.dry_run, "keyguard custom handler starting");
             let store = state.pipeline.store().clone();
             functions_runtime::serve(app::functions_router(state), port).await?;
             store.flush().await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Webhook { port, bind } => {
+        Command::Webhook {
+            port,
+            bind,
+            insecure_no_auth,
+        } => {
             let settings = Settings::from_env()?;
-            if settings.webhook_key.is_none() && !bind.is_loopback() {
-                anyhow::bail!("refusing to listen on {bind} without KEYGUARD_WEBHOOK_KEY: anyone could post events");
-            }
-            let state = app_state(&settings, bind).await?;
+            let launch = api_auth::launch::Launch::Webhook { bind, insecure_no_auth };
+            let state = app_state(&settings, launch).await?;
             let listener = tokio::net::TcpListener::bind((bind, port)).await?;
             tracing::info!(addr = %listener.local_addr()?, "keyguard webhook listening on /api/events");
             let store = state.pipeline.store().clone();
@@ -590,11 +599,12 @@ async fn open_store() -> anyhow::Result<store::StateStore> {
         .with_context(|| format!("cannot open the state store ({})", settings.store.describe()))
 }
 
-/// Builds the pipeline and the API authenticator (`bind`: the address the API listens on) and,
-/// when alert routes are configured, starts the outbox sender.
-async fn app_state(settings: &Settings, bind: std::net::IpAddr) -> anyhow::Result<AppState> {
-    let auth = api_auth::ApiAuthenticator::from_env(bind, settings.http_client()?)?;
-    tracing::info!(api_auth = auth.describe(), "API authentication");
+/// Builds the authenticators for the command (`launch`) and the pipeline and, when alert routes
+/// are configured, starts the outbox sender. A credential setting that is missing or unusable
+/// stops start-up here, before anything listens.
+async fn app_state(settings: &Settings, launch: api_auth::launch::Launch) -> anyhow::Result<AppState> {
+    let modes = api_auth::launch::AccessModes::from_lookup(|name| std::env::var(name).ok(), launch)?;
+    let auth = modes.authenticators(settings.http_client()?);
     let pipeline = Arc::new(settings.build_pipeline().await?);
     if let Some(alerter) = pipeline.alerter() {
         tokio::spawn(
@@ -606,8 +616,8 @@ async fn app_state(settings: &Settings, bind: std::net::IpAddr) -> anyhow::Resul
     }
     Ok(AppState {
         pipeline,
-        webhook_key: settings.webhook_key.as_deref().map(Arc::from),
-        auth: Arc::new(auth),
+        auth: auth.api,
+        events_auth: auth.events,
         dry_run: settings.dry_run,
     })
 }

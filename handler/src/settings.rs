@@ -36,8 +36,6 @@ pub struct Settings {
     /// Test-only: send Key Vault data-plane calls to this base (`{base}/keyvault/{vault host}/...`)
     /// after the egress policy approved the real vault URL.
     pub keyvault_endpoint: Option<Url>,
-    /// Shared secret Event Grid sends in the webhook URL's query (`?code=`), for `keyguard webhook`.
-    pub webhook_key: Option<String>,
     pub sweep: SweepSettings,
 }
 
@@ -119,7 +117,6 @@ impl Settings {
             cloud,
             keyvault_endpoint,
             ca_bundle: get("KEYGUARD_CA_BUNDLE").filter(|p| !p.is_empty()).map(PathBuf::from),
-            webhook_key: get("KEYGUARD_WEBHOOK_KEY").filter(|k| !k.is_empty()),
             config,
             config_source,
             dry_run,

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::*;
-use crate::api_auth::{ApiAuthMode, ApiAuthenticator};
+use crate::api_auth::{ApiAuthMode, ApiAuthenticator, KeyLocation};
 use crate::identity::{TokenError, TokenFuture, TokenSource};
 use crate::keyvault::KeyVaultClient;
 use crate::pipeline::PipelineSettings;
@@ -26,12 +26,15 @@ use crate::store::{
     EmbeddedBackend, Entity, Retention, RowRange, StateStore, StoreError, Table, TableBackend, Written,
 };
 
-const API_KEY: &str = "test-api-key-0123456789abcdef";
-const WEBHOOK_KEY: &str = "test-webhook-key";
+pub(super) const API_KEY: &str = "test-api-key-0123456789abcdef";
+pub(super) const WEBHOOK_KEY: &str = "test-webhook-key";
+/// What the failing credential of [`Which::NoToken`] says: the kind of text a real credential's
+/// error carries (tenant, client, endpoint), which must stay in the log.
+pub(super) const CREDENTIAL_ERROR: &str = "AADSTS7000215: Invalid client secret provided for client 6e9c3a1f in tenant 0f1e2d3c via https://login.internal.example";
 const SUBSCRIPTION: &str = azure_sim::DEMO_SUBSCRIPTION;
 const RESOURCE_GROUP: &str = azure_sim::DEMO_RESOURCE_GROUP;
 
-fn document() -> Value {
+pub(super) fn document() -> Value {
     serde_json::from_str(OPENAPI_DOCUMENT).unwrap_or_else(|e| panic!("openapi.json is not JSON: {e}"))
 }
 
@@ -163,13 +166,19 @@ fn the_document_lists_exactly_the_route_table_with_matching_access() {
                 "{} {} needs authentication but the document allows anonymous calls",
                 route.method, route.path
             ),
-            Access::Open | Access::WebhookKey => assert!(
+            Access::EventGrid => assert!(
+                !anonymous_allowed && requirements.contains(&json!({"webhookKey": []})),
+                "{} {} needs the webhook key or Event Grid's token, but the document says otherwise",
+                route.method,
+                route.path
+            ),
+            Access::Open => assert!(
                 anonymous_allowed,
                 "{} {} is open but the document requires a credential",
                 route.method, route.path
             ),
         }
-        if route.access == Access::Authenticated {
+        if route.access != Access::Open {
             assert!(
                 op["responses"].get("401").is_some(),
                 "{} {} must document 401",
@@ -360,6 +369,15 @@ impl TokenSource for SimManagedIdentity {
     }
 }
 
+/// A credential that never issues a token, with the kind of message a real one gives.
+pub(super) struct FailingCredential;
+
+impl TokenSource for FailingCredential {
+    fn token<'a>(&'a self, _scope: &'a str) -> TokenFuture<'a> {
+        Box::pin(async { Err(TokenError(CREDENTIAL_ERROR.into())) })
+    }
+}
+
 /// A store whose every call fails after start-up, like a Table Storage account gone away.
 struct UnreachableStore;
 
@@ -383,7 +401,7 @@ impl TableBackend for UnreachableStore {
     async fn delete(&self, _: Table, _: &str, _: &str, _: Option<&str>) -> Result<Written, StoreError> {
         Err(StoreError("connection refused".into()))
     }
-    async fn query(&self, _: Table, _: &RowRange<'_>) -> Result<Vec<Entity>, StoreError> {
+    async fn query_first(&self, _: Table, _: &RowRange<'_>, _: usize) -> Result<Vec<Entity>, StoreError> {
         Err(StoreError("connection refused".into()))
     }
     async fn flush(&self) -> Result<(), StoreError> {
@@ -400,18 +418,40 @@ impl Drop for TempDir {
     }
 }
 
-struct Env {
-    sim: azure_sim::SimHandle,
+pub(super) struct Env {
+    pub(super) sim: azure_sim::SimHandle,
     _dir: TempDir,
+    /// Over the sim, with a working identity and store: for routers built by other tests.
+    pub(super) pipeline: Arc<Pipeline>,
     /// `keyguard webhook` with an API key and a webhook key.
     webhook: Router,
     /// `keyguard serve` under the Functions host.
     functions: Router,
     /// `keyguard webhook` whose store and identity are both down.
     broken: Router,
+    /// `keyguard webhook` whose credential issues no token (the store works).
+    no_token: Router,
 }
 
-fn pipeline(sim: &azure_sim::SimHandle, tokens: Arc<dyn TokenSource>, store: StateStore) -> Pipeline {
+/// The state a router gets: `api` guards the API routes, `events` guards `/api/events`.
+pub(super) fn app_state(pipeline: Arc<Pipeline>, api: ApiAuthMode, events: ApiAuthMode, dry_run: bool) -> AppState {
+    AppState {
+        pipeline,
+        auth: Arc::new(ApiAuthenticator::new(
+            api,
+            KeyLocation::ApiHeaders,
+            reqwest::Client::new(),
+        )),
+        events_auth: Arc::new(ApiAuthenticator::new(
+            events,
+            KeyLocation::WebhookQuery,
+            reqwest::Client::new(),
+        )),
+        dry_run,
+    }
+}
+
+pub(super) fn pipeline(sim: &azure_sim::SimHandle, tokens: Arc<dyn TokenSource>, store: StateStore) -> Pipeline {
     let egress = crate::test_support::egress(tokens, &sim.base_url(), None, Some(&sim.base_url()));
     let arm = ArmClient::new(egress.clone());
     let keyvault = KeyVaultClient::new(egress);
@@ -434,7 +474,7 @@ fn pipeline(sim: &azure_sim::SimHandle, tokens: Arc<dyn TokenSource>, store: Sta
 }
 
 impl Env {
-    async fn start() -> Env {
+    pub(super) async fn start() -> Env {
         let config = azure_sim::SimConfig {
             seed: azure_sim::demo_seed(SUBSCRIPTION, RESOURCE_GROUP),
             ..Default::default()
@@ -452,37 +492,41 @@ impl Env {
                 header: header.to_string(),
             })
         };
-        let shared = Arc::new(pipeline(&sim, identity(&identity_header), store));
-        let api_key = ApiAuthenticator::new(ApiAuthMode::ApiKey(API_KEY.to_string().into()), reqwest::Client::new());
-        let api_key = Arc::new(api_key);
-        let webhook = webhook_router(AppState {
-            pipeline: shared.clone(),
-            webhook_key: Some(Arc::from(WEBHOOK_KEY)),
-            auth: api_key.clone(),
-            dry_run: false,
-        });
-        let functions = functions_router(AppState {
-            pipeline: shared,
-            webhook_key: None,
-            auth: Arc::new(ApiAuthenticator::new(
-                ApiAuthMode::FunctionsHost,
-                reqwest::Client::new(),
-            )),
-            dry_run: false,
-        });
+        let shared = Arc::new(pipeline(&sim, identity(&identity_header), store.clone()));
+        let api_key = || ApiAuthMode::Key(API_KEY.to_string().into());
+        let webhook = webhook_router(app_state(
+            shared.clone(),
+            api_key(),
+            ApiAuthMode::Key(WEBHOOK_KEY.to_string().into()),
+            false,
+        ));
+        let functions = functions_router(app_state(
+            shared.clone(),
+            ApiAuthMode::FunctionsHost,
+            ApiAuthMode::Closed,
+            false,
+        ));
         let down = StateStore::new(Arc::new(UnreachableStore)).await.unwrap();
-        let broken = webhook_router(AppState {
-            pipeline: Arc::new(pipeline(&sim, identity("not-the-identity-header"), down)),
-            webhook_key: None,
-            auth: api_key,
-            dry_run: true,
-        });
+        let broken = webhook_router(app_state(
+            Arc::new(pipeline(&sim, identity("not-the-identity-header"), down)),
+            api_key(),
+            ApiAuthMode::Closed,
+            true,
+        ));
+        let no_token = webhook_router(app_state(
+            Arc::new(pipeline(&sim, Arc::new(FailingCredential), store)),
+            api_key(),
+            ApiAuthMode::Closed,
+            false,
+        ));
         Env {
             sim,
             _dir: TempDir(dir),
+            pipeline: shared,
             webhook,
             functions,
             broken,
+            no_token,
         }
     }
 
@@ -491,6 +535,7 @@ impl Env {
             Which::Webhook => &self.webhook,
             Which::Functions => &self.functions,
             Which::Broken => &self.broken,
+            Which::NoToken => &self.no_token,
         }
     }
 }
@@ -500,6 +545,7 @@ enum Which {
     Webhook,
     Functions,
     Broken,
+    NoToken,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -572,7 +618,7 @@ impl Case {
     }
 }
 
-use Which::{Broken, Functions, Webhook};
+use Which::{Broken, Functions, NoToken, Webhook};
 
 fn verdicts(body: &Value) -> BTreeSet<String> {
     body["value"]
@@ -652,7 +698,23 @@ fn cases(events: Vec<Value>) -> Vec<Case> {
             .json(json!({"resourceId": account("stexemptsandbox")}))
             .credential(Credential::None)
             .expect(|b| assert_eq!(b["verdict"], "exempt", "{b}")),
-        Case::new("check while the store is down", Broken, "POST", "/api/check", 503).json(json!({"resourceId": cmk})),
+        Case::new("check while the store is down", Broken, "POST", "/api/check", 503)
+            .json(json!({"resourceId": cmk}))
+            .expect(|b| {
+                let message = b["error"]["message"].as_str().unwrap_or_default();
+                assert!(message.contains("correlation id"), "{b}");
+                assert!(!message.contains("connection refused"), "the store's error text: {b}");
+            }),
+        Case::new("check when the credential issues no token", NoToken, "POST", "/api/check", 503)
+            .json(json!({"resourceId": cmk}))
+            .header("x-ms-correlation-request-id", "corr-check-no-token")
+            .expect(|b| {
+                let message = b["error"]["message"].as_str().unwrap_or_default();
+                assert!(message.contains("corr-check-no-token"), "names the correlation id: {b}");
+                for leak in ["AADSTS", "client secret", "tenant", "login.internal.example"] {
+                    assert!(!message.contains(leak), "the credential's error text ({leak}) leaked: {b}");
+                }
+            }),
         // GET /api/findings
         Case::new("all findings", Webhook, "GET", "/api/findings", 200).expect(|b| {
             let found = verdicts(b);
@@ -766,7 +828,27 @@ fn cases(events: Vec<Value>) -> Vec<Case> {
                 assert_eq!(b["value"].as_array().map_or(0, Vec::len), 1, "{b}");
                 assert_eq!(b["value"][0]["verdict"], "drift", "{b}");
             }),
+        Case::new("the newest two audit records", Webhook, "GET", "/api/audit", 200)
+            .query("limit=2")
+            .expect(|b| {
+                let times: Vec<&str> = b["value"].as_array().into_iter().flatten().filter_map(|r| r["time"].as_str()).collect();
+                assert_eq!(times.len(), 2, "{b}");
+                assert!(times[0] <= times[1], "oldest first: {b}");
+            }),
         Case::new("audit with a bad time", Webhook, "GET", "/api/audit", 400).query("since=yesterday"),
+        // Finding 7: these panicked (a 500).
+        Case::new("audit since an age beyond the calendar", Webhook, "GET", "/api/audit", 400)
+            .query("since=99999999999999d")
+            .expect(|b| {
+                assert_eq!(b["error"]["code"], "InvalidQuery", "{b}");
+                assert!(b["error"]["message"].as_str().unwrap_or_default().contains("beyond the calendar"), "{b}");
+            }),
+        Case::new("audit until an age beyond the calendar", Webhook, "GET", "/api/audit", 400)
+            .query("until=99999999999999d")
+            .expect(|b| assert!(b["error"]["message"].as_str().unwrap_or_default().starts_with("until"), "{b}")),
+        Case::new("audit with a limit over the maximum", Webhook, "GET", "/api/audit", 400)
+            .query("limit=10001")
+            .expect(|b| assert!(b["error"]["message"].as_str().unwrap_or_default().contains("10000"), "{b}")),
         Case::new("audit with a bad limit", Webhook, "GET", "/api/audit", 400).query("limit=many"),
         Case::new("audit with an unknown parameter", Webhook, "GET", "/api/audit", 400).query("verdict=drift"),
         Case::new("audit without a credential", Webhook, "GET", "/api/audit", 401).credential(Credential::None),

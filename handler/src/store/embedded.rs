@@ -218,7 +218,7 @@ impl TableBackend for EmbeddedBackend {
         .await
     }
 
-    async fn query(&self, table: Table, range: &RowRange<'_>) -> Result<Vec<Entity>, StoreError> {
+    async fn query_first(&self, table: Table, range: &RowRange<'_>, max: usize) -> Result<Vec<Entity>, StoreError> {
         let partition = range.partition.map(str::to_string);
         let row_from = range.row_from.map(str::to_string);
         let row_before = range.row_before.map(str::to_string);
@@ -241,10 +241,14 @@ impl TableBackend for EmbeddedBackend {
                 None => t.iter().map_err(store_err)?,
             };
             for item in iter {
+                if out.len() >= max {
+                    break;
+                }
                 let (key, value) = item.map_err(store_err)?;
-                let entity = entity_from(key.value(), value.value())?;
-                if range.contains(&entity.partition, &entity.row) {
-                    out.push(entity);
+                // The keys decide before the value is parsed: skipped rows cost no JSON parsing.
+                let (p, r) = key.value().split_once(SEPARATOR).unwrap_or((key.value(), ""));
+                if range.contains(p, r) {
+                    out.push(entity_from(key.value(), value.value())?);
                 }
             }
             Ok(out)

@@ -9,6 +9,7 @@
 //! for many. Every conditional write is an ETag compare-and-swap, so two instances can never both
 //! take a lease or overwrite a baseline they did not read.
 
+mod audit;
 pub mod bench;
 mod embedded;
 mod table;
@@ -25,6 +26,7 @@ use time::OffsetDateTime;
 
 use crate::arm::PendingOperation;
 
+pub use audit::{AuditQuery, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 pub use embedded::EmbeddedBackend;
 pub use table::{AzureTableBackend, TableConnection};
 
@@ -45,7 +47,11 @@ pub enum Table {
     Reverts,
     Resources,
     Intents,
+    /// The audit trail by resource (one partition each).
     Audit,
+    /// The same records by time, newest first, so the latest records of all resources are read
+    /// without reading the rest (see `audit.rs`).
+    AuditTimeline,
     Outbox,
     Suppression,
     Findings,
@@ -53,7 +59,7 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 11] = [
+    pub const ALL: [Table; 12] = [
         Table::Events,
         Table::Leases,
         Table::Baselines,
@@ -61,6 +67,7 @@ impl Table {
         Table::Resources,
         Table::Intents,
         Table::Audit,
+        Table::AuditTimeline,
         Table::Outbox,
         Table::Suppression,
         Table::Findings,
@@ -77,6 +84,7 @@ impl Table {
             Table::Resources => "resources",
             Table::Intents => "intents",
             Table::Audit => "audit",
+            Table::AuditTimeline => "audittimeline",
             Table::Outbox => "outbox",
             Table::Suppression => "suppression",
             Table::Findings => "findings",
@@ -89,11 +97,13 @@ impl Table {
     /// by the next look at the resource, and every decision that acts on them also writes a
     /// durable record (intent, audit, checkpoint) whose commit persists them. Skipping their fsync
     /// is what lets a sweep of 10,000 resources take seconds; the cost of a power cut is at most a
-    /// baseline observed since the last durable commit, re-observed next time.
+    /// baseline observed since the last durable commit, re-observed next time. A timeline entry
+    /// is written just before its record's durable commit, which persists it too: one fsync per
+    /// record, not two.
     pub fn durable(self) -> bool {
         !matches!(
             self,
-            Table::Leases | Table::Findings | Table::Resources | Table::Baselines
+            Table::Leases | Table::Findings | Table::Resources | Table::Baselines | Table::AuditTimeline
         )
     }
 }
@@ -161,7 +171,12 @@ pub trait TableBackend: Send + Sync {
         if_match: Option<&str>,
     ) -> Result<Written, StoreError>;
     /// Rows in key order within a partition (across partitions, partition order first).
-    async fn query(&self, table: Table, range: &RowRange<'_>) -> Result<Vec<Entity>, StoreError>;
+    async fn query(&self, table: Table, range: &RowRange<'_>) -> Result<Vec<Entity>, StoreError> {
+        self.query_first(table, range, usize::MAX).await
+    }
+    /// The first `max` rows of [`query`](Self::query), reading no further: its cost is bounded by
+    /// `max`, not by the size of the table.
+    async fn query_first(&self, table: Table, range: &RowRange<'_>, max: usize) -> Result<Vec<Entity>, StoreError>;
     /// Makes every write so far durable (the embedded store's non-durable tables).
     async fn flush(&self) -> Result<(), StoreError>;
 }
@@ -312,15 +327,6 @@ pub struct SuppressionState {
     pub folded: u32,
 }
 
-/// Which audit records to read.
-#[derive(Clone, Debug, Default)]
-pub struct AuditQuery {
-    pub resource: Option<ResourceId>,
-    pub since: Option<OffsetDateTime>,
-    pub until: Option<OffsetDateTime>,
-    pub limit: Option<usize>,
-}
-
 /// How long things are kept. Handled-event keys expire with their own TTL.
 #[derive(Clone, Copy, Debug)]
 pub struct Retention {
@@ -427,19 +433,7 @@ impl StateStore {
                 report.events += 1;
             }
         }
-        let audit_horizon = v7_floor(now - retention.audit);
-        let old_audit = RowRange {
-            row_before: Some(&audit_horizon),
-            ..RowRange::default()
-        };
-        for entity in self.backend.query(Table::Audit, &old_audit).await? {
-            if self
-                .delete_if_unchanged(Table::Audit, &entity.partition, &entity.row, &entity.etag)
-                .await?
-            {
-                report.audit_records += 1;
-            }
-        }
+        report.audit_records = self.prune_audit(now - retention.audit).await?;
         let alert_horizon = (now - retention.sent_alerts).unix_timestamp();
         for stored in self.outbox_entries().await? {
             if stored.value.status == OutboxStatus::Sent
@@ -697,44 +691,6 @@ impl StateStore {
                 .await
                 .map(|_| ()),
         }
-    }
-
-    // --- audit trail ----------------------------------------------------------------------
-
-    /// Appends one record under the resource it concerns; `id` is a UUID v7 (time order).
-    /// Insert-only: a record is never rewritten. `false`: a record with this id exists already.
-    pub async fn append_audit<T: Serialize>(&self, resource: &str, id: &str, record: &T) -> Result<bool, StoreError> {
-        let data = serde_json::to_value(record).map_err(store_err)?;
-        let written = self
-            .backend
-            .insert(Table::Audit, &table_key(&resource.to_ascii_lowercase()), id, &data)
-            .await?;
-        Ok(matches!(written, Written::Done { .. }))
-    }
-
-    /// Records in time order. A resource is one partition; a time range is a row-key range.
-    pub async fn audit_records<T: DeserializeOwned>(&self, query: &AuditQuery) -> Result<Vec<T>, StoreError> {
-        let partition = query.resource.as_ref().map(|r| table_key(&r.key()));
-        let from = query.since.map(v7_floor);
-        let before = query.until.map(v7_floor);
-        let range = RowRange {
-            partition: partition.as_deref(),
-            row_from: from.as_deref(),
-            row_before: before.as_deref(),
-        };
-        let mut rows = self.backend.query(Table::Audit, &range).await?;
-        rows.sort_by(|a, b| a.row.cmp(&b.row));
-        if let Some(limit) = query.limit {
-            // The newest `limit` records, still oldest first.
-            let skip = rows.len().saturating_sub(limit);
-            rows.drain(..skip);
-        }
-        rows.into_iter()
-            .map(|e| {
-                serde_json::from_value(e.data)
-                    .map_err(|err| StoreError(format!("audit record {} is unreadable: {err}", e.row)))
-            })
-            .collect()
     }
 
     // --- alert outbox ---------------------------------------------------------------------

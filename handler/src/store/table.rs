@@ -471,7 +471,7 @@ impl TableBackend for AzureTableBackend {
         Ok(())
     }
 
-    async fn query(&self, table: Table, range: &RowRange<'_>) -> Result<Vec<Entity>, StoreError> {
+    async fn query_first(&self, table: Table, range: &RowRange<'_>, max: usize) -> Result<Vec<Entity>, StoreError> {
         let mut filters = Vec::new();
         if let Some(p) = range.partition {
             filters.push(format!("PartitionKey eq '{}'", odata_quote(p)));
@@ -484,10 +484,14 @@ impl TableBackend for AzureTableBackend {
         }
         let mut out = Vec::new();
         let mut continuation: Option<(String, Option<String>)> = None;
-        loop {
+        while out.len() < max {
             let mut query = Vec::new();
             if !filters.is_empty() {
                 query.push(("$filter", filters.join(" and ")));
+            }
+            // A page holds at most 1,000 entities; ask for no more than are still wanted.
+            if max < usize::MAX {
+                query.push(("$top", (max - out.len()).min(1000).to_string()));
             }
             if let Some((next_partition, next_row)) = &continuation {
                 query.push(("NextPartitionKey", next_partition.clone()));
@@ -521,6 +525,8 @@ impl TableBackend for AzureTableBackend {
                 None => return Ok(out),
             }
         }
+        out.truncate(max);
+        Ok(out)
     }
 }
 

@@ -16,7 +16,7 @@ fn azurite() -> &'static Azurite {
 }
 
 /// A fresh store per test: a new file, or new tables under a unique prefix.
-async fn stores() -> Vec<(&'static str, StateStore)> {
+pub(super) async fn stores() -> Vec<(&'static str, StateStore)> {
     let dir = std::env::temp_dir().join(format!("keyguard-store-{}", uuid::Uuid::new_v4()));
     let embedded = StateStore::new(Arc::new(EmbeddedBackend::open(&dir.join("state.redb")).unwrap()))
         .await
@@ -34,7 +34,7 @@ async fn stores() -> Vec<(&'static str, StateStore)> {
     vec![("embedded", embedded), ("azurite", table)]
 }
 
-fn id(name: &str) -> ResourceId {
+pub(super) fn id(name: &str) -> ResourceId {
     ResourceId::parse(&format!(
         "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/{name}"
     ))
@@ -335,7 +335,7 @@ async fn the_audit_trail_is_append_only_ordered_and_queryable() {
         assert_eq!(window.iter().map(|r| r.n).collect::<Vec<_>>(), vec![2, 3], "{name}");
         let newest: Vec<Rec> = store
             .audit_records(&AuditQuery {
-                limit: Some(2),
+                limit: 2,
                 ..AuditQuery::default()
             })
             .await
@@ -365,7 +365,15 @@ async fn the_audit_trail_is_append_only_ordered_and_queryable() {
     }
 }
 
-fn uuid_at(at: OffsetDateTime) -> String {
+/// The whole trail: these tests write more than a query's default limit.
+fn everything() -> AuditQuery {
+    AuditQuery {
+        limit: usize::MAX,
+        ..AuditQuery::default()
+    }
+}
+
+pub(super) fn uuid_at(at: OffsetDateTime) -> String {
     let ts = uuid::Timestamp::from_unix(uuid::NoContext, at.unix_timestamp() as u64, at.nanosecond());
     uuid::Uuid::new_v7(ts).to_string()
 }
@@ -506,7 +514,7 @@ fn the_embedded_store_survives_kill_9() {
             let store = StateStore::new(Arc::new(EmbeddedBackend::open(&path).unwrap()))
                 .await
                 .unwrap();
-            let records: Vec<Rec> = store.audit_records(&AuditQuery::default()).await.unwrap();
+            let records: Vec<Rec> = store.audit_records(&everything()).await.unwrap();
             assert!(
                 !records.is_empty(),
                 "round {round}: the child wrote nothing before the kill"
@@ -533,7 +541,7 @@ fn crash_child_writer() {
         let store = StateStore::new(Arc::new(EmbeddedBackend::open(std::path::Path::new(&path)).unwrap()))
             .await
             .unwrap();
-        let existing: Vec<Rec> = store.audit_records(&AuditQuery::default()).await.unwrap();
+        let existing: Vec<Rec> = store.audit_records(&everything()).await.unwrap();
         let mut n = existing.len() as u32;
         loop {
             let rec = Rec {
