@@ -192,7 +192,7 @@ impl Outcome {
 pub struct PipelineSettings {
     pub dry_run: bool,
     pub time_budget: Duration,
-    /// Names this process in leases and revert intents (host name and process id).
+    /// Names this process in leases and revert intents (see [`crate::instance::InstanceName`]).
     pub instance: String,
     pub retention: Retention,
     pub sweep: SweepSettings,

@@ -293,7 +293,7 @@ pub struct OutboxEntry {
     /// Part of the route's periodic digest: sent together with the other digest entries due then.
     #[serde(default)]
     pub digest: bool,
-    /// The instance (`host/pid`) sending it right now, while `next_attempt_at` is pushed ahead.
+    /// The instance (`host/boot/pidns/pid/nonce`) sending it right now, while `next_attempt_at` is pushed ahead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_by: Option<String>,
 }
@@ -481,8 +481,9 @@ impl StateStore {
     // --- leases ---------------------------------------------------------------------------
 
     /// Takes the resource's lease if nobody holds it, its holder's lease ran out (a crashed
-    /// instance blocks a resource for at most `ttl`), or its holder was a process of this host that
-    /// is gone (a restart takes over at once). `None`: another live instance holds it.
+    /// instance blocks a resource for at most `ttl`), or its holder was a process of this machine
+    /// (same boot and pid namespace) that is gone: a restart takes over at once. `None`: another
+    /// instance holds it.
     pub async fn try_lease(
         &self,
         resource: &ResourceId,

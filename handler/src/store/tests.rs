@@ -28,6 +28,25 @@ async fn stores() -> Vec<(&'static str, StateStore)> {
     vec![("embedded", embedded), ("azurite", table)]
 }
 
+/// Two stores over the same tables, as two instances on two hosts see them: one redb file
+/// opened once and shared, or two Table Storage clients on one account and table prefix.
+async fn shared_stores() -> Vec<(&'static str, StateStore, StateStore)> {
+    let dir = std::env::temp_dir().join(format!("keyguard-store-{}", uuid::Uuid::new_v4()));
+    let backend: Arc<dyn TableBackend> = Arc::new(EmbeddedBackend::open(&dir.join("state.redb")).unwrap());
+    let embedded = (
+        StateStore::new(backend.clone()).await.unwrap(),
+        StateStore::new(backend).await.unwrap(),
+    );
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let table = || {
+        let connection = TableConnection::parse(&azurite().connection_string(), &prefix).unwrap();
+        let backend = AzureTableBackend::new(reqwest::Client::new(), connection, Arc::new(FixedToken::new("unused")));
+        StateStore::new(Arc::new(backend))
+    };
+    let (first, second) = (table().await.unwrap(), table().await.unwrap());
+    vec![("embedded", embedded.0, embedded.1), ("azurite", first, second)]
+}
+
 fn id(name: &str) -> ResourceId {
     ResourceId::parse(&format!(
         "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/{name}"
@@ -129,6 +148,52 @@ async fn racing_instances_get_exactly_one_lease() {
             winners += usize::from(task.await.unwrap().is_some());
         }
         assert_eq!(winners, 1, "{name}");
+    }
+}
+
+/// Hosts that share a name (cloned VMs, containers, `localhost`), even with the same pid, are
+/// different machines: a live instance's lease is never taken by another as "its dead
+/// predecessor's". Only a holder of this boot and pid namespace whose pid is gone is.
+#[tokio::test]
+async fn instances_on_hosts_with_the_same_name_and_pid_never_take_each_others_leases() {
+    use crate::instance::InstanceName;
+    const BOOT_A: &str = "0c5d2e1f-9a8b-4c7d-8e6f-5a4b3c2d1e0f";
+    const BOOT_B: &str = "7e6d5c4b-3a29-4187-9605-f4e3d2c1b0a9";
+    const NS: &str = "4026531836";
+    // The pid of a live process here (ours), and one that cannot exist.
+    let (live, gone) = (std::process::id(), u32::MAX);
+    for (name, first, second) in shared_stores().await {
+        let now = OffsetDateTime::now_utc();
+        let ttl = Duration::seconds(30);
+        let holder = |host: InstanceName| format!("{host}/{}", uuid::Uuid::new_v4().simple());
+        let on_a = |pid, nonce| InstanceName::for_test("web-1", Some(BOOT_A), Some(NS), pid, nonce);
+        let on_b = |pid, nonce| InstanceName::for_test("web-1", Some(BOOT_B), Some(NS), pid, nonce);
+        for (resource, a, b) in [
+            ("same-pid", on_a(live, "a1"), on_b(live, "b1")),
+            ("pid-gone-here", on_a(gone, "a2"), on_b(live, "b2")),
+            ("pid-gone-there", on_a(live, "a3"), on_b(gone, "b3")),
+        ] {
+            let held = first.try_lease(&id(resource), &holder(a.clone()), ttl, now).await.unwrap();
+            assert!(held.is_some(), "{name}: {resource}");
+            let taken = second.try_lease(&id(resource), &holder(b.clone()), ttl, now).await.unwrap();
+            assert!(taken.is_none(), "{name}: {resource}: {b} took the live lease of {a}");
+        }
+        // A pre-upgrade holder (`host/pid`) cannot be told apart from another machine's: it runs out.
+        let legacy = format!("web-1/{gone}/{}", uuid::Uuid::new_v4().simple());
+        let old = first.try_lease(&id("legacy"), &legacy, ttl, now).await.unwrap();
+        assert!(old.is_some(), "{name}");
+        let me = holder(on_a(live, "me"));
+        assert!(
+            second.try_lease(&id("legacy"), &me, ttl, now).await.unwrap().is_none(),
+            "{name}: an old-format holder is never taken over early"
+        );
+        // The one case that is provably a crashed predecessor: this boot and namespace, pid gone.
+        let crashed = holder(on_a(gone, "crashed"));
+        first.try_lease(&id("crashed"), &crashed, ttl, now).await.unwrap().expect(name);
+        assert!(
+            second.try_lease(&id("crashed"), &me, ttl, now).await.unwrap().is_some(),
+            "{name}: a restart takes over its dead predecessor's lease at once"
+        );
     }
 }
 
