@@ -239,9 +239,15 @@ mod tests {
             dead(&format!("{}/lease-7", name("web-1", Some(BOOT_A), 999, "x")), &me),
             "a lease holder of it"
         );
-        assert!(dead(&name("web-1", Some(BOOT_A), 50, "earlier"), &me), "our pid, reused");
+        assert!(
+            dead(&name("web-1", Some(BOOT_A), 50, "earlier"), &me),
+            "our pid, reused"
+        );
         assert!(!dead(&me, &me), "this process");
-        assert!(!dead(&format!("{me}/lease-1"), &format!("{me}/lease-2")), "this process's lease");
+        assert!(
+            !dead(&format!("{me}/lease-1"), &format!("{me}/lease-2")),
+            "this process's lease"
+        );
         assert!(!dead(&name("web-1", Some(BOOT_A), 7, "x"), &me), "a live process");
         assert!(
             !dead(&name("web-1", Some(BOOT_B), 999, "x"), &me),

@@ -41,6 +41,10 @@ pub enum PipelineError {
     /// Another instance is reconciling the resource and did not finish within this budget.
     #[error("{0} is being reconciled by another instance; try again later")]
     Busy(String),
+    /// The lease ran out before a write (a store or ARM call slower than the lease) and may be
+    /// another instance's now: nothing more is written, the next attempt decides afresh.
+    #[error("the lease on {0} was lost before writing; try again later")]
+    LeaseLost(String),
 }
 
 impl PipelineError {
@@ -48,9 +52,11 @@ impl PipelineError {
     pub fn retryable(&self) -> bool {
         match self {
             PipelineError::Arm(e) => e.retryable(),
-            PipelineError::Store(_) | PipelineError::Token(_) | PipelineError::KeyVault(_) | PipelineError::Busy(_) => {
-                true
-            }
+            PipelineError::Store(_)
+            | PipelineError::Token(_)
+            | PipelineError::KeyVault(_)
+            | PipelineError::Busy(_)
+            | PipelineError::LeaseLost(_) => true,
         }
     }
 }
@@ -373,23 +379,34 @@ impl Pipeline {
         let mut outcome = Outcome::new(trigger.clone(), &correlation, Some(&resource_id));
         outcome.caller = caller.as_ref().map(Caller::display);
         let now = OffsetDateTime::now_utc();
-        if self.store.event_seen(&event.id, now).await? {
+        let dry_run = self.settings.dry_run;
+        let dedupe_key = dedupe_key(&event.id, dry_run);
+        if self.store.event_seen(&dedupe_key, now).await? {
             return self.audit(outcome.finish("skipped", "duplicate", None), started).await;
         }
         if let Some(caller) = &caller {
             let ids = self.self_identity.ids(self.arm.tokens(), self.arm.scope()).await?;
-            if SelfIdentity::is_self(&ids, caller.object_id.as_deref(), caller.app_id.as_deref()) {
-                self.mark_handled(&event.id, now).await?;
+            if ids.is_own_write(caller) {
+                self.mark_handled(&dedupe_key, now).await?;
                 return self.audit(outcome.finish("skipped", "own-write", None), started).await;
             }
         }
 
         let ctx = CallContext::new(correlation.clone(), self.settings.time_budget);
+        if dry_run {
+            // Reads only: no lease, no revert intent, so a real instance sharing the store is
+            // never held up or overtaken.
+            let result = self
+                .reconcile_inner(&resource_id, trigger, &ctx, caller, provided_body, None, started)
+                .await?;
+            self.mark_handled(&dedupe_key, now).await?;
+            return Ok(result);
+        }
         let _local = self.locks.lock(&resource_id).await;
-        let lease = self.lease(&resource_id, &ctx).await?;
+        let mut lease = self.lease(&resource_id, &ctx).await?;
         let result = async {
             // Another instance may have handled this very event while we waited for the lease.
-            if self.store.event_seen(&event.id, OffsetDateTime::now_utc()).await? {
+            if self.store.event_seen(&dedupe_key, OffsetDateTime::now_utc()).await? {
                 return self.audit(outcome.finish("skipped", "duplicate", None), started).await;
             }
             let result = self
@@ -399,11 +416,11 @@ impl Pipeline {
                     &ctx,
                     caller,
                     provided_body,
-                    self.settings.dry_run,
+                    Some(&mut lease),
                     started,
                 )
                 .await?;
-            self.mark_handled(&event.id, now).await?;
+            self.mark_handled(&dedupe_key, now).await?;
             Ok(result)
         }
         .await;
@@ -439,13 +456,13 @@ impl Pipeline {
         let started = std::time::Instant::now();
         if dry_run {
             return self
-                .reconcile_inner(resource_id, trigger, &ctx, None, listed, dry_run, started)
+                .reconcile_inner(resource_id, trigger, &ctx, None, listed, None, started)
                 .await;
         }
         let _local = self.locks.lock(resource_id).await;
-        let lease = self.lease(resource_id, &ctx).await?;
+        let mut lease = self.lease(resource_id, &ctx).await?;
         let result = self
-            .reconcile_inner(resource_id, trigger, &ctx, None, listed, dry_run, started)
+            .reconcile_inner(resource_id, trigger, &ctx, None, listed, Some(&mut lease), started)
             .await;
         self.release(&lease).await;
         result
@@ -480,6 +497,27 @@ impl Pipeline {
         }
     }
 
+    /// Checked before every write of a revert: a store or ARM call slower than the lease would
+    /// otherwise let a second instance take the lease and write too. Renewing it (a conditional
+    /// write on the version this instance holds) both proves it is still ours and keeps it ours
+    /// for the write that follows, which ends within the budget the lease outlives.
+    async fn confirm_lease(&self, id: &ResourceId, lease: &mut Lease, ctx: &CallContext) -> Result<(), PipelineError> {
+        let now = OffsetDateTime::now_utc();
+        match self.store.renew_lease(lease, self.settings.lease_ttl(), now).await? {
+            Some(renewed) => {
+                *lease = renewed;
+                Ok(())
+            }
+            None => {
+                tracing::warn!(
+                    correlation_id = %ctx.correlation_id, resource_id = %id,
+                    "lease lost before a revert write; nothing written, the next attempt decides again"
+                );
+                Err(PipelineError::LeaseLost(id.to_string()))
+            }
+        }
+    }
+
     /// A lease that cannot be given back simply runs out; that is no reason to fail the event.
     async fn release(&self, lease: &Lease) {
         if let Err(e) = self.store.release(lease).await {
@@ -487,8 +525,11 @@ impl Pipeline {
         }
     }
 
-    /// Runs under the resource's lease: decides, acts, records. A revert intent left by an earlier
-    /// attempt is resolved here, and cleared only once its outcome is recorded.
+    /// Decides, acts, records. With the resource's lease (`lease`), it may write: a revert intent
+    /// left by an earlier attempt is resolved here, and cleared only once its outcome is recorded.
+    /// Without it, it is a dry run: it reads, and records what it found as a dry run under ids of
+    /// its own, but never loads, reuses or clears a real revert's intent, so a dry run during a
+    /// real revert leaves that revert's crash recovery, audit record and alert to it.
     #[allow(clippy::too_many_arguments)]
     async fn reconcile_inner(
         &self,
@@ -497,23 +538,32 @@ impl Pipeline {
         ctx: &CallContext,
         caller: Option<Caller>,
         provided_body: Option<Value>,
-        dry_run: bool,
+        lease: Option<&mut Lease>,
         started: std::time::Instant,
     ) -> Result<Outcome, PipelineError> {
+        let writes = lease.is_some();
         let intent = match catalog::lookup(&id.resource_type()) {
-            Some(_) => self.store.revert_intent(id).await?,
-            None => None,
+            Some(_) if writes => self.store.revert_intent(id).await?,
+            _ => None,
         };
-        let report_only = dry_run && matches!(trigger, Trigger::Sweep { .. });
+        let report_only = !writes && matches!(trigger, Trigger::Sweep { .. });
         let mut outcome = self
-            .decide_and_act(id, trigger, ctx, caller, provided_body, dry_run, intent.as_ref())
+            .decide_and_act(
+                id,
+                trigger,
+                ctx,
+                caller,
+                provided_body,
+                lease,
+                intent.as_ref(),
+            )
             .await?;
         // A report-only sweep is a person reading a report, not an incident for each finding.
         if report_only {
             outcome.alert = false;
         }
         let outcome = self.audit(outcome, started).await?;
-        if (intent.is_some() || outcome.action == "revert") && outcome.result != "revert-pending" {
+        if writes && (intent.is_some() || outcome.action == "revert") && outcome.result != "revert-pending" {
             self.store.set_revert_intent(id, None).await?;
         }
         Ok(outcome)
@@ -527,9 +577,10 @@ impl Pipeline {
         ctx: &CallContext,
         caller: Option<Caller>,
         provided_body: Option<Value>,
-        dry_run: bool,
+        lease: Option<&mut Lease>,
         intent: Option<&RevertIntent>,
     ) -> Result<Outcome, PipelineError> {
+        let dry_run = lease.is_none();
         let mut outcome = Outcome::new(trigger, &ctx.correlation_id, Some(id));
         outcome.caller = caller.as_ref().map(Caller::display);
         outcome.caller_ip = caller.and_then(|c| c.ip_address);
@@ -680,22 +731,20 @@ impl Pipeline {
                 };
                 outcome.finish(verdict, no_revert_result(&reason), Some(reason.describe()))
             }
-            Action::Revert {
-                target, dry_run: true, ..
-            } => {
-                outcome.action = "dry-run-revert".into();
-                let writes: Vec<String> = decided.writes.iter().map(|w| write_text(id, w)).collect();
-                let detail = format!("would {} to reach {}", writes.join(", then "), target_text(&target));
-                outcome.dry_run = true;
-                outcome.finish(verdict, "would-revert", Some(detail))
-            }
-            Action::Revert {
-                target, dry_run: false, ..
-            } => {
-                outcome.action = "revert".into();
-                self.revert(id, entry, ctx, outcome, &target, &decided.writes, verdict, now)
-                    .await?
-            }
+            Action::Revert { target, dry_run, .. } => match lease.filter(|_| !dry_run) {
+                Some(lease) => {
+                    outcome.action = "revert".into();
+                    self.revert(id, entry, ctx, lease, outcome, &target, &decided.writes, verdict, now)
+                        .await?
+                }
+                None => {
+                    outcome.action = "dry-run-revert".into();
+                    let writes: Vec<String> = decided.writes.iter().map(|w| write_text(id, w)).collect();
+                    let detail = format!("would {} to reach {}", writes.join(", then "), target_text(&target));
+                    outcome.dry_run = true;
+                    outcome.finish(verdict, "would-revert", Some(detail))
+                }
+            },
         };
         Ok(outcome)
     }
@@ -816,6 +865,7 @@ impl Pipeline {
         id: &ResourceId,
         entry: &CatalogEntry,
         ctx: &CallContext,
+        lease: &mut Lease,
         mut outcome: Outcome,
         target: &RevertTarget,
         writes: &[RevertWrite],
@@ -850,6 +900,7 @@ impl Pipeline {
                 WriteMethod::Patch => Method::PATCH,
                 WriteMethod::Put => Method::PUT,
             };
+            self.confirm_lease(id, lease, ctx).await?;
             match self
                 .arm
                 .write(method, &write_id, write.api_version, &write.body, ctx)
@@ -954,6 +1005,7 @@ impl Pipeline {
         if let Some(finding) = outcome.finding.as_mut() {
             finding.action = Some(outcome.action.clone());
             finding.result = Some(outcome.result.clone());
+            finding.dry_run = outcome.dry_run;
             if finding.detail.is_none() {
                 finding.detail = outcome.detail.clone();
             }
@@ -989,6 +1041,16 @@ impl Pipeline {
             }
         }
         Ok(outcome)
+    }
+}
+
+/// The dedupe entry of an event. A dry run keeps its own, so a dry-run instance sharing the store
+/// never makes a real one skip an event as already handled.
+fn dedupe_key(event_id: &str, dry_run: bool) -> String {
+    if dry_run {
+        format!("dry-run/{event_id}")
+    } else {
+        event_id.to_string()
     }
 }
 
@@ -1078,3 +1140,6 @@ impl ResourceLocks {
         mutex.lock_owned().await
     }
 }
+
+#[cfg(test)]
+mod tests;

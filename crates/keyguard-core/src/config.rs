@@ -1096,6 +1096,13 @@ impl Validator<'_> {
                     id.span(),
                     "self_principal_ids entries must be non-empty ids without spaces".to_string(),
                 );
+            } else if let Some(tool) = crate::event::public_client_name(v) {
+                self.at(
+                    id.span(),
+                    format!(
+                        "self_principal_ids: {v} is the application id of the {tool}, which every user of it shares; list keyguard's object id instead"
+                    ),
+                );
             } else {
                 s.self_principal_ids.push(v.to_string());
             }
@@ -1565,6 +1572,9 @@ expires = 2027-13-01
         let p = problems("[settings]\ntime_budget_secs = 0\ndedupe_ttl_secs = 0\nself_principal_ids = [\"\"]\n");
         assert_eq!(p.len(), 3, "{p:?}");
         assert!(p[0].starts_with("keyguard.toml:2:20: time_budget_secs"));
+        let p = problems("[settings]\nself_principal_ids = [\"04B07795-8ddb-461a-bbee-02f9e1bf7b46\"]\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("the Azure CLI, which every user of it shares"), "{p:?}");
         let c = Config::from_toml_str("[settings]\ndry_run = true\nself_principal_ids = [\" abc \"]\n", "x").unwrap();
         assert!(c.settings.dry_run);
         assert_eq!(c.settings.self_principal_ids, vec!["abc".to_string()]);

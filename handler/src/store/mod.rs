@@ -203,6 +203,8 @@ pub fn v7_floor(t: OffsetDateTime) -> String {
 #[derive(Clone, Debug)]
 pub struct Lease {
     pub resource_key: String,
+    resource_id: String,
+    holder: String,
     etag: String,
 }
 
@@ -514,8 +516,41 @@ impl StateStore {
         Ok(match written {
             Written::Done { etag } => Some(Lease {
                 resource_key: key,
+                resource_id: data.resource_id,
+                holder: data.holder,
                 etag,
             }),
+            Written::Conflict => None,
+        })
+    }
+
+    /// Confirms that `lease` is still held, unchanged since it was taken or last renewed, and
+    /// extends it by `ttl`. `None`: it was lost (it ran out and another instance took it, or it
+    /// was pruned), so whatever the holder planned must not be written.
+    pub async fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl: time::Duration,
+        now: OffsetDateTime,
+    ) -> Result<Option<Lease>, StoreError> {
+        let data = LeaseData {
+            resource_id: lease.resource_id.clone(),
+            holder: lease.holder.clone(),
+            expires_at: now + ttl,
+        };
+        let value = serde_json::to_value(&data).map_err(store_err)?;
+        let written = self
+            .backend
+            .replace(
+                Table::Leases,
+                &lease.resource_key,
+                SINGLE_ROW,
+                &value,
+                Some(&lease.etag),
+            )
+            .await?;
+        Ok(match written {
+            Written::Done { etag } => Some(Lease { etag, ..lease.clone() }),
             Written::Conflict => None,
         })
     }

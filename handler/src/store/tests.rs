@@ -130,6 +130,43 @@ async fn one_lease_holder_at_a_time_until_it_expires_or_is_released() {
 }
 
 #[tokio::test]
+async fn a_lease_is_renewed_only_while_nobody_else_took_it() {
+    for (name, store) in stores().await {
+        let now = OffsetDateTime::now_utc();
+        let ttl = Duration::seconds(30);
+        let a = store.try_lease(&id("x"), "a", ttl, now).await.unwrap().expect(name);
+        // Renewed past its first expiry: nobody else may take it then.
+        let renewed = store.renew_lease(&a, ttl, now + Duration::seconds(20)).await.unwrap();
+        let renewed = renewed.unwrap_or_else(|| panic!("{name}: still ours"));
+        let at_first_expiry = now + Duration::seconds(31);
+        assert!(
+            store
+                .try_lease(&id("x"), "b", ttl, at_first_expiry)
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: the renewal holds"
+        );
+        assert!(
+            store.renew_lease(&a, ttl, now).await.unwrap().is_none(),
+            "{name}: a stale copy of the lease proves nothing"
+        );
+        // Run out and taken by another instance: lost, and the new holder keeps it.
+        let later = now + Duration::seconds(60);
+        let b = store.try_lease(&id("x"), "b", ttl, later).await.unwrap().expect(name);
+        assert!(
+            store.renew_lease(&renewed, ttl, later).await.unwrap().is_none(),
+            "{name}"
+        );
+        assert!(store.renew_lease(&b, ttl, later).await.unwrap().is_some(), "{name}");
+        // Given back (or pruned): lost too.
+        let c = store.try_lease(&id("y"), "c", ttl, now).await.unwrap().expect(name);
+        store.release(&c).await.unwrap();
+        assert!(store.renew_lease(&c, ttl, now).await.unwrap().is_none(), "{name}");
+    }
+}
+
+#[tokio::test]
 async fn racing_instances_get_exactly_one_lease() {
     for (name, store) in stores().await {
         let now = OffsetDateTime::now_utc();
@@ -173,9 +210,15 @@ async fn instances_on_hosts_with_the_same_name_and_pid_never_take_each_others_le
             ("pid-gone-here", on_a(gone, "a2"), on_b(live, "b2")),
             ("pid-gone-there", on_a(live, "a3"), on_b(gone, "b3")),
         ] {
-            let held = first.try_lease(&id(resource), &holder(a.clone()), ttl, now).await.unwrap();
+            let held = first
+                .try_lease(&id(resource), &holder(a.clone()), ttl, now)
+                .await
+                .unwrap();
             assert!(held.is_some(), "{name}: {resource}");
-            let taken = second.try_lease(&id(resource), &holder(b.clone()), ttl, now).await.unwrap();
+            let taken = second
+                .try_lease(&id(resource), &holder(b.clone()), ttl, now)
+                .await
+                .unwrap();
             assert!(taken.is_none(), "{name}: {resource}: {b} took the live lease of {a}");
         }
         // A pre-upgrade holder (`host/pid`) cannot be told apart from another machine's: it runs out.
@@ -189,7 +232,11 @@ async fn instances_on_hosts_with_the_same_name_and_pid_never_take_each_others_le
         );
         // The one case that is provably a crashed predecessor: this boot and namespace, pid gone.
         let crashed = holder(on_a(gone, "crashed"));
-        first.try_lease(&id("crashed"), &crashed, ttl, now).await.unwrap().expect(name);
+        first
+            .try_lease(&id("crashed"), &crashed, ttl, now)
+            .await
+            .unwrap()
+            .expect(name);
         assert!(
             second.try_lease(&id("crashed"), &me, ttl, now).await.unwrap().is_some(),
             "{name}: a restart takes over its dead predecessor's lease at once"
