@@ -13,10 +13,11 @@ use keyguard_core::catalog::{
     self, CatalogEntry, Direction, EncryptionState, ResourceView, RevertTarget, RevertWrite, WriteMethod,
 };
 use keyguard_core::config::Config;
-use keyguard_core::evaluate::{Evaluation, Verdict, evaluate_view};
+use keyguard_core::evaluate::{Evaluation, Verdict, evaluate_view, resource_tags};
 use keyguard_core::event::{Caller, EventKind, IncomingEvent};
 use keyguard_core::keyvault::{expiring_within, key_problems};
 use keyguard_core::plan::{Action, NoRevertReason, PlanContext, plan_with, revert_target};
+use keyguard_core::safeguards::{self, Look, SafeguardChange, SafeguardState, TagEffect};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -103,6 +104,10 @@ pub struct Outcome {
     pub alert: bool,
     pub dry_run: bool,
     pub duration_ms: u64,
+    /// A write weakened what protects the resource (an exemption tag, a retag into a weaker
+    /// profile): alerted on its own, naming who did it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub safeguard_changes: Vec<SafeguardChange>,
     /// The resource's tags, for alert routing (owner tag); not part of the audit record.
     #[serde(skip)]
     pub tags: serde_json::Map<String, Value>,
@@ -136,7 +141,9 @@ impl Outcome {
         let routine_compliant = matches!(self.trigger, Trigger::Reconcile | Trigger::Sweep { .. })
             && self.verdict == "compliant"
             && self.result == "compliant";
-        self.resource_id.is_some() && !matches!(self.verdict.as_str(), "skipped" | "ignored") && !routine_compliant
+        self.resource_id.is_some()
+            && !matches!(self.verdict.as_str(), "skipped" | "ignored")
+            && (!routine_compliant || !self.safeguard_changes.is_empty())
     }
 
     pub fn event_id(&self) -> Option<&str> {
@@ -168,6 +175,7 @@ impl Outcome {
             alert: false,
             dry_run: false,
             duration_ms: 0,
+            safeguard_changes: Vec::new(),
             tags: serde_json::Map::new(),
             record_id: None,
             finding: None,
@@ -548,15 +556,7 @@ impl Pipeline {
         };
         let report_only = !writes && matches!(trigger, Trigger::Sweep { .. });
         let mut outcome = self
-            .decide_and_act(
-                id,
-                trigger,
-                ctx,
-                caller,
-                provided_body,
-                lease,
-                intent.as_ref(),
-            )
+            .decide_and_act(id, trigger, ctx, caller, provided_body, lease, intent.as_ref())
             .await?;
         // A report-only sweep is a person reading a report, not an incident for each finding.
         if report_only {
@@ -660,15 +660,15 @@ impl Pipeline {
                 outcome.detail = Some("the event's body showed drift; the live resource does not".into());
             }
         }
-        self.store.remember_resource(id).await?;
         outcome.finding = Some(keyguard_report::Finding::from_evaluation(&evaluation, Some(now)));
         outcome.profile = evaluation.profile.clone();
         outcome.requirement = evaluation.requirement.map(|r| r.as_str().to_string());
-        outcome.tags = document
-            .get("tags")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+        outcome.tags = resource_tags(&document);
+        let look = match outcome.trigger {
+            Trigger::Event { .. } => Look::AfterWrite,
+            Trigger::Manual | Trigger::Reconcile | Trigger::Sweep { .. } => Look::Routine,
+        };
+        outcome.safeguard_changes = self.watch_safeguards(id, &outcome.tags, look, dry_run, now).await?;
         outcome.before = Some(evaluation.observed.clone());
         let plan_ctx = self
             .plan_context(id, entry, &evaluation, &document, dry_run, now, ctx)
@@ -734,8 +734,16 @@ impl Pipeline {
             Action::Revert { target, dry_run, .. } => match lease.filter(|_| !dry_run) {
                 Some(lease) => {
                     outcome.action = "revert".into();
-                    self.revert(id, entry, ctx, lease, outcome, &target, &decided.writes, verdict, now)
-                        .await?
+                    // Why it was judged so (an ignored exemption tag, ...) stays with how it ended.
+                    let notes = outcome.detail.take();
+                    let mut reverted = self
+                        .revert(id, entry, ctx, lease, outcome, &target, &decided.writes, verdict, now)
+                        .await?;
+                    reverted.detail = match (notes, reverted.detail.take()) {
+                        (Some(notes), Some(detail)) => Some(format!("{detail}; {notes}")),
+                        (notes, detail) => detail.or(notes),
+                    };
+                    reverted
                 }
                 None => {
                     outcome.action = "dry-run-revert".into();
@@ -783,6 +791,28 @@ impl Pipeline {
             }
         }
         Ok(ctx)
+    }
+
+    /// What a write changed in the resource's safeguards since the last real look, which is
+    /// recorded now (a dry run only compares: the next real look reports the change too).
+    async fn watch_safeguards(
+        &self,
+        id: &ResourceId,
+        tags: &serde_json::Map<String, Value>,
+        look: Look,
+        dry_run: bool,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SafeguardChange>, PipelineError> {
+        let seen = SafeguardState::observe(tags, self.config.profile_for(id, tags), sha256_hex);
+        let before = self.store.remember_resource(id, (!dry_run).then_some(&seen)).await?;
+        let effect = TagEffect::of(tags, now, &self.config.settings);
+        Ok(safeguards::changes(
+            before.as_ref(),
+            &seen,
+            &effect,
+            look,
+            &self.config.settings,
+        ))
     }
 
     /// Checks the stated precondition of a conditionally reversible direction. Only what can be
@@ -1040,6 +1070,24 @@ impl Pipeline {
                 alerter.raise(&outcome, &outcome.tags, &record_id).await?;
             }
         }
+        if !outcome.safeguard_changes.is_empty() && !outcome.dry_run {
+            let changes: Vec<String> = outcome
+                .safeguard_changes
+                .iter()
+                .map(SafeguardChange::describe)
+                .collect();
+            tracing::warn!(
+                target: "keyguard::alert",
+                correlation_id = %outcome.correlation_id,
+                resource_id = outcome.resource_id.as_deref().unwrap_or(""),
+                caller = outcome.caller.as_deref().unwrap_or(""),
+                changes = %changes.join("; "),
+                "a write weakened a safeguard"
+            );
+            if let Some(alerter) = &self.alerter {
+                alerter.raise_safeguard_changes(&outcome, &record_id).await?;
+            }
+        }
         Ok(outcome)
     }
 }
@@ -1080,6 +1128,13 @@ fn write_text(id: &ResourceId, write: &RevertWrite) -> String {
         Some(path) => format!("{method} {}/{path} ({})", id.name(), write.api_version),
         None => format!("{method} {} ({})", id.name(), write.api_version),
     }
+}
+
+/// The tags' fingerprint: SHA-256, since tags are attacker-written and a weaker digest could be
+/// made to collide, hiding a retag.
+fn sha256_hex(text: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {

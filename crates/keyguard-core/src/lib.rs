@@ -17,6 +17,7 @@ pub mod keyvault;
 pub mod plan;
 pub mod resource_id;
 pub mod routing;
+pub mod safeguards;
 
 pub use catalog::{
     CatalogEntry, CatalogRow, Direction, EncryptionState, KeyRef, ResourceView, Reversibility, RevertTarget,

@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use keyguard_core::safeguards::SafeguardState;
 use keyguard_core::{KeyRef, ResourceId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -664,17 +665,40 @@ impl StateStore {
 
     // --- known resources ------------------------------------------------------------------
 
-    pub async fn remember_resource(&self, resource: &ResourceId) -> Result<(), StoreError> {
+    /// Records the resource as one keyguard has seen and returns the safeguards recorded at the
+    /// last look that recorded them (`None`: none did yet). `safeguards`: what this look saw,
+    /// written when it differs (a dry run passes `None` and changes nothing recorded).
+    pub async fn remember_resource(
+        &self,
+        resource: &ResourceId,
+        safeguards: Option<&SafeguardState>,
+    ) -> Result<Option<SafeguardState>, StoreError> {
         let key = table_key(&resource.key());
-        // Most events are for resources seen before: a read avoids a durable write per event.
-        if self.backend.get(Table::Resources, &key, SINGLE_ROW).await?.is_some() {
-            return Ok(());
+        // Most looks are at resources seen before, unchanged: a read avoids a write per event.
+        let current = self
+            .get_json::<KnownResource>(Table::Resources, &key, SINGLE_ROW)
+            .await?;
+        let previous = current.as_ref().and_then(|c| c.value.safeguards.clone());
+        let wanted = KnownResource {
+            resource_id: resource.as_str().to_string(),
+            safeguards: safeguards.cloned().or_else(|| previous.clone()),
+        };
+        let data = serde_json::to_value(&wanted).map_err(store_err)?;
+        let written = match &current {
+            None => self.backend.insert(Table::Resources, &key, SINGLE_ROW, &data).await?,
+            Some(c) if c.value.safeguards != wanted.safeguards => {
+                self.backend
+                    .replace(Table::Resources, &key, SINGLE_ROW, &data, Some(&c.etag))
+                    .await?
+            }
+            Some(_) => return Ok(previous),
+        };
+        if written == Written::Conflict {
+            // Another look wrote first (they run under the resource's lease, so only a dry run's
+            // first sighting races a real one): theirs stands, and is as recent as ours.
+            tracing::debug!(resource = %resource, "known resource written concurrently; the other write stands");
         }
-        let data = serde_json::json!({ "resourceId": resource.as_str() });
-        self.backend
-            .insert(Table::Resources, &key, SINGLE_ROW, &data)
-            .await
-            .map(|_| ())
+        Ok(previous)
     }
 
     pub async fn known_resources(&self) -> Result<Vec<ResourceId>, StoreError> {
@@ -878,6 +902,16 @@ impl StateStore {
     pub async fn set_alert_suppression(&self, key: &str, state: &SuppressionState) -> Result<(), StoreError> {
         self.upsert_json(Table::Suppression, &table_key(key), state).await
     }
+}
+
+/// A resource keyguard has seen, with its safeguards as the last real look saw them.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KnownResource {
+    resource_id: String,
+    /// Absent in rows written before safeguards were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    safeguards: Option<SafeguardState>,
 }
 
 #[derive(Serialize, Deserialize)]

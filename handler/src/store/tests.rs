@@ -488,8 +488,8 @@ async fn outbox_entries_are_compare_and_swap() {
 #[tokio::test]
 async fn known_resources_and_suppression_state_round_trip() {
     for (name, store) in stores().await {
-        store.remember_resource(&id("kept")).await.unwrap();
-        store.remember_resource(&id("KEPT")).await.unwrap();
+        store.remember_resource(&id("kept"), None).await.unwrap();
+        store.remember_resource(&id("KEPT"), None).await.unwrap();
         assert_eq!(store.known_resources().await.unwrap(), vec![id("kept")], "{name}");
         let state = SuppressionState {
             last_sent: Some(5),
@@ -498,6 +498,59 @@ async fn known_resources_and_suppression_state_round_trip() {
         store.set_alert_suppression("k/1", &state).await.unwrap();
         assert_eq!(store.alert_suppression("k/1").await.unwrap(), Some(state), "{name}");
         store.ping().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_resources_safeguards_are_kept_from_the_last_real_look() {
+    use keyguard_core::safeguards::{ExemptionTags, SafeguardState};
+    let seen = |until: Option<&str>, fingerprint: &str| SafeguardState {
+        exemption: ExemptionTags {
+            until: until.map(str::to_string),
+            reason: None,
+        },
+        profile: None,
+        tags_fingerprint: fingerprint.into(),
+    };
+    for (name, store) in stores().await {
+        let (first, second) = (seen(None, "t1"), seen(Some("2026-03-10"), "t2"));
+        assert_eq!(
+            store.remember_resource(&id("a"), Some(&first)).await.unwrap(),
+            None,
+            "{name}"
+        );
+        let previous = store.remember_resource(&id("A"), Some(&second)).await.unwrap();
+        assert_eq!(previous, Some(first), "{name}: the last look's, by case-insensitive id");
+        // A dry run reads what was recorded and records nothing.
+        assert_eq!(
+            store.remember_resource(&id("a"), None).await.unwrap(),
+            Some(second.clone()),
+            "{name}"
+        );
+        assert_eq!(
+            store.remember_resource(&id("a"), None).await.unwrap(),
+            Some(second.clone()),
+            "{name}"
+        );
+        // A row written before safeguards were recorded reads as "none recorded yet".
+        let old_row = serde_json::json!({ "resourceId": id("old").as_str() });
+        let key = table_key(&id("old").key());
+        store
+            .backend
+            .insert(Table::Resources, &key, "", &old_row)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.remember_resource(&id("old"), Some(&second)).await.unwrap(),
+            None,
+            "{name}"
+        );
+        assert_eq!(
+            store.remember_resource(&id("old"), None).await.unwrap(),
+            Some(second),
+            "{name}: recorded over the old row"
+        );
+        assert_eq!(store.known_resources().await.unwrap().len(), 2, "{name}");
     }
 }
 
