@@ -17,7 +17,7 @@ use keyguard_core::evaluate::{Evaluation, Verdict, evaluate_view, resource_tags}
 use keyguard_core::event::{Caller, EventKind, IncomingEvent};
 use keyguard_core::keyvault::{expiring_within, key_problems};
 use keyguard_core::plan::{Action, NoRevertReason, PlanContext, plan_with, revert_target};
-use keyguard_core::safeguards::{self, Look, SafeguardChange, SafeguardState, TagEffect};
+use keyguard_core::safeguards::{Look, SafeguardChange};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -481,58 +481,6 @@ impl Pipeline {
         self.store.mark_event(event_id, now + ttl).await
     }
 
-    /// Waits for the resource's lease (another instance may hold it) for at most half the budget,
-    /// leaving the other half for the work; then the caller is told to retry later.
-    async fn lease(&self, id: &ResourceId, ctx: &CallContext) -> Result<Lease, PipelineError> {
-        let holder = format!("{}/{}", self.settings.instance, uuid::Uuid::new_v4().simple());
-        let give_up = tokio::time::Instant::now() + self.settings.time_budget / 2;
-        let mut pause = Duration::from_millis(20);
-        loop {
-            let now = OffsetDateTime::now_utc();
-            if let Some(lease) = self
-                .store
-                .try_lease(id, &holder, self.settings.lease_ttl(), now)
-                .await?
-            {
-                return Ok(lease);
-            }
-            if tokio::time::Instant::now() + pause > give_up.min(ctx.deadline) {
-                return Err(PipelineError::Busy(id.to_string()));
-            }
-            let jitter = Duration::from_millis(rand::random_range(0..=pause.as_millis() as u64));
-            tokio::time::sleep(pause + jitter).await;
-            pause = (pause * 2).min(Duration::from_millis(250));
-        }
-    }
-
-    /// Checked before every write of a revert: a store or ARM call slower than the lease would
-    /// otherwise let a second instance take the lease and write too. Renewing it (a conditional
-    /// write on the version this instance holds) both proves it is still ours and keeps it ours
-    /// for the write that follows, which ends within the budget the lease outlives.
-    async fn confirm_lease(&self, id: &ResourceId, lease: &mut Lease, ctx: &CallContext) -> Result<(), PipelineError> {
-        let now = OffsetDateTime::now_utc();
-        match self.store.renew_lease(lease, self.settings.lease_ttl(), now).await? {
-            Some(renewed) => {
-                *lease = renewed;
-                Ok(())
-            }
-            None => {
-                tracing::warn!(
-                    correlation_id = %ctx.correlation_id, resource_id = %id,
-                    "lease lost before a revert write; nothing written, the next attempt decides again"
-                );
-                Err(PipelineError::LeaseLost(id.to_string()))
-            }
-        }
-    }
-
-    /// A lease that cannot be given back simply runs out; that is no reason to fail the event.
-    async fn release(&self, lease: &Lease) {
-        if let Err(e) = self.store.release(lease).await {
-            tracing::warn!(error = %e, resource = %lease.resource_key, "lease not released; it expires on its own");
-        }
-    }
-
     /// Decides, acts, records. With the resource's lease (`lease`), it may write: a revert intent
     /// left by an earlier attempt is resolved here, and cleared only once its outcome is recorded.
     /// Without it, it is a dry run: it reads, and records what it found as a dry run under ids of
@@ -791,28 +739,6 @@ impl Pipeline {
             }
         }
         Ok(ctx)
-    }
-
-    /// What a write changed in the resource's safeguards since the last real look, which is
-    /// recorded now (a dry run only compares: the next real look reports the change too).
-    async fn watch_safeguards(
-        &self,
-        id: &ResourceId,
-        tags: &serde_json::Map<String, Value>,
-        look: Look,
-        dry_run: bool,
-        now: OffsetDateTime,
-    ) -> Result<Vec<SafeguardChange>, PipelineError> {
-        let seen = SafeguardState::observe(tags, self.config.profile_for(id, tags), sha256_hex);
-        let before = self.store.remember_resource(id, (!dry_run).then_some(&seen)).await?;
-        let effect = TagEffect::of(tags, now, &self.config.settings);
-        Ok(safeguards::changes(
-            before.as_ref(),
-            &seen,
-            &effect,
-            look,
-            &self.config.settings,
-        ))
     }
 
     /// Checks the stated precondition of a conditionally reversible direction. Only what can be
@@ -1130,13 +1056,6 @@ fn write_text(id: &ResourceId, write: &RevertWrite) -> String {
     }
 }
 
-/// The tags' fingerprint: SHA-256, since tags are attacker-written and a weaker digest could be
-/// made to collide, hiding a retag.
-fn sha256_hex(text: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
@@ -1196,5 +1115,7 @@ impl ResourceLocks {
     }
 }
 
+mod lease;
+mod safeguard_watch;
 #[cfg(test)]
 mod tests;
