@@ -132,7 +132,8 @@ async fn an_mmk_profile_account_switched_to_cmk_is_reverted_to_microsoft_keys() 
 async fn an_exempt_account_is_left_alone_and_recorded_as_exempt() -> anyhow::Result<()> {
     let env = Env::start(Options::default()).await?;
     let id = account_id("rg-cmk", "stexempt");
-    let tags = json!({"keyguard-exempt-until": "2099-01-01", "keyguard-exempt-reason": "CHG-42 migration"});
+    let tags =
+        json!({"keyguard-exempt-until": azure_sim::date_in_days(30), "keyguard-exempt-reason": "CHG-42 migration"});
     env.seed(json!([storage_account(
         "rg-cmk",
         "stexempt",

@@ -45,10 +45,45 @@ impl Alerter {
         tags: &serde_json::Map<String, serde_json::Value>,
         record_id: &str,
     ) -> Result<usize, StoreError> {
-        let Some(mut alert) = alert_from_outcome(outcome) else {
+        let Some(alert) = alert_from_outcome(outcome) else {
             return Ok(0);
         };
-        let Some(id) = outcome.resource_id.as_deref().and_then(|r| ResourceId::parse(r).ok()) else {
+        self.route_and_queue(alert, tags, record_id, true).await
+    }
+
+    /// A write weakened the resource's safeguards: one alert naming who and what changed. It is
+    /// never folded into a later one by the suppression window: each such change is news, and a
+    /// harmless change first must not hide the one that follows.
+    pub async fn raise_safeguard_changes(&self, outcome: &Outcome, record_id: &str) -> Result<usize, StoreError> {
+        if outcome.safeguard_changes.is_empty() {
+            return Ok(0);
+        }
+        let Some(mut alert) = alert_with_outcome(outcome, AlertOutcome::SafeguardChanged) else {
+            return Ok(0);
+        };
+        let who = outcome.caller.as_deref().unwrap_or(
+            "a writer the event did not name (seen by a sweep or a resource notification; the Activity Log names it)",
+        );
+        let what: Vec<String> = outcome
+            .safeguard_changes
+            .iter()
+            .map(keyguard_core::safeguards::SafeguardChange::describe)
+            .collect();
+        alert.detail = Some(format!("changed by {who}: {}", what.join("; ")));
+        self.route_and_queue(alert, &outcome.tags, &format!("{record_id}.safeguard"), false)
+            .await
+    }
+
+    /// Picks the routes for the alert and writes one outbox entry per route, under ids derived
+    /// from `id_prefix` (a retried decision queues nothing twice).
+    async fn route_and_queue(
+        &self,
+        mut alert: Alert,
+        tags: &serde_json::Map<String, serde_json::Value>,
+        id_prefix: &str,
+        suppressible: bool,
+    ) -> Result<usize, StoreError> {
+        let Ok(id) = ResourceId::parse(&alert.resource_id) else {
             return Ok(0);
         };
         let outcome_name = alert_outcome_name(&alert.outcome);
@@ -63,7 +98,11 @@ impl Alerter {
         }
         let key = format!("{}|{outcome_name}", id.key());
         let now = OffsetDateTime::now_utc();
-        let state = self.store.alert_suppression(&key).await?.unwrap_or_default();
+        let state = if suppressible {
+            self.store.alert_suppression(&key).await?.unwrap_or_default()
+        } else {
+            SuppressionState::default()
+        };
         let last_sent = state
             .last_sent
             .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
@@ -87,7 +126,7 @@ impl Alerter {
         for (n, delivery) in deliveries.iter().enumerate() {
             self.dispatcher
                 .enqueue_as(
-                    format!("{record_id}.{n}"),
+                    format!("{id_prefix}.{n}"),
                     &delivery.route,
                     delivery.extra_recipients.clone(),
                     alert.clone(),
@@ -95,15 +134,17 @@ impl Alerter {
                 )
                 .await?;
         }
-        self.store
-            .set_alert_suppression(
-                &key,
-                &SuppressionState {
-                    last_sent: Some(now.unix_timestamp()),
-                    folded: 0,
-                },
-            )
-            .await?;
+        if suppressible {
+            self.store
+                .set_alert_suppression(
+                    &key,
+                    &SuppressionState {
+                        last_sent: Some(now.unix_timestamp()),
+                        folded: 0,
+                    },
+                )
+                .await?;
+        }
         Ok(deliveries.len())
     }
 }
@@ -122,7 +163,6 @@ pub fn alert_from_outcome(outcome: &Outcome) -> Option<Alert> {
     if !outcome.alert {
         return None;
     }
-    let id = ResourceId::parse(outcome.resource_id.as_deref()?).ok()?;
     let alert_outcome = match outcome.result.as_str() {
         "reverted" => AlertOutcome::Reverted,
         "revert-failed" | "revert-unverified" => AlertOutcome::RevertFailed,
@@ -132,6 +172,12 @@ pub fn alert_from_outcome(outcome: &Outcome) -> Option<Alert> {
         "exempt" => AlertOutcome::Exempt,
         _ => AlertOutcome::ManualActionNeeded,
     };
+    alert_with_outcome(outcome, alert_outcome)
+}
+
+/// The alert about `outcome`'s resource, saying `alert_outcome`.
+fn alert_with_outcome(outcome: &Outcome, alert_outcome: AlertOutcome) -> Option<Alert> {
+    let id = ResourceId::parse(outcome.resource_id.as_deref()?).ok()?;
     let requirement = outcome.requirement.as_deref().unwrap_or("cmk");
     let entry = catalog::lookup(&id.resource_type());
     let cis = entry.map(|e| {
@@ -185,6 +231,7 @@ fn alert_outcome_name(outcome: &AlertOutcome) -> &'static str {
         AlertOutcome::DryRunWouldRevert => "dry-run-would-revert",
         AlertOutcome::RateLimited => "rate-limited",
         AlertOutcome::Exempt => "exempt",
+        AlertOutcome::SafeguardChanged => "safeguard-changed",
     }
 }
 

@@ -179,7 +179,7 @@ pub async fn run(output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         storage_account(
             "stlegacyexport",
             true,
-            json!({"keyguard-exempt-until": "2099-12-31", "keyguard-exempt-reason": "CHG-1234 vendor export"}),
+            json!({"keyguard-exempt-until": azure_sim::date_in_days(60), "keyguard-exempt-reason": "CHG-1234 vendor export"}),
         ),
         storage_account("stanalyticsraw", false, json!({})),
     ];

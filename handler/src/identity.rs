@@ -15,6 +15,7 @@ use azure_identity::{
     UserAssignedId,
 };
 use base64::Engine;
+use keyguard_core::event::{Caller, public_client_name};
 use tokio::sync::OnceCell;
 
 /// How keyguard authenticates. Chosen by `KEYGUARD_AUTH`, defaulting to managed identity when
@@ -135,22 +136,22 @@ impl TokenSource for CredentialTokenSource {
     }
 }
 
-/// keyguard's own principal ids: configured ones plus `oid`/`appid` read from its ARM token,
-/// learned once. Events whose caller matches are keyguard's own writes.
+/// keyguard's own principal, learned once from its ARM token, plus `self_principal_ids`.
+/// Events whose caller it matches are keyguard's own writes and are skipped.
 pub struct SelfIdentity {
     configured: BTreeSet<String>,
-    learned: OnceCell<BTreeSet<String>>,
+    learned: OnceCell<LearnedIds>,
 }
 
 impl SelfIdentity {
     pub fn new(configured: impl IntoIterator<Item = String>) -> Self {
         Self {
-            configured: configured.into_iter().map(|s| s.to_ascii_lowercase()).collect(),
+            configured: configured.into_iter().map(|s| s.trim().to_ascii_lowercase()).collect(),
             learned: OnceCell::new(),
         }
     }
 
-    pub async fn ids(&self, tokens: &dyn TokenSource, scope: &str) -> Result<BTreeSet<String>, TokenError> {
+    pub async fn ids(&self, tokens: &dyn TokenSource, scope: &str) -> Result<OwnIds, TokenError> {
         let learned = self
             .learned
             .get_or_try_init(|| async {
@@ -158,42 +159,99 @@ impl SelfIdentity {
                 Ok::<_, TokenError>(principal_ids_from_jwt(token.secret()))
             })
             .await?;
-        Ok(self.configured.union(learned).cloned().collect())
-    }
-
-    pub fn is_self(ids: &BTreeSet<String>, object_id: Option<&str>, app_id: Option<&str>) -> bool {
-        [object_id, app_id]
-            .into_iter()
-            .flatten()
-            .any(|id| ids.contains(&id.to_ascii_lowercase()))
+        Ok(OwnIds {
+            learned: learned.clone(),
+            configured: self.configured.clone(),
+        })
     }
 }
 
-/// Reads `oid` and `appid`/`azp` from a JWT payload without verifying it: keyguard only learns who
-/// it is from a token it was just issued, it never trusts a token presented to it this way.
-pub fn principal_ids_from_jwt(token: &str) -> BTreeSet<String> {
-    let mut ids = BTreeSet::new();
-    let Some(payload) = token.split('.').nth(1) else {
-        return ids;
-    };
-    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')) else {
-        return ids;
-    };
-    let Ok(claims) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return ids;
-    };
-    for key in ["oid", "appid", "azp"] {
-        if let Some(v) = claims.get(key).and_then(|v| v.as_str()) {
-            ids.insert(v.to_ascii_lowercase());
+/// The ids keyguard's own token carries that identify it and nobody else.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LearnedIds {
+    /// `oid`: the principal itself (a managed identity, a service principal, or the signed-in user
+    /// under Azure CLI credentials).
+    pub object_id: Option<String>,
+    /// `appid`/`azp`, only from an app-only token: then it is the service principal's own
+    /// application. In a user's token it is the client the user signed in with, which every user
+    /// of that client shares (the Azure CLI's id is in every `az` user's token).
+    pub app_id: Option<String>,
+}
+
+/// Who keyguard is, for recognising its own writes in events.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnIds {
+    learned: LearnedIds,
+    /// `self_principal_ids`: object or application ids the operator declared (lower case).
+    configured: BTreeSet<String>,
+}
+
+impl OwnIds {
+    /// An event's caller is keyguard when its object id is keyguard's. Its application id only
+    /// counts when the event names no object id, or when the operator declared it: a user acting
+    /// through the same application is still someone else.
+    pub fn is_own_write(&self, caller: &Caller) -> bool {
+        let same = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
+        let declared = |id: &Option<String>| {
+            id.as_deref()
+                .is_some_and(|id| self.configured.contains(&id.trim().to_ascii_lowercase()))
+        };
+        if declared(&caller.object_id) || declared(&caller.app_id) {
+            return true;
+        }
+        match (&caller.object_id, &self.learned.object_id) {
+            (Some(theirs), Some(mine)) => same(theirs, mine),
+            (Some(_), None) => false,
+            (None, _) => {
+                matches!((&caller.app_id, &self.learned.app_id), (Some(theirs), Some(mine)) if same(theirs, mine))
+            }
         }
     }
-    ids
+}
+
+/// Reads who a token was issued to from its payload, without verifying it: keyguard only learns
+/// who it is from a token it was just issued, it never trusts a token presented to it this way.
+/// `oid` always; `appid`/`azp` only for an app-only token (`idtyp` = `app`, or no `idtyp` and no
+/// delegated `scp`), and never a public client's id.
+pub fn principal_ids_from_jwt(token: &str) -> LearnedIds {
+    let Some(claims) = jwt_claims(token) else {
+        return LearnedIds::default();
+    };
+    let text = |key: &str| {
+        claims
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let app_only = match text("idtyp") {
+        Some(kind) => kind.eq_ignore_ascii_case("app"),
+        None => text("scp").is_none(),
+    };
+    let app_id = ["appid", "azp"]
+        .into_iter()
+        .find_map(text)
+        .filter(|_| app_only)
+        .filter(|id| public_client_name(id).is_none());
+    LearnedIds {
+        object_id: text("oid").map(str::to_ascii_lowercase),
+        app_id: app_id.map(str::to_ascii_lowercase),
+    }
+}
+
+fn jwt_claims(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_support::lookup;
+    use serde_json::json;
 
     #[test]
     fn auth_mode_defaults_follow_the_environment() {
@@ -225,15 +283,86 @@ mod tests {
         assert!(!format!("{mode:?}").contains("hunter2"));
     }
 
+    fn token(claims: serde_json::Value) -> String {
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string());
+        format!("e30.{payload}.sig")
+    }
+
+    fn caller(object_id: Option<&str>, app_id: Option<&str>) -> Caller {
+        Caller {
+            object_id: object_id.map(str::to_string),
+            app_id: app_id.map(str::to_string),
+            ..Caller::default()
+        }
+    }
+
+    const AZURE_CLI: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+
     #[test]
-    fn principal_ids_come_from_the_token_payload() {
-        let payload =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"oid":"OID-1","appid":"App-2","aud":"x"}"#);
-        let ids = principal_ids_from_jwt(&format!("e30.{payload}.sig"));
-        assert_eq!(ids, BTreeSet::from(["oid-1".to_string(), "app-2".to_string()]));
-        assert!(principal_ids_from_jwt("not-a-jwt").is_empty());
-        assert!(principal_ids_from_jwt("a.!!!.c").is_empty());
-        assert!(SelfIdentity::is_self(&ids, Some("OID-1"), None));
-        assert!(!SelfIdentity::is_self(&ids, Some("someone"), Some("else")));
+    fn an_app_only_token_gives_the_object_id_and_the_applications_id() {
+        let managed_identity = token(json!({"oid": "OID-1", "appid": "App-2", "idtyp": "app"}));
+        assert_eq!(
+            principal_ids_from_jwt(&managed_identity),
+            LearnedIds {
+                object_id: Some("oid-1".into()),
+                app_id: Some("app-2".into())
+            }
+        );
+        // Older v1 tokens carry no idtyp; no delegated scope means app-only too.
+        let v1 = principal_ids_from_jwt(&token(json!({"oid": "o", "azp": "a", "roles": ["x"]})));
+        assert_eq!(v1.app_id.as_deref(), Some("a"));
+        assert_eq!(principal_ids_from_jwt("not-a-jwt"), LearnedIds::default());
+        assert_eq!(principal_ids_from_jwt("a.!!!.c"), LearnedIds::default());
+    }
+
+    #[test]
+    fn a_users_token_gives_the_users_object_id_and_never_the_clients_app_id() {
+        for claims in [
+            json!({"oid": "User-1", "appid": AZURE_CLI, "idtyp": "user", "scp": "user_impersonation"}),
+            json!({"oid": "User-1", "appid": AZURE_CLI, "scp": "user_impersonation"}),
+            json!({"oid": "User-1", "azp": "some-web-app", "idtyp": "user"}),
+            // Even a token that claims to be app-only never teaches a public client's id.
+            json!({"oid": "User-1", "appid": AZURE_CLI, "idtyp": "app"}),
+        ] {
+            let learned = principal_ids_from_jwt(&token(claims.clone()));
+            assert_eq!(learned.object_id.as_deref(), Some("user-1"), "{claims}");
+            assert_eq!(learned.app_id, None, "{claims}");
+        }
+    }
+
+    #[test]
+    fn under_cli_credentials_only_the_signed_in_users_own_writes_are_skipped() {
+        let me = OwnIds {
+            learned: principal_ids_from_jwt(&token(
+                json!({"oid": "alice-oid", "appid": AZURE_CLI, "idtyp": "user", "scp": "user_impersonation"}),
+            )),
+            configured: BTreeSet::new(),
+        };
+        assert!(
+            !me.is_own_write(&caller(Some("bob-oid"), Some(AZURE_CLI))),
+            "another az user"
+        );
+        assert!(!me.is_own_write(&caller(None, Some(AZURE_CLI))), "an app id alone");
+        assert!(me.is_own_write(&caller(Some("ALICE-OID"), Some(AZURE_CLI))));
+    }
+
+    #[test]
+    fn a_service_principals_app_id_counts_only_when_the_event_names_no_object() {
+        let me = OwnIds {
+            learned: principal_ids_from_jwt(&token(json!({"oid": "sp-oid", "appid": "sp-app", "idtyp": "app"}))),
+            configured: BTreeSet::from(["declared-id".to_string()]),
+        };
+        assert!(me.is_own_write(&caller(Some("sp-oid"), Some("sp-app"))));
+        assert!(me.is_own_write(&caller(None, Some("SP-APP"))));
+        assert!(
+            !me.is_own_write(&caller(Some("a-user"), Some("sp-app"))),
+            "a user signed in through the same application"
+        );
+        assert!(
+            me.is_own_write(&caller(Some("x"), Some("Declared-Id"))),
+            "declared by the operator"
+        );
+        assert!(me.is_own_write(&caller(Some("declared-id"), None)));
+        assert!(!me.is_own_write(&caller(None, None)));
     }
 }

@@ -578,8 +578,14 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
             for p in &config.profiles {
                 println!("profile {:<24} require {:?}, mode {:?}", p.name, p.require, p.mode);
             }
+            let settings = &config.settings;
+            let tag_exemptions = if settings.tag_exemptions {
+                format!("tag exemptions on, at most {} days ahead", settings.max_exemption_days)
+            } else {
+                "tag exemptions off".to_string()
+            };
             println!(
-                "{}: ok ({} profiles, {} exemptions)",
+                "{}: ok ({} profiles, {} exemptions, {tag_exemptions})",
                 path.display(),
                 config.profiles.len(),
                 config.exemptions.len()

@@ -29,7 +29,7 @@ pub struct Dispatcher {
     channels: Arc<dyn ChannelResolver>,
     max_attempts: u32,
     wake: Notify,
-    /// This process in outbox claims (`host/pid`).
+    /// This process in outbox claims (see [`crate::instance::InstanceName`]).
     instance: String,
     /// One sender at a time: the timer tick and an enqueue wake-up must not send an entry twice.
     sending: Mutex<()>,

@@ -13,10 +13,11 @@ use keyguard_core::catalog::{
     self, CatalogEntry, Direction, EncryptionState, ResourceView, RevertTarget, RevertWrite, WriteMethod,
 };
 use keyguard_core::config::Config;
-use keyguard_core::evaluate::{Evaluation, Verdict, evaluate_view};
+use keyguard_core::evaluate::{Evaluation, Verdict, evaluate_view, resource_tags};
 use keyguard_core::event::{Caller, EventKind, IncomingEvent};
 use keyguard_core::keyvault::{expiring_within, key_problems};
 use keyguard_core::plan::{Action, NoRevertReason, PlanContext, plan_with, revert_target};
+use keyguard_core::safeguards::{Look, SafeguardChange};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -41,6 +42,10 @@ pub enum PipelineError {
     /// Another instance is reconciling the resource and did not finish within this budget.
     #[error("{0} is being reconciled by another instance; try again later")]
     Busy(String),
+    /// The lease ran out before a write (a store or ARM call slower than the lease) and may be
+    /// another instance's now: nothing more is written, the next attempt decides afresh.
+    #[error("the lease on {0} was lost before writing; try again later")]
+    LeaseLost(String),
 }
 
 impl PipelineError {
@@ -48,9 +53,11 @@ impl PipelineError {
     pub fn retryable(&self) -> bool {
         match self {
             PipelineError::Arm(e) => e.retryable(),
-            PipelineError::Store(_) | PipelineError::Token(_) | PipelineError::KeyVault(_) | PipelineError::Busy(_) => {
-                true
-            }
+            PipelineError::Store(_)
+            | PipelineError::Token(_)
+            | PipelineError::KeyVault(_)
+            | PipelineError::Busy(_)
+            | PipelineError::LeaseLost(_) => true,
         }
     }
 }
@@ -97,6 +104,10 @@ pub struct Outcome {
     pub alert: bool,
     pub dry_run: bool,
     pub duration_ms: u64,
+    /// A write weakened what protects the resource (an exemption tag, a retag into a weaker
+    /// profile): alerted on its own, naming who did it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub safeguard_changes: Vec<SafeguardChange>,
     /// The resource's tags, for alert routing (owner tag); not part of the audit record.
     #[serde(skip)]
     pub tags: serde_json::Map<String, Value>,
@@ -130,7 +141,9 @@ impl Outcome {
         let routine_compliant = matches!(self.trigger, Trigger::Reconcile | Trigger::Sweep { .. })
             && self.verdict == "compliant"
             && self.result == "compliant";
-        self.resource_id.is_some() && !matches!(self.verdict.as_str(), "skipped" | "ignored") && !routine_compliant
+        self.resource_id.is_some()
+            && !matches!(self.verdict.as_str(), "skipped" | "ignored")
+            && (!routine_compliant || !self.safeguard_changes.is_empty())
     }
 
     pub fn event_id(&self) -> Option<&str> {
@@ -162,6 +175,7 @@ impl Outcome {
             alert: false,
             dry_run: false,
             duration_ms: 0,
+            safeguard_changes: Vec::new(),
             tags: serde_json::Map::new(),
             record_id: None,
             finding: None,
@@ -192,7 +206,7 @@ impl Outcome {
 pub struct PipelineSettings {
     pub dry_run: bool,
     pub time_budget: Duration,
-    /// Names this process in leases and revert intents (host name and process id).
+    /// Names this process in leases and revert intents (see [`crate::instance::InstanceName`]).
     pub instance: String,
     pub retention: Retention,
     pub sweep: SweepSettings,
@@ -373,23 +387,34 @@ impl Pipeline {
         let mut outcome = Outcome::new(trigger.clone(), &correlation, Some(&resource_id));
         outcome.caller = caller.as_ref().map(Caller::display);
         let now = OffsetDateTime::now_utc();
-        if self.store.event_seen(&event.id, now).await? {
+        let dry_run = self.settings.dry_run;
+        let dedupe_key = dedupe_key(&event.id, dry_run);
+        if self.store.event_seen(&dedupe_key, now).await? {
             return self.audit(outcome.finish("skipped", "duplicate", None), started).await;
         }
         if let Some(caller) = &caller {
             let ids = self.self_identity.ids(self.arm.tokens(), self.arm.scope()).await?;
-            if SelfIdentity::is_self(&ids, caller.object_id.as_deref(), caller.app_id.as_deref()) {
-                self.mark_handled(&event.id, now).await?;
+            if ids.is_own_write(caller) {
+                self.mark_handled(&dedupe_key, now).await?;
                 return self.audit(outcome.finish("skipped", "own-write", None), started).await;
             }
         }
 
         let ctx = CallContext::new(correlation.clone(), self.settings.time_budget);
+        if dry_run {
+            // Reads only: no lease, no revert intent, so a real instance sharing the store is
+            // never held up or overtaken.
+            let result = self
+                .reconcile_inner(&resource_id, trigger, &ctx, caller, provided_body, None, started)
+                .await?;
+            self.mark_handled(&dedupe_key, now).await?;
+            return Ok(result);
+        }
         let _local = self.locks.lock(&resource_id).await;
-        let lease = self.lease(&resource_id, &ctx).await?;
+        let mut lease = self.lease(&resource_id, &ctx).await?;
         let result = async {
             // Another instance may have handled this very event while we waited for the lease.
-            if self.store.event_seen(&event.id, OffsetDateTime::now_utc()).await? {
+            if self.store.event_seen(&dedupe_key, OffsetDateTime::now_utc()).await? {
                 return self.audit(outcome.finish("skipped", "duplicate", None), started).await;
             }
             let result = self
@@ -399,11 +424,11 @@ impl Pipeline {
                     &ctx,
                     caller,
                     provided_body,
-                    self.settings.dry_run,
+                    Some(&mut lease),
                     started,
                 )
                 .await?;
-            self.mark_handled(&event.id, now).await?;
+            self.mark_handled(&dedupe_key, now).await?;
             Ok(result)
         }
         .await;
@@ -439,13 +464,13 @@ impl Pipeline {
         let started = std::time::Instant::now();
         if dry_run {
             return self
-                .reconcile_inner(resource_id, trigger, &ctx, None, listed, dry_run, started)
+                .reconcile_inner(resource_id, trigger, &ctx, None, listed, None, started)
                 .await;
         }
         let _local = self.locks.lock(resource_id).await;
-        let lease = self.lease(resource_id, &ctx).await?;
+        let mut lease = self.lease(resource_id, &ctx).await?;
         let result = self
-            .reconcile_inner(resource_id, trigger, &ctx, None, listed, dry_run, started)
+            .reconcile_inner(resource_id, trigger, &ctx, None, listed, Some(&mut lease), started)
             .await;
         self.release(&lease).await;
         result
@@ -456,39 +481,11 @@ impl Pipeline {
         self.store.mark_event(event_id, now + ttl).await
     }
 
-    /// Waits for the resource's lease (another instance may hold it) for at most half the budget,
-    /// leaving the other half for the work; then the caller is told to retry later.
-    async fn lease(&self, id: &ResourceId, ctx: &CallContext) -> Result<Lease, PipelineError> {
-        let holder = format!("{}/{}", self.settings.instance, uuid::Uuid::new_v4().simple());
-        let give_up = tokio::time::Instant::now() + self.settings.time_budget / 2;
-        let mut pause = Duration::from_millis(20);
-        loop {
-            let now = OffsetDateTime::now_utc();
-            if let Some(lease) = self
-                .store
-                .try_lease(id, &holder, self.settings.lease_ttl(), now)
-                .await?
-            {
-                return Ok(lease);
-            }
-            if tokio::time::Instant::now() + pause > give_up.min(ctx.deadline) {
-                return Err(PipelineError::Busy(id.to_string()));
-            }
-            let jitter = Duration::from_millis(rand::random_range(0..=pause.as_millis() as u64));
-            tokio::time::sleep(pause + jitter).await;
-            pause = (pause * 2).min(Duration::from_millis(250));
-        }
-    }
-
-    /// A lease that cannot be given back simply runs out; that is no reason to fail the event.
-    async fn release(&self, lease: &Lease) {
-        if let Err(e) = self.store.release(lease).await {
-            tracing::warn!(error = %e, resource = %lease.resource_key, "lease not released; it expires on its own");
-        }
-    }
-
-    /// Runs under the resource's lease: decides, acts, records. A revert intent left by an earlier
-    /// attempt is resolved here, and cleared only once its outcome is recorded.
+    /// Decides, acts, records. With the resource's lease (`lease`), it may write: a revert intent
+    /// left by an earlier attempt is resolved here, and cleared only once its outcome is recorded.
+    /// Without it, it is a dry run: it reads, and records what it found as a dry run under ids of
+    /// its own, but never loads, reuses or clears a real revert's intent, so a dry run during a
+    /// real revert leaves that revert's crash recovery, audit record and alert to it.
     #[allow(clippy::too_many_arguments)]
     async fn reconcile_inner(
         &self,
@@ -497,23 +494,24 @@ impl Pipeline {
         ctx: &CallContext,
         caller: Option<Caller>,
         provided_body: Option<Value>,
-        dry_run: bool,
+        lease: Option<&mut Lease>,
         started: std::time::Instant,
     ) -> Result<Outcome, PipelineError> {
+        let writes = lease.is_some();
         let intent = match catalog::lookup(&id.resource_type()) {
-            Some(_) => self.store.revert_intent(id).await?,
-            None => None,
+            Some(_) if writes => self.store.revert_intent(id).await?,
+            _ => None,
         };
-        let report_only = dry_run && matches!(trigger, Trigger::Sweep { .. });
+        let report_only = !writes && matches!(trigger, Trigger::Sweep { .. });
         let mut outcome = self
-            .decide_and_act(id, trigger, ctx, caller, provided_body, dry_run, intent.as_ref())
+            .decide_and_act(id, trigger, ctx, caller, provided_body, lease, intent.as_ref())
             .await?;
         // A report-only sweep is a person reading a report, not an incident for each finding.
         if report_only {
             outcome.alert = false;
         }
         let outcome = self.audit(outcome, started).await?;
-        if (intent.is_some() || outcome.action == "revert") && outcome.result != "revert-pending" {
+        if writes && (intent.is_some() || outcome.action == "revert") && outcome.result != "revert-pending" {
             self.store.set_revert_intent(id, None).await?;
         }
         Ok(outcome)
@@ -527,9 +525,10 @@ impl Pipeline {
         ctx: &CallContext,
         caller: Option<Caller>,
         provided_body: Option<Value>,
-        dry_run: bool,
+        lease: Option<&mut Lease>,
         intent: Option<&RevertIntent>,
     ) -> Result<Outcome, PipelineError> {
+        let dry_run = lease.is_none();
         let mut outcome = Outcome::new(trigger, &ctx.correlation_id, Some(id));
         outcome.caller = caller.as_ref().map(Caller::display);
         outcome.caller_ip = caller.and_then(|c| c.ip_address);
@@ -609,15 +608,15 @@ impl Pipeline {
                 outcome.detail = Some("the event's body showed drift; the live resource does not".into());
             }
         }
-        self.store.remember_resource(id).await?;
         outcome.finding = Some(keyguard_report::Finding::from_evaluation(&evaluation, Some(now)));
         outcome.profile = evaluation.profile.clone();
         outcome.requirement = evaluation.requirement.map(|r| r.as_str().to_string());
-        outcome.tags = document
-            .get("tags")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+        outcome.tags = resource_tags(&document);
+        let look = match outcome.trigger {
+            Trigger::Event { .. } => Look::AfterWrite,
+            Trigger::Manual | Trigger::Reconcile | Trigger::Sweep { .. } => Look::Routine,
+        };
+        outcome.safeguard_changes = self.watch_safeguards(id, &outcome.tags, look, dry_run, now).await?;
         outcome.before = Some(evaluation.observed.clone());
         let plan_ctx = self
             .plan_context(id, entry, &evaluation, &document, dry_run, now, ctx)
@@ -680,22 +679,28 @@ impl Pipeline {
                 };
                 outcome.finish(verdict, no_revert_result(&reason), Some(reason.describe()))
             }
-            Action::Revert {
-                target, dry_run: true, ..
-            } => {
-                outcome.action = "dry-run-revert".into();
-                let writes: Vec<String> = decided.writes.iter().map(|w| write_text(id, w)).collect();
-                let detail = format!("would {} to reach {}", writes.join(", then "), target_text(&target));
-                outcome.dry_run = true;
-                outcome.finish(verdict, "would-revert", Some(detail))
-            }
-            Action::Revert {
-                target, dry_run: false, ..
-            } => {
-                outcome.action = "revert".into();
-                self.revert(id, entry, ctx, outcome, &target, &decided.writes, verdict, now)
-                    .await?
-            }
+            Action::Revert { target, dry_run, .. } => match lease.filter(|_| !dry_run) {
+                Some(lease) => {
+                    outcome.action = "revert".into();
+                    // Why it was judged so (an ignored exemption tag, ...) stays with how it ended.
+                    let notes = outcome.detail.take();
+                    let mut reverted = self
+                        .revert(id, entry, ctx, lease, outcome, &target, &decided.writes, verdict, now)
+                        .await?;
+                    reverted.detail = match (notes, reverted.detail.take()) {
+                        (Some(notes), Some(detail)) => Some(format!("{detail}; {notes}")),
+                        (notes, detail) => detail.or(notes),
+                    };
+                    reverted
+                }
+                None => {
+                    outcome.action = "dry-run-revert".into();
+                    let writes: Vec<String> = decided.writes.iter().map(|w| write_text(id, w)).collect();
+                    let detail = format!("would {} to reach {}", writes.join(", then "), target_text(&target));
+                    outcome.dry_run = true;
+                    outcome.finish(verdict, "would-revert", Some(detail))
+                }
+            },
         };
         Ok(outcome)
     }
@@ -815,6 +820,7 @@ impl Pipeline {
         id: &ResourceId,
         entry: &CatalogEntry,
         ctx: &CallContext,
+        lease: &mut Lease,
         mut outcome: Outcome,
         target: &RevertTarget,
         writes: &[RevertWrite],
@@ -849,6 +855,7 @@ impl Pipeline {
                 WriteMethod::Patch => Method::PATCH,
                 WriteMethod::Put => Method::PUT,
             };
+            self.confirm_lease(id, lease, ctx).await?;
             match self
                 .arm
                 .write(method, &write_id, write.api_version, &write.body, ctx)
@@ -953,6 +960,7 @@ impl Pipeline {
         if let Some(finding) = outcome.finding.as_mut() {
             finding.action = Some(outcome.action.clone());
             finding.result = Some(outcome.result.clone());
+            finding.dry_run = outcome.dry_run;
             if finding.detail.is_none() {
                 finding.detail = outcome.detail.clone();
             }
@@ -987,7 +995,35 @@ impl Pipeline {
                 alerter.raise(&outcome, &outcome.tags, &record_id).await?;
             }
         }
+        if !outcome.safeguard_changes.is_empty() && !outcome.dry_run {
+            let changes: Vec<String> = outcome
+                .safeguard_changes
+                .iter()
+                .map(SafeguardChange::describe)
+                .collect();
+            tracing::warn!(
+                target: "keyguard::alert",
+                correlation_id = %outcome.correlation_id,
+                resource_id = outcome.resource_id.as_deref().unwrap_or(""),
+                caller = outcome.caller.as_deref().unwrap_or(""),
+                changes = %changes.join("; "),
+                "a write weakened a safeguard"
+            );
+            if let Some(alerter) = &self.alerter {
+                alerter.raise_safeguard_changes(&outcome, &record_id).await?;
+            }
+        }
         Ok(outcome)
+    }
+}
+
+/// The dedupe entry of an event. A dry run keeps its own, so a dry-run instance sharing the store
+/// never makes a real one skip an event as already handled.
+fn dedupe_key(event_id: &str, dry_run: bool) -> String {
+    if dry_run {
+        format!("dry-run/{event_id}")
+    } else {
+        event_id.to_string()
     }
 }
 
@@ -1077,3 +1113,8 @@ impl ResourceLocks {
         mutex.lock_owned().await
     }
 }
+
+mod lease;
+mod safeguard_watch;
+#[cfg(test)]
+mod tests;

@@ -62,6 +62,10 @@ pub fn mint_token(req: &TokenRequest<'_>) -> (String, i64) {
         if let Some(upn) = &req.principal.upn {
             obj.insert("upn".into(), Value::String(upn.clone()));
         }
+        // A user's token is delegated: it carries the scope the client was granted.
+        if req.idtyp == "user" {
+            obj.insert("scp".into(), Value::String("user_impersonation".into()));
+        }
     }
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let body = URL_SAFE_NO_PAD.encode(payload.to_string().as_bytes());

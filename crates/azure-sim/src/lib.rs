@@ -530,8 +530,8 @@ pub const DEMO_KEYVAULT: &str = "https://kv-approved.vault.azure.net";
 /// * `stcmkpayments`, `stcmkledger`: CMK (`kv-approved`, key `cmk-storage`), system identity;
 /// * `stmmklogs`: MMK, with a system identity (so remediation to CMK can succeed);
 /// * `stmmknoident`: MMK without any identity (remediation to CMK fails with 400);
-/// * `stexemptsandbox`: MMK, tagged `keyguard-exempt-until=2099-01-01` and
-///   `keyguard-exempt-reason`.
+/// * `stexemptsandbox`: MMK, tagged `keyguard-exempt-until` (30 days from now, within keyguard's
+///   default `max_exemption_days`) and `keyguard-exempt-reason`.
 pub fn demo_seed(subscription: &str, resource_group: &str) -> Vec<Value> {
     let cmk = |name: &str| {
         let mut doc = storage_account(subscription, resource_group, name, true);
@@ -541,7 +541,7 @@ pub fn demo_seed(subscription: &str, resource_group: &str) -> Vec<Value> {
     let mut exempt = storage_account(subscription, resource_group, "stexemptsandbox", true);
     exempt["tags"] = json!({
         "env": "sandbox",
-        "keyguard-exempt-until": "2099-01-01",
+        "keyguard-exempt-until": date_in_days(30),
         "keyguard-exempt-reason": "Sandbox data only; CMK not required (demo exemption)",
     });
     vec![
@@ -551,6 +551,13 @@ pub fn demo_seed(subscription: &str, resource_group: &str) -> Vec<Value> {
         storage_account(subscription, resource_group, "stmmknoident", false),
         exempt,
     ]
+}
+
+/// The UTC date `days` from today as `YYYY-MM-DD`, for exemption tags that stay valid: keyguard
+/// honours a tag exemption only up to `max_exemption_days` (default 90) ahead.
+pub fn date_in_days(days: i64) -> String {
+    let date = (time::OffsetDateTime::now_utc() + time::Duration::days(days)).date();
+    format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
 }
 
 /// Puts a storage account document on a customer-managed key (versionless, auto-rotating), as

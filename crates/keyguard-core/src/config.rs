@@ -124,7 +124,7 @@ impl Scope {
 }
 
 /// Tag lookup with ARM's case-insensitive tag names; only string values count.
-fn tag_value<'a>(tags: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+pub(crate) fn tag_value<'a>(tags: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
     tags.get(name)
         .or_else(|| tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
         .and_then(Value::as_str)
@@ -291,6 +291,11 @@ pub struct Settings {
     pub expiry_warning_days: u32,
     /// How long the audit trail keeps a record (auditors commonly ask for a year or more).
     pub audit_retention_days: u32,
+    /// Whether the `keyguard-exempt-until` tag exempts a resource at all. Whoever can write the
+    /// resource can write the tag; `false` leaves exemptions to this reviewed file.
+    pub tag_exemptions: bool,
+    /// A tag exemption reaching further ahead than this does not exempt (and says so).
+    pub max_exemption_days: u32,
 }
 
 impl Default for Settings {
@@ -303,6 +308,8 @@ impl Default for Settings {
             dedupe_ttl_secs: 86_400,
             expiry_warning_days: 30,
             audit_retention_days: 400,
+            tag_exemptions: true,
+            max_exemption_days: 90,
         }
     }
 }
@@ -320,6 +327,8 @@ impl Default for Settings {
 /// dedupe_ttl_secs = 86400
 /// expiry_warning_days = 30
 /// audit_retention_days = 400
+/// tag_exemptions = true           # false: the keyguard-exempt-until tag exempts nothing
+/// max_exemption_days = 90          # a tag exemption reaching further ahead does not exempt
 ///
 /// [[profile]]
 /// name = "prod-cmk"                # unique
@@ -359,7 +368,7 @@ impl Default for Settings {
 /// routes = ["dba"]                 # [] only with stop = true: matching alerts go nowhere
 /// min_severity = "warning"         # info | warning | high (default info)
 /// resource_types = ["Microsoft.Sql/servers"]
-/// outcomes = ["revert-failed"]     # reverted, revert-failed, manual-action-needed, alert-only, dry-run-would-revert, rate-limited, exempt
+/// outcomes = ["revert-failed"]     # reverted, revert-failed, manual-action-needed, alert-only, dry-run-would-revert, rate-limited, exempt, safeguard-changed
 /// scope = { resource_groups = ["rg-db-*"], tags = { env = "prod" } }
 /// stop = false
 /// ```
@@ -507,57 +516,12 @@ impl Config {
                 }
             }
         }
-        match tag_exemption(tags, now) {
+        match crate::safeguards::tag_exemption(tags, now, &self.settings) {
             active @ ExemptionStatus::Active { .. } => active,
             invalid @ ExemptionStatus::Invalid { .. } => invalid,
             tag_expired @ ExemptionStatus::Expired { .. } => expired.unwrap_or(tag_expired),
             ExemptionStatus::None => expired.unwrap_or(ExemptionStatus::None),
         }
-    }
-}
-
-fn tag_exemption(tags: &Map<String, Value>, now: OffsetDateTime) -> ExemptionStatus {
-    let until = tags
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(TAG_EXEMPT_UNTIL))
-        .map(|(_, v)| v);
-    let reason = tag_value(tags, TAG_EXEMPT_REASON)
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(str::to_string);
-    let Some(until) = until else {
-        return match reason {
-            Some(r) => ExemptionStatus::Invalid {
-                source: ExemptionSource::Tag,
-                value: r,
-                problem: format!(
-                    "tag {TAG_EXEMPT_REASON} is set without {TAG_EXEMPT_UNTIL}; an exemption by tag needs an expiry"
-                ),
-            },
-            None => ExemptionStatus::None,
-        };
-    };
-    let reason = reason.unwrap_or_else(|| format!("resource tag {TAG_EXEMPT_UNTIL}"));
-    let raw = match until {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    match parse_expiry(&raw) {
-        Ok(at) if now <= at => ExemptionStatus::Active {
-            source: ExemptionSource::Tag,
-            reason,
-            expires: Some(at),
-        },
-        Ok(at) => ExemptionStatus::Expired {
-            source: ExemptionSource::Tag,
-            reason,
-            expired_at: at,
-        },
-        Err(problem) => ExemptionStatus::Invalid {
-            source: ExemptionSource::Tag,
-            value: raw.chars().take(64).collect(),
-            problem: format!("tag {TAG_EXEMPT_UNTIL}: {problem}"),
-        },
     }
 }
 
@@ -670,6 +634,8 @@ struct RawSettings {
     dedupe_ttl_secs: Option<Spanned<u64>>,
     expiry_warning_days: Option<u32>,
     audit_retention_days: Option<Spanned<u32>>,
+    tag_exemptions: Option<bool>,
+    max_exemption_days: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -1063,7 +1029,19 @@ impl Validator<'_> {
             dedupe_ttl_secs: d.dedupe_ttl_secs,
             expiry_warning_days: raw.expiry_warning_days.unwrap_or(d.expiry_warning_days),
             audit_retention_days: d.audit_retention_days,
+            tag_exemptions: raw.tag_exemptions.unwrap_or(d.tag_exemptions),
+            max_exemption_days: d.max_exemption_days,
         };
+        if let Some(days) = raw.max_exemption_days {
+            if *days.get_ref() == 0 {
+                self.at(
+                    days.span(),
+                    "max_exemption_days must be greater than 0 (tag_exemptions = false turns tag exemptions off)"
+                        .to_string(),
+                );
+            }
+            s.max_exemption_days = days.into_inner();
+        }
         if let Some(days) = raw.audit_retention_days {
             if *days.get_ref() == 0 {
                 self.at(days.span(), "audit_retention_days must be greater than 0".to_string());
@@ -1088,6 +1066,13 @@ impl Validator<'_> {
                 self.at(
                     id.span(),
                     "self_principal_ids entries must be non-empty ids without spaces".to_string(),
+                );
+            } else if let Some(tool) = crate::event::public_client_name(v) {
+                self.at(
+                    id.span(),
+                    format!(
+                        "self_principal_ids: {v} is the application id of the {tool}, which every user of it shares; list keyguard's object id instead"
+                    ),
                 );
             } else {
                 s.self_principal_ids.push(v.to_string());
@@ -1535,6 +1520,20 @@ expires = 2027-13-01
         let p = problems("[settings]\ntime_budget_secs = 0\ndedupe_ttl_secs = 0\nself_principal_ids = [\"\"]\n");
         assert_eq!(p.len(), 3, "{p:?}");
         assert!(p[0].starts_with("keyguard.toml:2:20: time_budget_secs"));
+        let p = problems("[settings]\nself_principal_ids = [\"04B07795-8ddb-461a-bbee-02f9e1bf7b46\"]\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("the Azure CLI, which every user of it shares"), "{p:?}");
+        let p = problems("[settings]\nmax_exemption_days = 0\n");
+        assert_eq!(
+            p,
+            vec![
+                "keyguard.toml:2:22: max_exemption_days must be greater than 0 (tag_exemptions = false turns tag exemptions off)"
+            ]
+        );
+        let c = Config::from_toml_str("[settings]\ntag_exemptions = false\nmax_exemption_days = 14\n", "x").unwrap();
+        assert_eq!((c.settings.tag_exemptions, c.settings.max_exemption_days), (false, 14));
+        let d = Config::builtin_default().settings;
+        assert_eq!((d.tag_exemptions, d.max_exemption_days), (true, 90));
         let c = Config::from_toml_str("[settings]\ndry_run = true\nself_principal_ids = [\" abc \"]\n", "x").unwrap();
         assert!(c.settings.dry_run);
         assert_eq!(c.settings.self_principal_ids, vec!["abc".to_string()]);
@@ -2027,7 +2026,7 @@ routes = []
             "keyguard.toml:33:19: alert_rule routes: \"nope\" is not a defined route",
             "keyguard.toml:34:16: min_severity must be one of info, warning, high (found \"critical\")",
             "keyguard.toml:35:19: resource_types: \"Microsoft.Sql/server\" is not a supported resource type",
-            "keyguard.toml:36:25: outcomes: \"Revert-Failed\" is not an outcome (one of reverted, revert-failed, manual-action-needed, alert-only, dry-run-would-revert, rate-limited, exempt)",
+            "keyguard.toml:36:25: outcomes: \"Revert-Failed\" is not an outcome (one of reverted, revert-failed, manual-action-needed, alert-only, dry-run-would-revert, rate-limited, exempt, safeguard-changed)",
             "keyguard.toml:36:42: outcomes: \"failed\" is not an outcome",
             "keyguard.toml:37:30: scope.resource_groups: invalid glob \"rg-[db\"",
             "keyguard.toml:40:10: alert_rule routes must not be empty (routes = [] with stop = true silences matching alerts)",

@@ -113,6 +113,24 @@ pub struct Caller {
     pub ip_address: Option<String>,
 }
 
+/// Application ids of Microsoft's public clients, the tools people sign in with. Every user of
+/// such a tool carries its id in their tokens, so it never identifies one principal.
+pub const PUBLIC_CLIENT_APP_IDS: &[(&str, &str)] = &[
+    ("04b07795-8ddb-461a-bbee-02f9e1bf7b46", "Azure CLI"),
+    ("1950a258-227b-4e31-a9cf-717495945fc2", "Azure PowerShell"),
+    ("872cd9fa-d31f-45e0-9eab-6e460a02d1f1", "Visual Studio"),
+    ("aebc6443-996d-45c2-90f0-388ff96faa56", "Visual Studio Code"),
+    ("c44b4083-3bb0-49c1-b47d-974e53cbdf3c", "Azure portal"),
+];
+
+/// The tool's name when `app_id` is one of [`PUBLIC_CLIENT_APP_IDS`].
+pub fn public_client_name(app_id: &str) -> Option<&'static str> {
+    PUBLIC_CLIENT_APP_IDS
+        .iter()
+        .find(|(id, _)| id.eq_ignore_ascii_case(app_id.trim()))
+        .map(|(_, name)| *name)
+}
+
 const CLAIM_OBJECT_ID: &str = "http://schemas.microsoft.com/identity/claims/objectidentifier";
 const CLAIM_UPN: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn";
 

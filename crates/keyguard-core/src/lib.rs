@@ -19,6 +19,7 @@ pub mod keyvault;
 pub mod plan;
 pub mod resource_id;
 pub mod routing;
+pub mod safeguards;
 
 pub use catalog::{
     CatalogEntry, CatalogRow, Direction, EncryptionState, KeyRef, KeyRefError, ResourceView, Reversibility,

@@ -15,7 +15,7 @@ use crate::resource_id::ResourceId;
 
 /// Outcome names in the kebab-case keyguard-notify serialises, so a rule reads like the webhook
 /// payload its consumers already know.
-pub const OUTCOMES: [&str; 7] = [
+pub const OUTCOMES: [&str; 8] = [
     "reverted",
     "revert-failed",
     "manual-action-needed",
@@ -23,6 +23,7 @@ pub const OUTCOMES: [&str; 7] = [
     "dry-run-would-revert",
     "rate-limited",
     "exempt",
+    "safeguard-changed",
 ];
 
 /// Longest suppression window accepted: a day. Anything longer hides a resource that keeps
@@ -149,12 +150,14 @@ impl AlertSeverity {
     }
 
     /// Drift that is still in place is high; drift that was (or would have been) undone is a
-    /// warning, since someone still made the change; an exempt resource is informational. An
-    /// outcome this crate does not know is treated as the worst case rather than dropped.
+    /// warning, since someone still made the change; an exempt resource is informational. A
+    /// weakened safeguard (exemption tag, retag) is high: it is how keyguard would be silenced.
+    /// An outcome this crate does not know is treated as the worst case rather than dropped.
     pub fn for_outcome(outcome: &str) -> AlertSeverity {
         match outcome.trim().to_ascii_lowercase().as_str() {
             "reverted" | "dry-run-would-revert" => AlertSeverity::Warning,
             "exempt" => AlertSeverity::Info,
+            "safeguard-changed" => AlertSeverity::High,
             _ => AlertSeverity::High,
         }
     }

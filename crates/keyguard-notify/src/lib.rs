@@ -70,10 +70,13 @@ pub enum Outcome {
     DryRunWouldRevert,
     RateLimited,
     Exempt,
+    /// Not drift: a write added, extended or changed an exemption tag, or retagged the resource
+    /// into a profile that protects it less. Someone switched a safeguard; a person confirms it.
+    SafeguardChanged,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Reverted,
         Outcome::RevertFailed,
         Outcome::ManualActionNeeded,
@@ -81,6 +84,7 @@ impl Outcome {
         Outcome::DryRunWouldRevert,
         Outcome::RateLimited,
         Outcome::Exempt,
+        Outcome::SafeguardChanged,
     ];
 
     /// True when the resource is still on the wrong key source and nobody/nothing will fix it
@@ -148,6 +152,7 @@ impl Alert {
             Outcome::DryRunWouldRevert => "Drift detected (dry run, would revert)",
             Outcome::RateLimited => "Drift detected, revert postponed (rate limited)",
             Outcome::Exempt => "Drift on exempt resource",
+            Outcome::SafeguardChanged => "Exemption or profile changed by a write",
         };
         let mut title = format!("{lead}: {what}");
         if self.repeats > 0 {

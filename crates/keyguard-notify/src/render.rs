@@ -83,6 +83,9 @@ pub(crate) fn outcome_sentence(outcome: Outcome) -> &'static str {
         Outcome::Exempt => {
             "The resource is exempt from remediation, so keyguard changed nothing. It is still on a different key source than the policy expects."
         }
+        Outcome::SafeguardChanged => {
+            "A write changed what protects this resource (an exemption tag, or the tags that choose its profile). Confirm that the change was intended."
+        }
     }
 }
 
@@ -203,6 +206,7 @@ pub(crate) fn outcome_label(outcome: Outcome) -> &'static str {
         Outcome::DryRunWouldRevert => "dry run",
         Outcome::RateLimited => "rate limited",
         Outcome::Exempt => "exempt",
+        Outcome::SafeguardChanged => "safeguard changed",
     }
 }
 

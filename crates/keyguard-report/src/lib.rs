@@ -98,6 +98,9 @@ pub struct Finding {
     pub exemption: Option<FindingExemption>,
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub checked_at: Option<OffsetDateTime>,
+    /// Found by a dry run or a report-only sweep: what was seen and would be done, nothing written.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 impl Finding {
@@ -120,6 +123,7 @@ impl Finding {
             detail: None,
             exemption: None,
             checked_at: None,
+            dry_run: false,
         }
     }
 

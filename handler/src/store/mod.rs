@@ -18,6 +18,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use keyguard_core::safeguards::SafeguardState;
 use keyguard_core::{KeyRef, ResourceId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -217,6 +218,8 @@ pub fn v7_floor(t: OffsetDateTime) -> String {
 #[derive(Clone, Debug)]
 pub struct Lease {
     pub resource_key: String,
+    resource_id: String,
+    holder: String,
     etag: String,
 }
 
@@ -307,7 +310,7 @@ pub struct OutboxEntry {
     /// Part of the route's periodic digest: sent together with the other digest entries due then.
     #[serde(default)]
     pub digest: bool,
-    /// The instance (`host/pid`) sending it right now, while `next_attempt_at` is pushed ahead.
+    /// The instance (`host/boot/pidns/pid/nonce`) sending it right now, while `next_attempt_at` is pushed ahead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_by: Option<String>,
 }
@@ -474,8 +477,9 @@ impl StateStore {
     // --- leases ---------------------------------------------------------------------------
 
     /// Takes the resource's lease if nobody holds it, its holder's lease ran out (a crashed
-    /// instance blocks a resource for at most `ttl`), or its holder was a process of this host that
-    /// is gone (a restart takes over at once). `None`: another live instance holds it.
+    /// instance blocks a resource for at most `ttl`), or its holder was a process of this machine
+    /// (same boot and pid namespace) that is gone: a restart takes over at once. `None`: another
+    /// instance holds it.
     pub async fn try_lease(
         &self,
         resource: &ResourceId,
@@ -506,8 +510,41 @@ impl StateStore {
         Ok(match written {
             Written::Done { etag } => Some(Lease {
                 resource_key: key,
+                resource_id: data.resource_id,
+                holder: data.holder,
                 etag,
             }),
+            Written::Conflict => None,
+        })
+    }
+
+    /// Confirms that `lease` is still held, unchanged since it was taken or last renewed, and
+    /// extends it by `ttl`. `None`: it was lost (it ran out and another instance took it, or it
+    /// was pruned), so whatever the holder planned must not be written.
+    pub async fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl: time::Duration,
+        now: OffsetDateTime,
+    ) -> Result<Option<Lease>, StoreError> {
+        let data = LeaseData {
+            resource_id: lease.resource_id.clone(),
+            holder: lease.holder.clone(),
+            expires_at: now + ttl,
+        };
+        let value = serde_json::to_value(&data).map_err(store_err)?;
+        let written = self
+            .backend
+            .replace(
+                Table::Leases,
+                &lease.resource_key,
+                SINGLE_ROW,
+                &value,
+                Some(&lease.etag),
+            )
+            .await?;
+        Ok(match written {
+            Written::Done { etag } => Some(Lease { etag, ..lease.clone() }),
             Written::Conflict => None,
         })
     }
@@ -645,17 +682,40 @@ impl StateStore {
 
     // --- known resources ------------------------------------------------------------------
 
-    pub async fn remember_resource(&self, resource: &ResourceId) -> Result<(), StoreError> {
+    /// Records the resource as one keyguard has seen and returns the safeguards recorded at the
+    /// last look that recorded them (`None`: none did yet). `safeguards`: what this look saw,
+    /// written when it differs (a dry run passes `None` and changes nothing recorded).
+    pub async fn remember_resource(
+        &self,
+        resource: &ResourceId,
+        safeguards: Option<&SafeguardState>,
+    ) -> Result<Option<SafeguardState>, StoreError> {
         let key = table_key(&resource.key());
-        // Most events are for resources seen before: a read avoids a durable write per event.
-        if self.backend.get(Table::Resources, &key, SINGLE_ROW).await?.is_some() {
-            return Ok(());
+        // Most looks are at resources seen before, unchanged: a read avoids a write per event.
+        let current = self
+            .get_json::<KnownResource>(Table::Resources, &key, SINGLE_ROW)
+            .await?;
+        let previous = current.as_ref().and_then(|c| c.value.safeguards.clone());
+        let wanted = KnownResource {
+            resource_id: resource.as_str().to_string(),
+            safeguards: safeguards.cloned().or_else(|| previous.clone()),
+        };
+        let data = serde_json::to_value(&wanted).map_err(store_err)?;
+        let written = match &current {
+            None => self.backend.insert(Table::Resources, &key, SINGLE_ROW, &data).await?,
+            Some(c) if c.value.safeguards != wanted.safeguards => {
+                self.backend
+                    .replace(Table::Resources, &key, SINGLE_ROW, &data, Some(&c.etag))
+                    .await?
+            }
+            Some(_) => return Ok(previous),
+        };
+        if written == Written::Conflict {
+            // Another look wrote first (they run under the resource's lease, so only a dry run's
+            // first sighting races a real one): theirs stands, and is as recent as ours.
+            tracing::debug!(resource = %resource, "known resource written concurrently; the other write stands");
         }
-        let data = serde_json::json!({ "resourceId": resource.as_str() });
-        self.backend
-            .insert(Table::Resources, &key, SINGLE_ROW, &data)
-            .await
-            .map(|_| ())
+        Ok(previous)
     }
 
     pub async fn known_resources(&self) -> Result<Vec<ResourceId>, StoreError> {
@@ -821,6 +881,16 @@ impl StateStore {
     pub async fn set_alert_suppression(&self, key: &str, state: &SuppressionState) -> Result<(), StoreError> {
         self.upsert_json(Table::Suppression, &table_key(key), state).await
     }
+}
+
+/// A resource keyguard has seen, with its safeguards as the last real look saw them.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KnownResource {
+    resource_id: String,
+    /// Absent in rows written before safeguards were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    safeguards: Option<SafeguardState>,
 }
 
 #[derive(Serialize, Deserialize)]

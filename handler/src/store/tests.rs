@@ -34,6 +34,31 @@ pub(super) async fn stores() -> Vec<(&'static str, StateStore)> {
     vec![("embedded", embedded), ("azurite", table)]
 }
 
+/// Two stores over the same tables, as two instances on two hosts see them: one redb file
+/// opened once and shared, or two Table Storage clients on one account and table prefix.
+async fn shared_stores() -> Vec<(&'static str, StateStore, StateStore)> {
+    let dir = std::env::temp_dir().join(format!("keyguard-store-{}", uuid::Uuid::new_v4()));
+    let backend: Arc<dyn TableBackend> = Arc::new(EmbeddedBackend::open(&dir.join("state.redb")).unwrap());
+    let embedded = (
+        StateStore::new(backend.clone()).await.unwrap(),
+        StateStore::new(backend).await.unwrap(),
+    );
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let table = || {
+        let connection = TableConnection::parse(&azurite().connection_string(), &prefix).unwrap();
+        let egress = crate::test_support::egress(
+            Arc::new(FixedToken::new("unused")),
+            "https://management.azure.com",
+            Some(&connection.endpoint),
+            None,
+        );
+        let backend = AzureTableBackend::new(egress, connection);
+        StateStore::new(Arc::new(backend))
+    };
+    let (first, second) = (table().await.unwrap(), table().await.unwrap());
+    vec![("embedded", embedded.0, embedded.1), ("azurite", first, second)]
+}
+
 pub(super) fn id(name: &str) -> ResourceId {
     ResourceId::parse(&format!(
         "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/{name}"
@@ -117,6 +142,43 @@ async fn one_lease_holder_at_a_time_until_it_expires_or_is_released() {
 }
 
 #[tokio::test]
+async fn a_lease_is_renewed_only_while_nobody_else_took_it() {
+    for (name, store) in stores().await {
+        let now = OffsetDateTime::now_utc();
+        let ttl = Duration::seconds(30);
+        let a = store.try_lease(&id("x"), "a", ttl, now).await.unwrap().expect(name);
+        // Renewed past its first expiry: nobody else may take it then.
+        let renewed = store.renew_lease(&a, ttl, now + Duration::seconds(20)).await.unwrap();
+        let renewed = renewed.unwrap_or_else(|| panic!("{name}: still ours"));
+        let at_first_expiry = now + Duration::seconds(31);
+        assert!(
+            store
+                .try_lease(&id("x"), "b", ttl, at_first_expiry)
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: the renewal holds"
+        );
+        assert!(
+            store.renew_lease(&a, ttl, now).await.unwrap().is_none(),
+            "{name}: a stale copy of the lease proves nothing"
+        );
+        // Run out and taken by another instance: lost, and the new holder keeps it.
+        let later = now + Duration::seconds(60);
+        let b = store.try_lease(&id("x"), "b", ttl, later).await.unwrap().expect(name);
+        assert!(
+            store.renew_lease(&renewed, ttl, later).await.unwrap().is_none(),
+            "{name}"
+        );
+        assert!(store.renew_lease(&b, ttl, later).await.unwrap().is_some(), "{name}");
+        // Given back (or pruned): lost too.
+        let c = store.try_lease(&id("y"), "c", ttl, now).await.unwrap().expect(name);
+        store.release(&c).await.unwrap();
+        assert!(store.renew_lease(&c, ttl, now).await.unwrap().is_none(), "{name}");
+    }
+}
+
+#[tokio::test]
 async fn racing_instances_get_exactly_one_lease() {
     for (name, store) in stores().await {
         let now = OffsetDateTime::now_utc();
@@ -135,6 +197,62 @@ async fn racing_instances_get_exactly_one_lease() {
             winners += usize::from(task.await.unwrap().is_some());
         }
         assert_eq!(winners, 1, "{name}");
+    }
+}
+
+/// Hosts that share a name (cloned VMs, containers, `localhost`), even with the same pid, are
+/// different machines: a live instance's lease is never taken by another as "its dead
+/// predecessor's". Only a holder of this boot and pid namespace whose pid is gone is.
+#[tokio::test]
+async fn instances_on_hosts_with_the_same_name_and_pid_never_take_each_others_leases() {
+    use crate::instance::InstanceName;
+    const BOOT_A: &str = "0c5d2e1f-9a8b-4c7d-8e6f-5a4b3c2d1e0f";
+    const BOOT_B: &str = "7e6d5c4b-3a29-4187-9605-f4e3d2c1b0a9";
+    const NS: &str = "4026531836";
+    // The pid of a live process here (ours), and one that cannot exist.
+    let (live, gone) = (std::process::id(), u32::MAX);
+    for (name, first, second) in shared_stores().await {
+        let now = OffsetDateTime::now_utc();
+        let ttl = Duration::seconds(30);
+        let holder = |host: InstanceName| format!("{host}/{}", uuid::Uuid::new_v4().simple());
+        let on_a = |pid, nonce| InstanceName::for_test("web-1", Some(BOOT_A), Some(NS), pid, nonce);
+        let on_b = |pid, nonce| InstanceName::for_test("web-1", Some(BOOT_B), Some(NS), pid, nonce);
+        for (resource, a, b) in [
+            ("same-pid", on_a(live, "a1"), on_b(live, "b1")),
+            ("pid-gone-here", on_a(gone, "a2"), on_b(live, "b2")),
+            ("pid-gone-there", on_a(live, "a3"), on_b(gone, "b3")),
+        ] {
+            let held = first
+                .try_lease(&id(resource), &holder(a.clone()), ttl, now)
+                .await
+                .unwrap();
+            assert!(held.is_some(), "{name}: {resource}");
+            let taken = second
+                .try_lease(&id(resource), &holder(b.clone()), ttl, now)
+                .await
+                .unwrap();
+            assert!(taken.is_none(), "{name}: {resource}: {b} took the live lease of {a}");
+        }
+        // A pre-upgrade holder (`host/pid`) cannot be told apart from another machine's: it runs out.
+        let legacy = format!("web-1/{gone}/{}", uuid::Uuid::new_v4().simple());
+        let old = first.try_lease(&id("legacy"), &legacy, ttl, now).await.unwrap();
+        assert!(old.is_some(), "{name}");
+        let me = holder(on_a(live, "me"));
+        assert!(
+            second.try_lease(&id("legacy"), &me, ttl, now).await.unwrap().is_none(),
+            "{name}: an old-format holder is never taken over early"
+        );
+        // The one case that is provably a crashed predecessor: this boot and namespace, pid gone.
+        let crashed = holder(on_a(gone, "crashed"));
+        first
+            .try_lease(&id("crashed"), &crashed, ttl, now)
+            .await
+            .unwrap()
+            .expect(name);
+        assert!(
+            second.try_lease(&id("crashed"), &me, ttl, now).await.unwrap().is_some(),
+            "{name}: a restart takes over its dead predecessor's lease at once"
+        );
     }
 }
 
@@ -434,8 +552,8 @@ async fn outbox_entries_are_compare_and_swap() {
 #[tokio::test]
 async fn known_resources_and_suppression_state_round_trip() {
     for (name, store) in stores().await {
-        store.remember_resource(&id("kept")).await.unwrap();
-        store.remember_resource(&id("KEPT")).await.unwrap();
+        store.remember_resource(&id("kept"), None).await.unwrap();
+        store.remember_resource(&id("KEPT"), None).await.unwrap();
         assert_eq!(store.known_resources().await.unwrap(), vec![id("kept")], "{name}");
         let state = SuppressionState {
             last_sent: Some(5),
@@ -444,6 +562,59 @@ async fn known_resources_and_suppression_state_round_trip() {
         store.set_alert_suppression("k/1", &state).await.unwrap();
         assert_eq!(store.alert_suppression("k/1").await.unwrap(), Some(state), "{name}");
         store.ping().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_resources_safeguards_are_kept_from_the_last_real_look() {
+    use keyguard_core::safeguards::{ExemptionTags, SafeguardState};
+    let seen = |until: Option<&str>, fingerprint: &str| SafeguardState {
+        exemption: ExemptionTags {
+            until: until.map(str::to_string),
+            reason: None,
+        },
+        profile: None,
+        tags_fingerprint: fingerprint.into(),
+    };
+    for (name, store) in stores().await {
+        let (first, second) = (seen(None, "t1"), seen(Some("2026-03-10"), "t2"));
+        assert_eq!(
+            store.remember_resource(&id("a"), Some(&first)).await.unwrap(),
+            None,
+            "{name}"
+        );
+        let previous = store.remember_resource(&id("A"), Some(&second)).await.unwrap();
+        assert_eq!(previous, Some(first), "{name}: the last look's, by case-insensitive id");
+        // A dry run reads what was recorded and records nothing.
+        assert_eq!(
+            store.remember_resource(&id("a"), None).await.unwrap(),
+            Some(second.clone()),
+            "{name}"
+        );
+        assert_eq!(
+            store.remember_resource(&id("a"), None).await.unwrap(),
+            Some(second.clone()),
+            "{name}"
+        );
+        // A row written before safeguards were recorded reads as "none recorded yet".
+        let old_row = serde_json::json!({ "resourceId": id("old").as_str() });
+        let key = table_key(&id("old").key());
+        store
+            .backend
+            .insert(Table::Resources, &key, "", &old_row)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.remember_resource(&id("old"), Some(&second)).await.unwrap(),
+            None,
+            "{name}"
+        );
+        assert_eq!(
+            store.remember_resource(&id("old"), None).await.unwrap(),
+            Some(second),
+            "{name}: recorded over the old row"
+        );
+        assert_eq!(store.known_resources().await.unwrap().len(), 2, "{name}");
     }
 }
 

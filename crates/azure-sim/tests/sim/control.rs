@@ -195,7 +195,7 @@ async fn demo_seed_is_servable() {
         assert_eq!(r.status(), 200, "{name}");
     }
     let exempt = sim.state().resource(&account_id("stexemptsandbox")).unwrap();
-    assert_eq!(exempt["tags"]["keyguard-exempt-until"], "2099-01-01");
+    assert_eq!(exempt["tags"]["keyguard-exempt-until"], azure_sim::date_in_days(30));
     assert!(exempt["tags"]["keyguard-exempt-reason"].is_string());
     let cmk = sim.state().resource(&account_id("stcmkpayments")).unwrap();
     assert_eq!(

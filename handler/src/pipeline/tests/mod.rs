@@ -1,0 +1,192 @@
+//! The pipeline in process: a real [`Pipeline`] over HTTP against azure-sim, with an embedded
+//! store and the alert outbox. These are the rules that only show where dry runs, real reverts,
+//! other instances and other people's writes meet: who owns a revert's state, whose write is
+//! keyguard's own, and when a write may still go out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use azure_sim::{Principal, SimHandle};
+use keyguard_core::ResourceId;
+use keyguard_core::config::Config;
+use keyguard_core::event::parse_event;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::*;
+use crate::alerting::Alerter;
+use crate::keyvault::KeyVaultClient;
+use crate::outbox::{ChannelResolver, Dispatcher};
+use crate::store::{
+    AuditQuery, EmbeddedBackend, Entity, OutboxEntry, RevertIntent, RowRange, StateStore, Table, TableBackend, Written,
+};
+use crate::test_support::{FixedToken, TempDir};
+
+const SUBSCRIPTION: &str = azure_sim::DEMO_SUBSCRIPTION;
+const RESOURCE_GROUP: &str = azure_sim::DEMO_RESOURCE_GROUP;
+const AZURE_CLI: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+
+/// Microsoft-managed keys are required and drift is reverted.
+const MMK_ENFORCE: &str = r#"
+[[profile]]
+name = "mmk-enforce"
+require = "mmk"
+mode = "enforce"
+"#;
+
+/// Every alert goes to one route, unfolded; appended to each test's profiles.
+const ROUTES: &str = r#"
+[routes.secops]
+kind = "teams"
+url_env = "KEYGUARD_TEST_TEAMS_URL"
+
+[alerts]
+default_routes = ["secops"]
+suppress_minutes = 0
+"#;
+
+fn account(name: &str) -> ResourceId {
+    ResourceId::parse(&format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Storage/storageAccounts/{name}"
+    ))
+    .unwrap()
+}
+
+fn cmk_patch() -> Value {
+    json!({"properties": {"encryption": {"keySource": "Microsoft.Keyvault", "keyvaultproperties": {
+        "keyvaulturi": azure_sim::DEMO_KEYVAULT, "keyname": "cmk-storage", "keyversion": ""}}}})
+}
+
+fn user(name: &str, oid: &str) -> Principal {
+    Principal {
+        oid: oid.into(),
+        appid: AZURE_CLI.into(),
+        name: name.into(),
+        upn: Some(format!("{name}@contoso.example")),
+    }
+}
+
+/// The outbox is only looked at here; nothing is sent.
+struct NoChannels;
+
+impl ChannelResolver for NoChannels {
+    fn channel(&self, route: &str, _extra: &[String]) -> Result<Arc<dyn keyguard_notify::Channel>, String> {
+        Err(format!("route {route} is not sent in this test"))
+    }
+}
+
+struct Harness {
+    sim: SimHandle,
+    store: StateStore,
+    pipeline: Pipeline,
+    _dir: TempDir,
+}
+
+impl Harness {
+    /// keyguard as the function app's managed identity; `config`: profiles and settings.
+    async fn start(config: &str) -> Harness {
+        Harness::start_with(config, None, |backend| backend).await
+    }
+
+    /// `keyguard_as`: the principal keyguard's token is issued to (the signed-in user under Azure
+    /// CLI credentials); `wrap`: a stand-in between the store and its backend.
+    async fn start_with(
+        config: &str,
+        keyguard_as: Option<Principal>,
+        wrap: impl FnOnce(Arc<dyn TableBackend>) -> Arc<dyn TableBackend>,
+    ) -> Harness {
+        let sim_config = azure_sim::SimConfig {
+            seed: azure_sim::demo_seed(SUBSCRIPTION, RESOURCE_GROUP),
+            ..Default::default()
+        };
+        let keyguard = keyguard_as.unwrap_or_else(|| sim_config.system_identity.clone());
+        let sim = azure_sim::start(sim_config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let dir = TempDir::new("keyguard-pipeline");
+        let backend: Arc<dyn TableBackend> = Arc::new(EmbeddedBackend::open(&dir.path().join("state.redb")).unwrap());
+        let store = StateStore::new(wrap(backend)).await.unwrap();
+        let config = Arc::new(Config::from_toml_str(&format!("{config}\n{ROUTES}"), "keyguard.toml").unwrap());
+        let tokens: Arc<dyn crate::identity::TokenSource> =
+            Arc::new(FixedToken::new(&sim.state().issue_token(&keyguard)));
+        let egress = crate::test_support::egress(tokens, &sim.base_url(), None, Some(&sim.base_url()));
+        let arm = ArmClient::new(egress.clone());
+        let keyvault = KeyVaultClient::new(egress);
+        let dispatcher = Arc::new(Dispatcher::new(store.clone(), Arc::new(NoChannels), 3));
+        let alerter = Arc::new(Alerter::new(config.clone(), store.clone(), dispatcher));
+        let pipeline = Pipeline::new(
+            config,
+            arm,
+            keyvault,
+            store.clone(),
+            PipelineSettings {
+                dry_run: false,
+                time_budget: Duration::from_secs(10),
+                instance: crate::instance::instance_name(),
+                retention: crate::store::Retention {
+                    audit: time::Duration::days(90),
+                    sent_alerts: time::Duration::days(7),
+                },
+                sweep: SweepSettings::default(),
+            },
+        )
+        .with_alerter(alerter);
+        Harness {
+            sim,
+            store,
+            pipeline,
+            _dir: dir,
+        }
+    }
+
+    /// The timer's real look at the resource (it records what it sees).
+    async fn timer_look(&self, id: &ResourceId) -> Outcome {
+        self.pipeline
+            .reconcile(id, Trigger::Reconcile, "timer", false)
+            .await
+            .unwrap()
+    }
+
+    /// A person changes the resource at the portal; returns the write event ARM emitted.
+    fn act(&self, id: &ResourceId, who: &Principal, patch: &Value) -> IncomingEvent {
+        let answer = self.sim.state().act(id.as_str(), who, patch);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let events = self.sim.state().events();
+        parse_event(events.last().expect("ARM emitted an event")).unwrap()
+    }
+
+    fn key_source(&self, id: &ResourceId) -> String {
+        let doc = self.sim.state().resource(id.as_str()).expect("the resource exists");
+        doc["properties"]["encryption"]["keySource"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Writes keyguard sent to ARM (people's writes through `act` are not in the request log).
+    fn keyguard_writes(&self) -> usize {
+        self.sim
+            .state()
+            .requests()
+            .iter()
+            .filter(|r| matches!(r.method.as_str(), "PATCH" | "PUT"))
+            .count()
+    }
+
+    async fn audit(&self, id: &ResourceId) -> Vec<AuditRecord> {
+        let query = AuditQuery {
+            resource: Some(id.clone()),
+            ..AuditQuery::default()
+        };
+        self.store.audit_records(&query).await.unwrap()
+    }
+
+    async fn outbox(&self) -> Vec<OutboxEntry> {
+        let entries = self.store.outbox_entries().await.unwrap();
+        entries.into_iter().map(|e| e.value).collect()
+    }
+}
+
+mod state;
+mod tags;
