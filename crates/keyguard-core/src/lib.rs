@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod config;
 pub mod evaluate;
 pub mod event;
+pub mod infra;
 pub mod inventory;
 pub mod keyvault;
 pub mod plan;
