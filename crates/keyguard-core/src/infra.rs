@@ -343,6 +343,20 @@ fn event_filters_file() -> serde_json::Value {
 }
 
 fn policies_file() -> serde_json::Value {
+    let rows = prevention_rows();
+    // The Bicep loops over this flat list: the assignable rows only, with the effect to assign.
+    let assignments: Vec<serde_json::Value> = rows
+        .iter()
+        .filter_map(|row| {
+            row.coverage.policy().map(|p| {
+                serde_json::json!({
+                    "resourceType": row.resource_type,
+                    "policyDefinitionId": p.policy_definition_id,
+                    "effect": p.assign_effect,
+                })
+            })
+        })
+        .collect();
     serde_json::json!({
         "generatedBy": GENERATED_BY,
         "source": {
@@ -352,7 +366,8 @@ fn policies_file() -> serde_json::Value {
             "folder": "built-in-policies/policyDefinitions",
         },
         "note": "Types keyguard cannot switch to a customer-managed key. With enablePolicyDeny the deployment assigns each built-in below: effect Deny where the definition allows it, else Audit (the definition offers no Deny). Types without a built-in can only be alerted on.",
-        "types": prevention_rows(),
+        "types": rows,
+        "assignments": assignments,
     })
 }
 

@@ -209,7 +209,12 @@ fn generated_files_are_valid_json_with_the_lists_the_bicep_loads() {
                 assert_eq!(value["notActions"], serde_json::json!([]));
             }
             "event-filters.json" => assert!(!value["subscriptions"].as_array().unwrap().is_empty()),
-            "policies.json" => assert!(!value["types"].as_array().unwrap().is_empty()),
+            "policies.json" => {
+                let types = value["types"].as_array().unwrap();
+                let assignable = types.iter().filter(|t| t.get("policyDefinitionId").is_some()).count();
+                assert_eq!(value["assignments"].as_array().unwrap().len(), assignable);
+                assert!(assignable > 0 && assignable < types.len());
+            }
             other => panic!("unexpected file {other}"),
         }
     }
