@@ -19,3 +19,8 @@ param enablePolicyDeny = false
 param policyNotScopes = [
   // '/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-mmk-ok'
 ]
+
+// scripts/deploy.sh --apply overrides this on the command line (false, publish, then true).
+// Keep it in the file: inline overrides were reported to be ignored for a parameter the
+// .bicepparam file does not set (Azure/bicep#12647).
+param deployEventSubscriptions = true

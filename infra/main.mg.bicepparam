@@ -11,3 +11,8 @@ param roleAssignmentScope = 'subscriptions'
 param location = 'westeurope'
 param alertEmail = 'secops@contoso.example'
 param enablePolicyDeny = false
+
+// scripts/deploy.sh --apply overrides this on the command line (false, publish, then true).
+// Keep it in the file: inline overrides were reported to be ignored for a parameter the
+// .bicepparam file does not set (Azure/bicep#12647).
+param deployEventSubscriptions = true

@@ -107,21 +107,17 @@ fn sample_targets(direction_to_cmk: bool) -> Vec<RevertTarget> {
     ]
 }
 
-/// The RBAC action of a write to `relative_path` under a resource of `resource_type`: child
-/// paths alternate type and name segments (`encryptionProtector/current`, `keys/{name}`).
-fn write_action(resource_type: &str, relative_path: Option<&str>) -> String {
+/// The RBAC action `verb` (`read`, `write`) on `relative_path` under a resource of
+/// `resource_type`: child paths alternate type and name segments (`encryptionProtector/current`,
+/// `keys/{name}`), and the action names the types only.
+fn child_action(resource_type: &str, relative_path: Option<&str>, verb: &str) -> String {
     match relative_path {
-        None => format!("{resource_type}/write"),
+        None => format!("{resource_type}/{verb}"),
         Some(path) => {
             let child_types: Vec<&str> = path.trim_matches('/').split('/').step_by(2).collect();
-            format!("{resource_type}/{}/write", child_types.join("/"))
+            format!("{resource_type}/{}/{verb}", child_types.join("/"))
         }
     }
-}
-
-fn child_read_action(resource_type: &str, child_path: &str) -> String {
-    let child_types: Vec<&str> = child_path.trim_matches('/').split('/').step_by(2).collect();
-    format!("{resource_type}/{}/read", child_types.join("/"))
 }
 
 fn provider_of(resource_type: &str) -> &str {
@@ -137,7 +133,7 @@ pub fn revert_write_actions(entry: &CatalogEntry) -> Vec<String> {
         }
         for target in sample_targets(to_cmk) {
             for write in entry.revert_writes(&target) {
-                let action = write_action(entry.resource_type, write.relative_path.as_deref());
+                let action = child_action(entry.resource_type, write.relative_path.as_deref(), "write");
                 if !actions.iter().any(|a: &String| a.eq_ignore_ascii_case(&action)) {
                     actions.push(action);
                 }
@@ -188,7 +184,7 @@ pub fn role_permissions() -> RolePermissions {
         );
         for child in entry.children {
             actions.add(
-                child_read_action(entry.resource_type, child.path),
+                child_action(entry.resource_type, Some(child.path), "read"),
                 "read the child resource that holds the key setting",
             );
         }

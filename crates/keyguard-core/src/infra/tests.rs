@@ -101,21 +101,25 @@ fn no_wildcard_except_read_only_operation_status() {
 }
 
 #[test]
-fn write_actions_follow_child_paths() {
+fn actions_follow_child_paths() {
     assert_eq!(
-        write_action("Microsoft.Sql/servers", None),
+        child_action("Microsoft.Sql/servers", None, "write"),
         "Microsoft.Sql/servers/write"
     );
     assert_eq!(
-        write_action("Microsoft.Sql/servers", Some("keys/kv_k_v1")),
+        child_action("Microsoft.Sql/servers", Some("keys/kv_k_v1"), "write"),
         "Microsoft.Sql/servers/keys/write"
     );
     assert_eq!(
-        write_action("Microsoft.Sql/servers", Some("/encryptionProtector/current/")),
+        child_action("Microsoft.Sql/servers", Some("/encryptionProtector/current/"), "write"),
         "Microsoft.Sql/servers/encryptionProtector/write"
     );
     assert_eq!(
-        child_read_action("Microsoft.Sql/servers/databases", "transparentDataEncryption/current"),
+        child_action(
+            "Microsoft.Sql/servers/databases",
+            Some("transparentDataEncryption/current"),
+            "read"
+        ),
         "Microsoft.Sql/servers/databases/transparentDataEncryption/read"
     );
 }
