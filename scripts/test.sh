@@ -25,4 +25,7 @@ npm ci --prefix tools/azurite --no-audit --no-fund --loglevel=error
 cargo build --locked --workspace --bins
 # End-to-end tests each run two processes; a few at a time keep a 2-core machine responsive.
 cargo test --locked --workspace --no-fail-fast -- --test-threads 4
+# The deployment files: checkov and pycep-parser (pinned, in virtualenvs under $CARGO_TARGET_DIR)
+# on infra/, and scripts/package.sh on the binary built above.
+KEYGUARD_BINARY="$CARGO_TARGET_DIR/debug/keyguard" bash scripts/infra-test.sh
 "$CARGO_TARGET_DIR/debug/keyguard" --log-format text demo --output "${KEYGUARD_DEMO_OUTPUT:-$CARGO_TARGET_DIR/demo-output}"

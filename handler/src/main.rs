@@ -9,6 +9,7 @@ mod cli_scan;
 mod demo;
 mod egress;
 mod identity;
+mod infra_cli;
 mod instance;
 mod keyvault;
 mod outbox;
@@ -127,6 +128,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: CatalogFormat,
     },
+    /// Deployment files derived from the catalog (custom role, Event Grid filters, policy ids).
+    Infra(infra_cli::InfraArgs),
     /// The alert outbox: queued, sent and parked alerts.
     Alerts {
         /// Only alerts that could not be delivered and were parked.
@@ -546,6 +549,7 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { output } => demo::run(output).await,
+        Command::Infra(args) => infra_cli::run(args),
         Command::Catalog { format } => {
             let rows = keyguard_core::catalog::catalog_table();
             match format {

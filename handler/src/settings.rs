@@ -45,14 +45,26 @@ impl Settings {
     }
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let (config, config_source) = match get("KEYGUARD_CONFIG").filter(|p| !p.is_empty()) {
-            Some(path) => {
+        // In Azure the profiles come from a Key Vault reference, which resolves to the secret's
+        // text: KEYGUARD_CONFIG_TOML holds the file's contents, KEYGUARD_CONFIG a path.
+        let path = get("KEYGUARD_CONFIG").filter(|p| !p.is_empty());
+        let inline = get("KEYGUARD_CONFIG_TOML").filter(|t| !t.trim().is_empty());
+        let (config, config_source) = match (path, inline) {
+            (Some(_), Some(_)) => {
+                anyhow::bail!("set KEYGUARD_CONFIG (a file) or KEYGUARD_CONFIG_TOML (its contents), not both")
+            }
+            (None, Some(text)) => {
+                let source = "KEYGUARD_CONFIG_TOML";
+                let config = Config::from_toml_str(&text, source).map_err(|e| anyhow::anyhow!("{e}"))?;
+                (config, source.to_string())
+            }
+            (Some(path), None) => {
                 let text = std::fs::read_to_string(&path)
                     .with_context(|| format!("cannot read KEYGUARD_CONFIG file {path}"))?;
                 let config = Config::from_toml_str(&text, &path).map_err(|e| anyhow::anyhow!("{e}"))?;
                 (config, path)
             }
-            None => (
+            (None, None) => (
                 Config::builtin_default(),
                 "built-in default (require cmk, mode alert)".to_string(),
             ),
@@ -296,6 +308,28 @@ mod tests {
         let s = Settings::from_lookup(lookup(&[("KEYGUARD_CA_BUNDLE", not_pem)])).unwrap();
         let err = s.http_client().err().unwrap().to_string();
         assert!(err.contains("Cargo.toml"), "{err}");
+    }
+
+    #[test]
+    fn profiles_can_come_inline_as_a_key_vault_reference_resolves_them() {
+        let toml = "[[profile]]\nname = \"prod\"\nrequire = \"mmk\"\nmode = \"audit\"\n";
+        let s = Settings::from_lookup(lookup(&[("KEYGUARD_CONFIG_TOML", toml)])).unwrap();
+        assert_eq!(s.config_source, "KEYGUARD_CONFIG_TOML");
+        assert_eq!(s.config.profiles.len(), 1);
+        assert_eq!(s.config.profiles[0].name, "prod");
+        let err = Settings::from_lookup(lookup(&[("KEYGUARD_CONFIG_TOML", "[[profile]\n")]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("KEYGUARD_CONFIG_TOML"), "{err}");
+        let err = Settings::from_lookup(lookup(&[
+            ("KEYGUARD_CONFIG_TOML", toml),
+            ("KEYGUARD_CONFIG", "/etc/keyguard.toml"),
+        ]))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("not both"), "{err}");
     }
 
     #[test]

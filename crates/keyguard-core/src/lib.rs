@@ -13,6 +13,7 @@ pub mod config;
 pub mod egress;
 pub mod evaluate;
 pub mod event;
+pub mod infra;
 pub mod inventory;
 pub mod keyref;
 pub mod keyvault;
