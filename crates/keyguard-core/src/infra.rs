@@ -94,17 +94,18 @@ fn sample_targets(direction_to_cmk: bool) -> Vec<RevertTarget> {
     if !direction_to_cmk {
         return vec![RevertTarget::Mmk];
     }
-    vec![
-        RevertTarget::Cmk(KeyRef::new(
-            "https://vault.vault.azure.net",
-            "key",
-            Some("version"),
-            None,
-        )),
-        RevertTarget::Cmk(KeyRef::encryption_set(
+    // Both samples are constants that parse; `flatten` keeps a typo from panicking at run time
+    // (the infra tests would see a missing write action instead).
+    [
+        KeyRef::new("https://vault.vault.azure.net", "key", Some("version"), None),
+        KeyRef::encryption_set(
             "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.Compute/diskEncryptionSets/des",
-        )),
+        ),
     ]
+    .into_iter()
+    .flatten()
+    .map(RevertTarget::Cmk)
+    .collect()
 }
 
 /// The RBAC action `verb` (`read`, `write`) on `relative_path` under a resource of
