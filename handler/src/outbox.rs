@@ -178,6 +178,7 @@ impl Dispatcher {
     ) -> Result<(), StoreError> {
         for Versioned { value: mut entry, etag } in entries {
             entry.attempts += 1;
+            let mut failed = None;
             match &result {
                 Ok(()) => {
                     entry.status = OutboxStatus::Sent;
@@ -195,17 +196,21 @@ impl Dispatcher {
                         entry.status = OutboxStatus::Parked;
                         report.parked += 1;
                     }
-                    tracing::warn!(
-                        target: "keyguard::alert",
-                        outbox_id = %entry.id, route = %entry.route, attempts = entry.attempts,
-                        parked = !retryable, digest = entry.digest, correlation_id = %entry.alert.correlation_id,
-                        error = %error, "alert not delivered"
-                    );
+                    failed = Some((error, retryable));
                 }
             }
             if self.store.outbox_replace(&entry, &etag).await?.is_none() {
                 // Only a person's resend changes a claimed entry; theirs stands.
                 tracing::warn!(outbox_id = %entry.id, "outbox entry changed while it was being sent");
+            }
+            // Logged once the entry's new state is stored, so what the log says has happened.
+            if let Some((error, retryable)) = failed {
+                tracing::warn!(
+                    target: "keyguard::alert",
+                    outbox_id = %entry.id, route = %entry.route, attempts = entry.attempts,
+                    parked = !retryable, digest = entry.digest, correlation_id = %entry.alert.correlation_id,
+                    error = %error, "alert not delivered"
+                );
             }
         }
         Ok(())
