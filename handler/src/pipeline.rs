@@ -632,6 +632,7 @@ impl Pipeline {
                 .await?;
         }
         outcome.alert = decided.alert;
+        evaluation.notes.extend(decided.opt_in_note());
         let verdict = verdict_name(&evaluation.verdict);
         outcome.drift = drift_text(&evaluation.verdict);
         if !evaluation.notes.is_empty() {
@@ -720,8 +721,9 @@ impl Pipeline {
         }
         if let Some(RevertTarget::Cmk(key)) = revert_target(evaluation, &ctx) {
             ctx.resource_has_identity_for = Some(entry.has_identity_for(document, &key));
-            // A disk encryption set holds its own key binding; vault keys are checked here.
-            if key.encryption_set_id().is_none() {
+            // A disk encryption set holds its own key binding, and a key held outside ARM (Search)
+            // names no vault; vault keys are checked here.
+            if key.encryption_set_id().is_none() && key.vault().is_some() {
                 let max_age = if dry_run {
                     crate::keyvault::READ_ONLY_MAX_AGE
                 } else {
@@ -1054,6 +1056,7 @@ fn no_revert_result(reason: &NoRevertReason) -> &'static str {
         NoRevertReason::RateLimited { .. } => "rate-limited",
         NoRevertReason::NoRevertTarget
         | NoRevertReason::NotReversible { .. }
+        | NoRevertReason::NeedsOptIn { .. }
         | NoRevertReason::MissingIdentity
         | NoRevertReason::KeyUnusable { .. }
         | NoRevertReason::NotApplicable => "manual-action-needed",

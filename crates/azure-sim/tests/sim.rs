@@ -17,6 +17,8 @@ mod control;
 mod delivery;
 #[path = "sim/faults.rs"]
 mod faults;
+#[path = "sim/fidelity.rs"]
+mod fidelity;
 #[path = "sim/keyvault.rs"]
 mod keyvault;
 #[path = "sim/listing.rs"]

@@ -28,12 +28,40 @@ pub enum Direction {
     /// Like `Reversible`, but only while the stated condition holds (a disk must not be attached
     /// to a running VM). Automated only when the caller has checked the condition.
     ReversibleIf(&'static str),
-    /// Possible, but cannot be undone afterwards (Cosmos DB, Event Hubs to CMK): never automated,
-    /// because a wrong automatic write would be permanent.
+    /// Possible both ways, but the switch itself disrupts the service (Redis Enterprise runs a
+    /// long maintenance operation): automated only when the profile opts in with
+    /// `allow_irreversible = true`.
+    Disruptive(&'static str),
+    /// Possible, but cannot be undone afterwards (Cosmos DB, Event Hubs to CMK), or the way back
+    /// is not established (Batch to MMK): a wrong automatic write could be permanent, so it is
+    /// automated only when the profile opts in with `allow_irreversible = true`.
     OneWay,
     /// Only when the resource is created (or not verified to work on an existing one): an
-    /// existing resource cannot be switched, so a write could only fail or surprise.
+    /// existing resource cannot be switched, so a write could only fail or surprise. Never
+    /// automated, whatever the profile says.
     CreationOnly,
+}
+
+/// Why a direction may or may not be written automatically, for plans and audit records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RevertPermission {
+    /// Reversible, or conditionally reversible with the condition checked.
+    Allowed,
+    /// One-way or disruptive, and the profile opted in with `allow_irreversible = true`.
+    AllowedByOptIn,
+    /// One-way or disruptive, and the profile did not opt in.
+    NeedsOptIn,
+    /// Conditionally reversible, and the condition was not confirmed.
+    PreconditionUnconfirmed,
+    /// Creation-only: no write can succeed on an existing resource.
+    Impossible,
+}
+
+impl RevertPermission {
+    pub fn allows_write(self) -> bool {
+        matches!(self, RevertPermission::Allowed | RevertPermission::AllowedByOptIn)
+    }
 }
 
 impl Direction {
@@ -44,12 +72,21 @@ impl Direction {
     }
 
     /// Whether a revert may be planned, given what the caller knows about the precondition
-    /// (`None`: not checked, which never counts as holding).
+    /// (`None`: not checked, which never counts as holding), without any profile opt-in.
     pub fn allows_revert_when(self, precondition_holds: Option<bool>) -> bool {
+        self.permission(precondition_holds, false).allows_write()
+    }
+
+    /// The full decision: the precondition as checked by the caller, and whether the profile
+    /// accepts irreversible or disruptive switches (`allow_irreversible`).
+    pub fn permission(self, precondition_holds: Option<bool>, allow_irreversible: bool) -> RevertPermission {
         match self {
-            Direction::Reversible => true,
-            Direction::ReversibleIf(_) => precondition_holds == Some(true),
-            Direction::OneWay | Direction::CreationOnly => false,
+            Direction::Reversible => RevertPermission::Allowed,
+            Direction::ReversibleIf(_) if precondition_holds == Some(true) => RevertPermission::Allowed,
+            Direction::ReversibleIf(_) => RevertPermission::PreconditionUnconfirmed,
+            Direction::Disruptive(_) | Direction::OneWay if allow_irreversible => RevertPermission::AllowedByOptIn,
+            Direction::Disruptive(_) | Direction::OneWay => RevertPermission::NeedsOptIn,
+            Direction::CreationOnly => RevertPermission::Impossible,
         }
     }
 
@@ -66,6 +103,7 @@ impl Direction {
         match self {
             Direction::Reversible => "reversible".to_string(),
             Direction::ReversibleIf(p) => format!("reversible if {p}"),
+            Direction::Disruptive(why) => format!("reversible, disruptive ({why}): opt-in"),
             Direction::OneWay => "one-way".to_string(),
             Direction::CreationOnly => "creation-only".to_string(),
         }
@@ -214,6 +252,9 @@ pub struct CatalogEntry {
     /// Resource names whose state is never drift (`master`: its TDE is not the customer's to set).
     pub never_drift_names: &'static [&'static str],
     pub reversibility: Reversibility,
+    /// The pages that state the reversibility (Microsoft Learn, current at the time of the
+    /// check); empty for rows still resting on the research tables cited in `entries.rs`.
+    pub sources: &'static [&'static str],
     pub write_method: WriteMethod,
     pub write_shape: WriteShape,
     /// Whether the write is a long-running operation that must be polled before re-reading.
@@ -387,6 +428,8 @@ pub struct CatalogRow {
     pub to_mmk: String,
     pub cis_level1: &'static str,
     pub cis_level2: &'static str,
+    /// The pages the reversibility rests on (see [`CatalogEntry::sources`]).
+    pub sources: &'static [&'static str],
 }
 
 /// The catalog as rows a CLI can print.
@@ -704,10 +747,21 @@ impl CatalogEntry {
             (KeySourceKind::Value { mmk, .. }, RevertTarget::Mmk) => {
                 set_path(&mut root, path, Value::String((*mmk.first()?).to_string()));
             }
-            (KeySourceKind::Presence, RevertTarget::Mmk) => set_path(&mut root, path, Value::Null),
+            // Clearing the key sends an empty key-reference object, as the Azure CLI does for App
+            // Configuration (`keyVaultProperties: {}`): the schemas do not allow `null` there.
+            (KeySourceKind::Presence, RevertTarget::Mmk) => {
+                let (_, container) = path.split_last()?;
+                if container.is_empty() {
+                    return None;
+                }
+                set_path(&mut root, container, Value::Object(Map::new()));
+            }
             (KeySourceKind::Value { cmk, .. }, RevertTarget::Cmk(key)) => {
                 set_path(&mut root, path, Value::String((*cmk.first()?).to_string()));
-                self.write_key_ref(&mut root, key)?;
+                // A key held outside ARM (Search: per index) is switched by the key source alone.
+                if self.key_ref != KeyRefLayout::None {
+                    self.write_key_ref(&mut root, key)?;
+                }
             }
             (KeySourceKind::Presence, RevertTarget::Cmk(key)) => self.write_key_ref(&mut root, key)?,
             (KeySourceKind::Switch { .. }, _) => return None,
@@ -764,7 +818,9 @@ impl CatalogEntry {
     /// Without it the service cannot unwrap its key and a CMK revert would fail (or worse, be
     /// accepted and leave the data unreadable). A disk encryption set carries its own identity.
     pub fn has_identity_for(&self, resource: &Value, key: &KeyRef) -> bool {
-        if key.encryption_set_id().is_some() {
+        // A disk encryption set carries its own identity; a key held outside ARM (Search) is
+        // reached by whatever the data plane configures, nothing on the resource.
+        if key.encryption_set_id().is_some() || self.key_ref == KeyRefLayout::None {
             return true;
         }
         let Some(identity) = get_ci(resource, "identity") else {
@@ -835,6 +891,7 @@ impl CatalogEntry {
             to_mmk: self.reversibility.to_mmk.label(),
             cis_level1: self.cis_level1,
             cis_level2: self.cis_level2,
+            sources: self.sources,
         }
     }
 }

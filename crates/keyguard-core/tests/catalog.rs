@@ -1190,7 +1190,8 @@ fn other_reversible_write_shapes() {
     );
     assert_eq!(
         app.revert_body(&RevertTarget::Mmk),
-        json!({"properties": {"encryption": {"keyVaultProperties": {"keyIdentifier": null}}}})
+        // The Azure CLI's body: an empty key reference, never a null the schema refuses.
+        json!({"properties": {"encryption": {"keyVaultProperties": {}}}})
     );
     let batch = entry("Microsoft.Batch/batchAccounts");
     assert_eq!(
@@ -1230,6 +1231,7 @@ fn ctx(mode: Mode) -> PlanContext {
         max_reverts_per_hour: 10,
         resource_has_identity_for: Some(true),
         key_problems: Vec::new(),
+        allow_irreversible: false,
     }
 }
 
@@ -1246,6 +1248,7 @@ fn drift_eval(e: &CatalogEntry, reason: DriftReason) -> Evaluation {
         mode: Some(Mode::Enforce),
         allowed_vaults: vec![],
         pinned_key: None,
+        allow_irreversible: false,
         verdict: Verdict::Drift(reason),
         notes: vec![],
     }

@@ -1,0 +1,48 @@
+//! Issue 15: the stand-in answers writes the way the real services do (App Configuration
+//! drops its key on `keyVaultProperties: {}`).
+
+use azure_sim::SimHandle;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const APPCONFIG: &str = "Microsoft.AppConfiguration/configurationStores";
+const APPCONFIG_API: &str = "2024-06-01";
+
+fn store_id(name: &str) -> String {
+    format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/{APPCONFIG}/{name}")
+}
+
+fn cmk_store(name: &str) -> Value {
+    json!({"id": store_id(name), "name": name, "type": APPCONFIG, "location": "westeurope",
+           "identity": {"type": "SystemAssigned"}, "sku": {"name": "standard"},
+           "properties": {"provisioningState": "Succeeded", "encryption": {"keyVaultProperties": {
+               "keyIdentifier": "https://kv.vault.azure.net/keys/k/v1"}}}})
+}
+
+async fn patch(sim: &SimHandle, id: &str, body: Value) -> reqwest::Response {
+    let token = sim.state().issue_token(&human());
+    client()
+        .patch(arm_url(sim, id, Some(APPCONFIG_API)))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn app_configuration_drops_its_key_on_an_empty_key_reference() {
+    let sim = start(vec![cmk_store("appcs-clear")]).await;
+    let id = store_id("appcs-clear");
+    let r = patch(
+        &sim,
+        &id,
+        json!({"properties": {"encryption": {"keyVaultProperties": {}}}}),
+    )
+    .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let doc = sim.state().resource(&id).unwrap();
+    let kvp = &doc["properties"]["encryption"]["keyVaultProperties"];
+    assert_eq!(kvp, &json!({}), "an empty object replaces the key reference: {doc}");
+}
