@@ -25,3 +25,5 @@ mod keyvault;
 mod listing;
 #[path = "sim/msi.rs"]
 mod msi;
+#[path = "sim/write_schemas.rs"]
+mod write_schemas;

@@ -46,3 +46,23 @@ async fn app_configuration_drops_its_key_on_an_empty_key_reference() {
     let kvp = &doc["properties"]["encryption"]["keyVaultProperties"];
     assert_eq!(kvp, &json!({}), "an empty object replaces the key reference: {doc}");
 }
+
+#[tokio::test]
+async fn a_body_the_schema_refuses_is_a_400_invalid_request_content_and_changes_nothing() {
+    let sim = start(vec![cmk_store("appcs-strict")]).await;
+    let id = store_id("appcs-strict");
+    let before = sim.state().resource(&id).unwrap();
+    // keyguard's old MMK body: `keyIdentifier` is a non-nullable string in 2024-06-01.
+    let r = patch(
+        &sim,
+        &id,
+        json!({"properties": {"encryption": {"keyVaultProperties": {"keyIdentifier": null}}}}),
+    )
+    .await;
+    let error = assert_arm_error(r, 400, "InvalidRequestContent").await;
+    assert!(
+        error["error"]["message"].as_str().unwrap().contains("keyIdentifier"),
+        "{error}"
+    );
+    assert_eq!(sim.state().resource(&id).unwrap(), before);
+}
