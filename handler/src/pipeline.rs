@@ -853,7 +853,14 @@ impl Pipeline {
             };
             match self
                 .arm
-                .write(method, &write_id, write.api_version, &write.body, ctx)
+                .write(
+                    method,
+                    &write_id,
+                    write.api_version,
+                    &write.body,
+                    entry.long_running,
+                    ctx,
+                )
                 .await
             {
                 Ok(_) => {}

@@ -54,6 +54,10 @@ pub enum Lro {
     RelativeLocation,
     /// `202` + *relative* `Azure-AsyncOperation` and `Location` (Recovery Services example).
     RelativeBoth,
+    /// `201` with the document in `provisioningState: Updating` and no polling header; GETs of
+    /// the resource answer `Updating` until the operation ends (App Configuration's
+    /// `ConfigurationStores_Update`).
+    ProvisioningState,
 }
 
 /// Child resources with their own write semantics (PUT upserts, GET of an unwritten one
@@ -293,7 +297,8 @@ pub static TYPES: &[SimType] = &[
         &["2023-03-01", "2024-05-01", "2024-06-01"],
         Present(&["properties", "encryption", "keyVaultProperties", "keyIdentifier"]),
     )
-    .empty_clears(&["properties", "encryption", "keyVaultProperties"]),
+    .empty_clears(&["properties", "encryption", "keyVaultProperties"])
+    .lro(Lro::ProvisioningState),
     // --- Row 18: Batch (docs conflict on MMK -> CMK; revert documented): both accepted here,
     // keyguard treats the way back to MMK as one-way (opt-in).
     t(

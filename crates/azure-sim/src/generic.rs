@@ -226,6 +226,9 @@ pub(crate) fn handle(call: Call<'_>) -> Result<Reply, ArmError> {
     }
     let kind = match *call.method {
         Method::GET => {
+            if let Some(updating) = crate::lro::provisioning_view(call.sim, &rid.key()) {
+                return Ok(Reply::ok(updating));
+            }
             let store = lock(&call.sim.store);
             return read(&store, ty, rid, &call.api_version).map(Reply::ok);
         }

@@ -31,6 +31,25 @@ async fn patch(sim: &SimHandle, id: &str, body: Value) -> reqwest::Response {
         .unwrap()
 }
 
+/// GETs the store (each GET is a poll of its running write) until it is no longer `Updating`.
+async fn settled(sim: &SimHandle, id: &str) -> Value {
+    for _ in 0..5 {
+        let token = sim.state().issue_token(&human());
+        let r = client()
+            .get(arm_url(sim, id, Some(APPCONFIG_API)))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let doc: Value = r.json().await.unwrap();
+        if doc["properties"]["provisioningState"] != "Updating" {
+            return doc;
+        }
+    }
+    panic!("{id} stayed Updating");
+}
+
 #[tokio::test]
 async fn app_configuration_drops_its_key_on_an_empty_key_reference() {
     let sim = start(vec![cmk_store("appcs-clear")]).await;
@@ -42,7 +61,7 @@ async fn app_configuration_drops_its_key_on_an_empty_key_reference() {
     )
     .await;
     assert!(r.status().is_success(), "{}", r.status());
-    let doc = sim.state().resource(&id).unwrap();
+    let doc = settled(&sim, &id).await;
     let kvp = &doc["properties"]["encryption"]["keyVaultProperties"];
     assert_eq!(kvp, &json!({}), "an empty object replaces the key reference: {doc}");
 }
@@ -65,4 +84,46 @@ async fn a_body_the_schema_refuses_is_a_400_invalid_request_content_and_changes_
         "{error}"
     );
     assert_eq!(sim.state().resource(&id).unwrap(), before);
+}
+
+#[tokio::test]
+async fn app_configuration_answers_201_updating_without_a_polling_header_until_the_write_lands() {
+    let mut store = cmk_store("appcs-slow");
+    store["properties"]["encryption"] = json!({});
+    let sim = start(vec![store]).await;
+    let id = store_id("appcs-slow");
+    let key = "https://kv.vault.azure.net/keys/k/v2";
+    let r = patch(
+        &sim,
+        &id,
+        json!({"properties": {"encryption": {"keyVaultProperties": {"keyIdentifier": key}}}}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    for h in ["azure-asyncoperation", "location"] {
+        assert!(r.headers().get(h).is_none(), "no {h} header");
+    }
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["properties"]["provisioningState"], "Updating");
+    // The first GET is a poll that still sees `Updating` and the old document; the next lands it.
+    let get = || async {
+        let token = sim.state().issue_token(&human());
+        let r = client()
+            .get(arm_url(&sim, &id, Some(APPCONFIG_API)))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+    let first = get().await;
+    assert_eq!(first["properties"]["provisioningState"], "Updating");
+    assert!(first["properties"]["encryption"]["keyVaultProperties"].is_null());
+    let second = get().await;
+    assert_eq!(second["properties"]["provisioningState"], "Succeeded", "{second}");
+    assert_eq!(
+        second["properties"]["encryption"]["keyVaultProperties"]["keyIdentifier"],
+        key
+    );
 }
