@@ -489,23 +489,32 @@ fn eq_any(list: &[&str], raw: &str) -> bool {
     list.iter().any(|v| v.eq_ignore_ascii_case(raw))
 }
 
-/// SQL's server key name, `{vault}_{key}_{version}`: vault and key names cannot contain `_`,
-/// so the split is unambiguous. SQL only accepts a versioned key here.
-fn sql_server_key_name(key: &KeyRef) -> Option<String> {
+/// The first SQL api-version whose server keys may be versionless (`{vault}_{key}` with a
+/// versionless `uri`: spec example `ServerKeyCreateOrUpdateWithVersionlessKey`, 2025-01-01).
+const SQL_VERSIONLESS_KEYS_SINCE: &str = "2025-01-01";
+
+/// SQL's server key name, `{vault}_{key}_{version}`, or `{vault}_{key}` for a versionless key
+/// where the api-version accepts one: vault and key names cannot contain `_`, so the split is
+/// unambiguous.
+fn sql_server_key_name(key: &KeyRef, api_version: &str) -> Option<String> {
     let vault = key.vault()?.name();
-    let version = key.version()?;
-    Some(format!("{vault}_{}_{version}", key.key_name()))
+    match key.version() {
+        Some(version) => Some(format!("{vault}_{}_{version}", key.key_name())),
+        // ISO dates compare as strings.
+        None if api_version >= SQL_VERSIONLESS_KEYS_SINCE => Some(format!("{vault}_{}", key.key_name())),
+        None => None,
+    }
 }
 
 /// The reverse of [`sql_server_key_name`]. The DNS suffix is not in the name, so this assumes
 /// the public cloud; the protector's `uri`, when echoed, is preferred.
 fn key_from_sql_server_key_name(name: &str) -> Option<KeyRef> {
     let mut parts = name.trim().split('_');
-    let (vault, key, version) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || vault.is_empty() || key.is_empty() || version.is_empty() {
+    let (vault, key, version) = (parts.next()?, parts.next()?, parts.next());
+    if parts.next().is_some() || vault.is_empty() || key.is_empty() || version.is_some_and(str::is_empty) {
         return None;
     }
-    KeyRef::new(&format!("https://{vault}.vault.azure.net"), key, Some(version), None).ok()
+    KeyRef::new(&format!("https://{vault}.vault.azure.net"), key, version, None).ok()
 }
 
 fn opt_str<'a>(doc: &'a Value, path: Option<&[&str]>) -> Option<&'a str> {
@@ -660,7 +669,7 @@ impl CatalogEntry {
 
     /// The writes that switch the resource to `target`, in order, in the service's spelling.
     /// Empty when no automatic write exists for this type or the target lacks what the service
-    /// needs (SQL needs a versioned key, a disk needs a disk encryption set).
+    /// needs (a SQL managed instance at 2023-08-01 needs a versioned key, a disk needs a disk encryption set).
     pub fn revert_writes(&self, target: &RevertTarget) -> Vec<RevertWrite> {
         let write = |method, relative_path: Option<&str>, body| RevertWrite {
             method,
@@ -680,7 +689,7 @@ impl CatalogEntry {
                     serde_json::json!({"properties": {"serverKeyType": "ServiceManaged", "serverKeyName": "ServiceManaged"}}),
                 )],
                 RevertTarget::Cmk(key) => {
-                    let Some(name) = sql_server_key_name(key) else {
+                    let Some(name) = sql_server_key_name(key, self.api_version) else {
                         return Vec::new();
                     };
                     vec![

@@ -207,3 +207,44 @@ fn the_count_of_auto_revertible_directions() {
     // Automation 2, Search 2 and Kusto to CMK 1 join.
     assert_eq!(auto_revertible(), 14 - 2 + 7);
 }
+
+#[test]
+fn sql_servers_take_a_versionless_key_as_the_2025_01_01_example_does() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/arm/sql/ServerKeyCreateOrUpdateWithVersionlessKey.json");
+    let example: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let request = &example["parameters"];
+    let uri = request["parameters"]["properties"]["uri"].as_str().unwrap();
+    let key = KeyRef::from_key_uri(uri, None).unwrap();
+    let e = entry("Microsoft.Sql/servers");
+    assert_eq!(e.api_version, request["api-version"]);
+    let writes = e.revert_writes(&RevertTarget::Cmk(key));
+    // Host names are lower-cased by KeyRef; SQL key names and vault URIs are case-insensitive.
+    let name = request["keyName"].as_str().unwrap();
+    assert!(
+        writes[0]
+            .relative_path
+            .as_deref()
+            .unwrap()
+            .eq_ignore_ascii_case(&format!("keys/{name}"))
+    );
+    assert_eq!(writes[0].body["properties"]["serverKeyType"], "AzureKeyVault");
+    assert!(
+        writes[0].body["properties"]["uri"]
+            .as_str()
+            .unwrap()
+            .eq_ignore_ascii_case(uri)
+    );
+    assert!(
+        writes[1].body["properties"]["serverKeyName"]
+            .as_str()
+            .unwrap()
+            .eq_ignore_ascii_case(name)
+    );
+    // The managed instance's pinned 2023-08-01 has no versionless example: still versioned only.
+    let mi = entry("Microsoft.Sql/managedInstances");
+    assert!(
+        mi.revert_writes(&RevertTarget::Cmk(KeyRef::from_key_uri(uri, None).unwrap()))
+            .is_empty()
+    );
+}

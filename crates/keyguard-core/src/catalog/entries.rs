@@ -237,7 +237,7 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
         cis_level1: "TDE protector is service-managed (databases encrypted at rest)",
         cis_level2: "Built-in policy: SQL servers should use customer-managed keys to encrypt data at rest",
         notes: "The protector is a child resource; to a vault key it needs the server key \
-                {vault}_{key}_{version} first (versioned keys only), the server identity with \
+                {vault}_{key}_{version} ({vault}_{key} for a versionless key, accepted since 2025-01-01) first, the server identity with \
                 get/wrapKey/unwrapKey, RSA 2048/3072, and a vault with purge protection.",
     },
     CatalogEntry {
