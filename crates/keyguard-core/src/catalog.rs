@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use crate::keyref::{KeyRef, KeyRefError};
+pub use crate::keyref::{KeyRef, KeyRefError, SetUsage};
 use crate::resource_id::ResourceId;
 
 mod entries;
@@ -489,6 +489,10 @@ fn eq_any(list: &[&str], raw: &str) -> bool {
     list.iter().any(|v| v.eq_ignore_ascii_case(raw))
 }
 
+/// Managed disks' customer-key encryption types (Microsoft.Compute `EncryptionType`).
+const SINGLE_CUSTOMER_KEY: &str = "EncryptionAtRestWithCustomerKey";
+const DOUBLE_ENCRYPTION: &str = "EncryptionAtRestWithPlatformAndCustomerKeys";
+
 /// The first SQL api-version whose server keys may be versionless (`{vault}_{key}` with a
 /// versionless `uri`: spec example `ServerKeyCreateOrUpdateWithVersionlessKey`, 2025-01-01).
 const SQL_VERSIONLESS_KEYS_SINCE: &str = "2025-01-01";
@@ -640,14 +644,18 @@ impl CatalogEntry {
                 })
             }
             KeyRefLayout::EncryptionSet { paths } => {
-                let Some(set) = paths.iter().find_map(|p| opt_str(doc, Some(p))) else {
+                let Some((path, set)) = paths.iter().find_map(|p| opt_str(doc, Some(p)).map(|set| (*p, set))) else {
                     return Err(KeyRefProblem::Unreadable(format!(
                         "{said} without a disk encryption set id"
                     )));
                 };
-                KeyRef::encryption_set(set).map_err(|problem| {
-                    KeyRefProblem::Unreadable(format!("{said}, but the disk encryption set id is not one ({problem})"))
-                })
+                KeyRef::encryption_set(set)
+                    .map(|key| key.with_set_usage(self.set_usage(doc, path)))
+                    .map_err(|problem| {
+                        KeyRefProblem::Unreadable(format!(
+                            "{said}, but the disk encryption set id is not one ({problem})"
+                        ))
+                    })
             }
             KeyRefLayout::SqlServerKey => {
                 if let Some(uri) = opt_str(doc, Some(&["properties", "uri"])) {
@@ -664,6 +672,25 @@ impl CatalogEntry {
                     })
             }
             KeyRefLayout::None => Ok(KeyRef::not_visible()),
+        }
+    }
+
+    /// How a disk applies the set read at `path`: a confidential VM keeps it in its security
+    /// profile; double encryption says so in the key-source value.
+    fn set_usage(&self, doc: &Value, path: &[&str]) -> SetUsage {
+        if path
+            .last()
+            .is_some_and(|f| f.eq_ignore_ascii_case("secureVMDiskEncryptionSetId"))
+        {
+            return SetUsage::ConfidentialVm;
+        }
+        let double = get_path(doc, self.key_source.path)
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case(DOUBLE_ENCRYPTION));
+        if double {
+            SetUsage::PlatformAndCustomerKeys
+        } else {
+            SetUsage::CustomerKey
         }
     }
 
@@ -733,7 +760,18 @@ impl CatalogEntry {
                         encryption.insert((*type_field).to_string(), Value::String((*v).to_string()));
                     }
                     RevertTarget::Cmk(key) => {
-                        let (Some(v), Some(set)) = (cmk.first(), key.encryption_set_id()) else {
+                        let Some(set) = key.encryption_set_id() else {
+                            return Vec::new();
+                        };
+                        // The kind the baseline had: single or double encryption. A confidential
+                        // VM's set lives in securityProfile with the VM's security type, which a
+                        // key-source PATCH must not touch: no write, a human acts.
+                        let wanted = match key.set_usage() {
+                            Some(SetUsage::PlatformAndCustomerKeys) => DOUBLE_ENCRYPTION,
+                            Some(SetUsage::CustomerKey) => SINGLE_CUSTOMER_KEY,
+                            Some(SetUsage::ConfidentialVm) | None => return Vec::new(),
+                        };
+                        let Some(v) = cmk.iter().find(|v| v.eq_ignore_ascii_case(wanted)) else {
                             return Vec::new();
                         };
                         encryption.insert((*type_field).to_string(), Value::String((*v).to_string()));

@@ -267,6 +267,21 @@ fn clip(s: &str) -> String {
     s.chars().take(120).collect()
 }
 
+/// How a managed disk applies the key its disk encryption set holds. Part of the binding, so a
+/// revert puts back the same kind: double encryption stays double, and a confidential VM's set
+/// is never moved into the ordinary encryption field.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SetUsage {
+    /// `encryption.type = EncryptionAtRestWithCustomerKey` (and AKS's `diskEncryptionSetID`).
+    #[default]
+    CustomerKey,
+    /// `encryption.type = EncryptionAtRestWithPlatformAndCustomerKeys`: double encryption.
+    PlatformAndCustomerKeys,
+    /// `securityProfile.secureVMDiskEncryptionSetId`: a confidential VM's disk.
+    ConfidentialVm,
+}
+
 /// Where a customer-managed key lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum KeyLocation {
@@ -277,8 +292,9 @@ enum KeyLocation {
         /// `None`: versionless (the service follows the latest version).
         version: Option<String>,
     },
-    /// A disk encryption set holds the binding (managed disks, AKS): its id names the key.
-    EncryptionSet(ResourceId),
+    /// A disk encryption set holds the binding (managed disks, AKS): its id names the key, and
+    /// `usage` says how the disk applies it.
+    EncryptionSet { id: ResourceId, usage: SetUsage },
     /// The key is not visible in ARM (Search keeps it per index in the data plane).
     NotVisible,
 }
@@ -361,9 +377,28 @@ impl KeyRef {
             return Err(KeyRefError::NotAnEncryptionSet);
         }
         Ok(KeyRef {
-            location: KeyLocation::EncryptionSet(id),
+            location: KeyLocation::EncryptionSet {
+                id,
+                usage: SetUsage::default(),
+            },
             user_assigned_identity: None,
         })
+    }
+
+    /// The same encryption set applied another way; a key that is not a set is unchanged.
+    pub fn with_set_usage(mut self, usage: SetUsage) -> KeyRef {
+        if let KeyLocation::EncryptionSet { usage: current, .. } = &mut self.location {
+            *current = usage;
+        }
+        self
+    }
+
+    /// How the disk applies its encryption set, when a set holds the key.
+    pub fn set_usage(&self) -> Option<SetUsage> {
+        match &self.location {
+            KeyLocation::EncryptionSet { usage, .. } => Some(*usage),
+            _ => None,
+        }
     }
 
     /// A customer-managed key whose reference ARM does not show.
@@ -421,7 +456,7 @@ impl KeyRef {
     /// The disk encryption set id, when a set holds the key.
     pub fn encryption_set_id(&self) -> Option<&str> {
         match &self.location {
-            KeyLocation::EncryptionSet(id) => Some(id.as_str()),
+            KeyLocation::EncryptionSet { id, .. } => Some(id.as_str()),
             _ => None,
         }
     }
@@ -462,7 +497,7 @@ impl KeyRef {
                         _ => true,
                     }
             }
-            (KeyLocation::EncryptionSet(a), KeyLocation::EncryptionSet(b)) => a.same_resource(b),
+            (KeyLocation::EncryptionSet { id: a, .. }, KeyLocation::EncryptionSet { id: b, .. }) => a.same_resource(b),
             (KeyLocation::NotVisible, KeyLocation::NotVisible) => true,
             _ => false,
         }
@@ -475,7 +510,7 @@ impl KeyRef {
                 Some(v) => format!("{}/keys/{name}/{v}", vault.uri()),
                 None => format!("{}/keys/{name}", vault.uri()),
             },
-            KeyLocation::EncryptionSet(id) => id.as_str().to_string(),
+            KeyLocation::EncryptionSet { id, .. } => id.as_str().to_string(),
             KeyLocation::NotVisible => String::new(),
         }
     }
@@ -505,6 +540,10 @@ struct StoredKeyRef {
     key_version: Option<String>,
     #[serde(alias = "user_assigned_identity", default)]
     user_assigned_identity: Option<String>,
+    /// Only for a disk encryption set applied other than the default way; absent otherwise, so
+    /// every record written before it existed reads the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    set_usage: Option<SetUsage>,
 }
 
 impl TryFrom<StoredKeyRef> for KeyRef {
@@ -518,22 +557,28 @@ impl TryFrom<StoredKeyRef> for KeyRef {
         if s.key_name.trim().is_empty() {
             return Ok(KeyRef::not_visible().with_user_assigned_identity(identity));
         }
-        KeyRef::encryption_set(&s.key_name)
+        Ok(KeyRef::encryption_set(&s.key_name)?.with_set_usage(s.set_usage.unwrap_or_default()))
     }
 }
 
 impl From<KeyRef> for StoredKeyRef {
     fn from(k: KeyRef) -> StoredKeyRef {
-        let (vault_uri, key_name, key_version) = match k.location {
-            KeyLocation::Vault { vault, name, version } => (vault.uri(), name, version),
-            KeyLocation::EncryptionSet(id) => (String::new(), id.as_str().to_string(), None),
-            KeyLocation::NotVisible => (String::new(), String::new(), None),
+        let (vault_uri, key_name, key_version, set_usage) = match k.location {
+            KeyLocation::Vault { vault, name, version } => (vault.uri(), name, version, None),
+            KeyLocation::EncryptionSet { id, usage } => (
+                String::new(),
+                id.as_str().to_string(),
+                None,
+                (usage != SetUsage::default()).then_some(usage),
+            ),
+            KeyLocation::NotVisible => (String::new(), String::new(), None, None),
         };
         StoredKeyRef {
             vault_uri,
             key_name,
             key_version,
             user_assigned_identity: k.user_assigned_identity,
+            set_usage,
         }
     }
 }

@@ -248,3 +248,56 @@ fn sql_servers_take_a_versionless_key_as_the_2025_01_01_example_does() {
             .is_empty()
     );
 }
+
+const DES: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/diskEncryptionSets/des";
+
+#[test]
+fn a_double_encryption_disk_comes_back_double_encrypted() {
+    use keyguard_core::catalog::SetUsage;
+    let disks = entry("Microsoft.Compute/disks");
+    let doc = json!({"properties": {"encryption": {"type": "EncryptionAtRestWithPlatformAndCustomerKeys", "diskEncryptionSetId": DES}}});
+    let keyguard_core::EncryptionState::Cmk(baseline) = disks.observe(&doc) else {
+        panic!("{:?}", disks.observe(&doc))
+    };
+    assert_eq!(baseline.set_usage(), Some(SetUsage::PlatformAndCustomerKeys));
+    // The baseline survives the store (its stored form carries the usage; old records read as
+    // the single-key default).
+    let stored = serde_json::to_value(&baseline).unwrap();
+    assert_eq!(stored["setUsage"], "platformAndCustomerKeys");
+    assert_eq!(serde_json::from_value::<KeyRef>(stored).unwrap(), baseline);
+    let old_record = json!({"vaultUri": "", "keyName": DES, "keyVersion": null, "userAssignedIdentity": null});
+    assert_eq!(
+        serde_json::from_value::<KeyRef>(old_record).unwrap().set_usage(),
+        Some(SetUsage::CustomerKey)
+    );
+    assert_eq!(
+        disks.revert_body(&RevertTarget::Cmk(baseline)),
+        json!({"properties": {"encryption": {"type": "EncryptionAtRestWithPlatformAndCustomerKeys", "diskEncryptionSetId": DES}}})
+    );
+    // A single-key baseline still writes the single-key type.
+    let single = disks.observe(
+        &json!({"properties": {"encryption": {"type": "EncryptionAtRestWithCustomerKey", "diskEncryptionSetId": DES}}}),
+    );
+    let keyguard_core::EncryptionState::Cmk(single) = single else {
+        panic!()
+    };
+    assert_eq!(
+        disks.revert_body(&RevertTarget::Cmk(single))["properties"]["encryption"]["type"],
+        "EncryptionAtRestWithCustomerKey"
+    );
+}
+
+#[test]
+fn a_confidential_vm_disks_set_is_never_written_into_the_ordinary_encryption_field() {
+    use keyguard_core::catalog::SetUsage;
+    let disks = entry("Microsoft.Compute/disks");
+    let doc = json!({"properties": {"securityProfile": {"securityType": "ConfidentialVM_DiskEncryptedWithCustomerKey",
+        "secureVMDiskEncryptionSetId": DES}}});
+    let keyguard_core::EncryptionState::Cmk(baseline) = disks.observe(&doc) else {
+        panic!("{:?}", disks.observe(&doc))
+    };
+    assert_eq!(baseline.set_usage(), Some(SetUsage::ConfidentialVm));
+    // The set belongs in securityProfile with the VM's security type: no key-source PATCH, so
+    // the plan has no revert target and a human acts.
+    assert!(disks.revert_writes(&RevertTarget::Cmk(baseline)).is_empty());
+}
