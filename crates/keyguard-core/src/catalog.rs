@@ -658,15 +658,21 @@ impl CatalogEntry {
                     })
             }
             KeyRefLayout::SqlServerKey => {
+                // The protector's rotation setting is part of what a revert must put back.
+                let rotation =
+                    get_path(doc, &["properties", "autoRotationEnabled"]).and_then(Value::as_bool) == Some(true);
                 if let Some(uri) = opt_str(doc, Some(&["properties", "uri"])) {
-                    return KeyRef::from_key_uri(uri, None).map_err(|problem| {
-                        KeyRefProblem::from_error(uri, problem, || {
-                            format!("{said}, but properties.uri is not a key identifier")
-                        })
-                    });
+                    return KeyRef::from_key_uri(uri, None)
+                        .map(|key| key.with_auto_rotation(rotation))
+                        .map_err(|problem| {
+                            KeyRefProblem::from_error(uri, problem, || {
+                                format!("{said}, but properties.uri is not a key identifier")
+                            })
+                        });
                 }
                 opt_str(doc, Some(&["properties", "serverKeyName"]))
                     .and_then(key_from_sql_server_key_name)
+                    .map(|key| key.with_auto_rotation(rotation))
                     .ok_or_else(|| {
                         KeyRefProblem::Unreadable(format!("{said} without a readable properties.uri or serverKeyName"))
                     })
@@ -728,7 +734,7 @@ impl CatalogEntry {
                         write(
                             WriteMethod::Put,
                             Some("encryptionProtector/current"),
-                            serde_json::json!({"properties": {"serverKeyType": "AzureKeyVault", "serverKeyName": name, "autoRotationEnabled": false}}),
+                            serde_json::json!({"properties": {"serverKeyType": "AzureKeyVault", "serverKeyName": name, "autoRotationEnabled": key.auto_rotation()}}),
                         ),
                     ]
                 }

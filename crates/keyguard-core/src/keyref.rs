@@ -291,6 +291,9 @@ enum KeyLocation {
         name: String,
         /// `None`: versionless (the service follows the latest version).
         version: Option<String>,
+        /// The service moves to the key's newer versions by itself (SQL's protector
+        /// `autoRotationEnabled`), so a revert must switch that back on too.
+        auto_rotation: bool,
     },
     /// A disk encryption set holds the binding (managed disks, AKS): its id names the key, and
     /// `usage` says how the disk applies it.
@@ -342,6 +345,7 @@ impl KeyRef {
                 vault,
                 name: name.to_string(),
                 version: version.map(str::to_string),
+                auto_rotation: false,
             },
             user_assigned_identity: non_empty(user_assigned_identity),
         })
@@ -383,6 +387,26 @@ impl KeyRef {
             },
             user_assigned_identity: None,
         })
+    }
+
+    /// The same vault key, with the service rotating it by itself or not; a key that is not in a
+    /// vault is unchanged.
+    pub fn with_auto_rotation(mut self, enabled: bool) -> KeyRef {
+        if let KeyLocation::Vault { auto_rotation, .. } = &mut self.location {
+            *auto_rotation = enabled;
+        }
+        self
+    }
+
+    /// Whether the service rotates this vault key by itself (SQL's `autoRotationEnabled`).
+    pub fn auto_rotation(&self) -> bool {
+        matches!(
+            self.location,
+            KeyLocation::Vault {
+                auto_rotation: true,
+                ..
+            }
+        )
     }
 
     /// The same encryption set applied another way; a key that is not a set is unchanged.
@@ -464,7 +488,10 @@ impl KeyRef {
     /// The data-plane URL of the key (`https://{vault}/keys/{name}[/{version}]`), built from the
     /// parsed parts.
     pub fn key_url(&self) -> Option<Url> {
-        let KeyLocation::Vault { vault, name, version } = &self.location else {
+        let KeyLocation::Vault {
+            vault, name, version, ..
+        } = &self.location
+        else {
             return None;
         };
         let mut url = Url::parse(&vault.uri()).ok()?;
@@ -483,11 +510,14 @@ impl KeyRef {
     pub fn same_key(&self, other: &KeyRef) -> bool {
         match (&self.location, &other.location) {
             (
-                KeyLocation::Vault { vault, name, version },
+                KeyLocation::Vault {
+                    vault, name, version, ..
+                },
                 KeyLocation::Vault {
                     vault: other_vault,
                     name: other_name,
                     version: other_version,
+                    ..
                 },
             ) => {
                 vault == other_vault
@@ -506,7 +536,9 @@ impl KeyRef {
     /// `https://{vault}/keys/{name}[/{version}]`, the set id, or "" — for humans and write bodies.
     pub fn key_id(&self) -> String {
         match &self.location {
-            KeyLocation::Vault { vault, name, version } => match version {
+            KeyLocation::Vault {
+                vault, name, version, ..
+            } => match version {
                 Some(v) => format!("{}/keys/{name}/{v}", vault.uri()),
                 None => format!("{}/keys/{name}", vault.uri()),
             },
@@ -544,6 +576,9 @@ struct StoredKeyRef {
     /// every record written before it existed reads the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     set_usage: Option<SetUsage>,
+    /// Only when the service rotates the key by itself; absent (false) otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    auto_rotation: bool,
 }
 
 impl TryFrom<StoredKeyRef> for KeyRef {
@@ -552,7 +587,8 @@ impl TryFrom<StoredKeyRef> for KeyRef {
     fn try_from(s: StoredKeyRef) -> Result<KeyRef, KeyRefError> {
         let identity = s.user_assigned_identity.as_deref();
         if !s.vault_uri.trim().is_empty() {
-            return KeyRef::new(&s.vault_uri, &s.key_name, s.key_version.as_deref(), identity);
+            return KeyRef::new(&s.vault_uri, &s.key_name, s.key_version.as_deref(), identity)
+                .map(|key| key.with_auto_rotation(s.auto_rotation));
         }
         if s.key_name.trim().is_empty() {
             return Ok(KeyRef::not_visible().with_user_assigned_identity(identity));
@@ -563,8 +599,17 @@ impl TryFrom<StoredKeyRef> for KeyRef {
 
 impl From<KeyRef> for StoredKeyRef {
     fn from(k: KeyRef) -> StoredKeyRef {
+        let mut stored_rotation = false;
         let (vault_uri, key_name, key_version, set_usage) = match k.location {
-            KeyLocation::Vault { vault, name, version } => (vault.uri(), name, version, None),
+            KeyLocation::Vault {
+                vault,
+                name,
+                version,
+                auto_rotation,
+            } => {
+                stored_rotation = auto_rotation;
+                (vault.uri(), name, version, None)
+            }
             KeyLocation::EncryptionSet { id, usage } => (
                 String::new(),
                 id.as_str().to_string(),
@@ -579,6 +624,7 @@ impl From<KeyRef> for StoredKeyRef {
             key_version,
             user_assigned_identity: k.user_assigned_identity,
             set_usage,
+            auto_rotation: stored_rotation,
         }
     }
 }

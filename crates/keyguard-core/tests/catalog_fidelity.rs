@@ -301,3 +301,27 @@ fn a_confidential_vm_disks_set_is_never_written_into_the_ordinary_encryption_fie
     // the plan has no revert target and a human acts.
     assert!(disks.revert_writes(&RevertTarget::Cmk(baseline)).is_empty());
 }
+
+#[test]
+fn a_sql_protector_that_rotated_by_itself_keeps_rotating_after_a_revert() {
+    let sql = entry("Microsoft.Sql/servers");
+    let protector = |rotation: bool| {
+        json!({"properties": {"serverKeyType": "AzureKeyVault", "serverKeyName": "kv_k_v1",
+            "uri": format!("{KV}/keys/k/v1"), "autoRotationEnabled": rotation}})
+    };
+    for rotation in [true, false] {
+        let server = json!({});
+        let view =
+            keyguard_core::ResourceView::new(&server).with_child("encryptionProtector/current", protector(rotation));
+        let keyguard_core::EncryptionState::Cmk(baseline) = sql.observe_view(&view) else {
+            panic!("{:?}", sql.observe_view(&view))
+        };
+        assert_eq!(baseline.auto_rotation(), rotation);
+        // Stored with the baseline and read back the same (absent when off, as before).
+        let stored = serde_json::to_value(&baseline).unwrap();
+        assert_eq!(stored.get("autoRotation").is_some(), rotation, "{stored}");
+        assert_eq!(serde_json::from_value::<KeyRef>(stored).unwrap(), baseline);
+        let writes = sql.revert_writes(&RevertTarget::Cmk(baseline));
+        assert_eq!(writes[1].body["properties"]["autoRotationEnabled"], rotation);
+    }
+}
