@@ -17,6 +17,9 @@ use url::Url;
 use crate::egress::{Egress, EgressError};
 use crate::identity::{TokenError, TokenSource};
 
+mod provisioning;
+use provisioning::Provisioning;
+
 pub const PUBLIC_CLOUD_ENDPOINT: &str = "https://management.azure.com";
 
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -212,13 +215,16 @@ impl ArmClient {
 
     /// PATCH or PUT with a minimal body, following a long-running operation to its end within the
     /// budget. An operation still running when the budget ends is an error the caller retries later
-    /// (the next delivery finds the resource compliant, or the reconcile does).
+    /// (the next delivery finds the resource compliant, or the reconcile does). `long_running` is
+    /// the catalog's flag: such a write that answers 201/202 without a polling header is followed
+    /// through the resource's `provisioningState` instead of being taken as finished.
     pub async fn write(
         &self,
         method: Method,
         id: &ResourceId,
         api_version: &str,
         body: &Value,
+        long_running: bool,
         ctx: &CallContext,
     ) -> Result<Value, ArmError> {
         let response = self.send(method, id, api_version, Some(body), ctx).await?;
@@ -232,6 +238,20 @@ impl ArmClient {
             Some((url, is_async_operation)) if status == StatusCode::CREATED || status == StatusCode::ACCEPTED => {
                 let retry_after = retry_after(&response);
                 self.follow(&url, is_async_operation, retry_after, ctx).await?;
+                Ok(Value::Null)
+            }
+            None if long_running && (status == StatusCode::CREATED || status == StatusCode::ACCEPTED) => {
+                let retry_after = retry_after(&response);
+                let answer = read_optional_body(response).await?;
+                match Provisioning::of(&answer) {
+                    Provisioning::Succeeded => return Ok(answer),
+                    Provisioning::Ended(state) => return Err(provisioning_failed(status, &state)),
+                    Provisioning::Running(_) | Provisioning::NotReported => {}
+                }
+                // Polled like a Location: the resource itself, until its provisioningState ends
+                // (a pending operation recorded here resumes the same way).
+                let resource_url = self.url(&format!("{}?api-version={}", id.as_str(), api_version));
+                self.follow(&resource_url, false, retry_after, ctx).await?;
                 Ok(Value::Null)
             }
             _ => read_body(response).await,
@@ -273,10 +293,16 @@ impl ArmClient {
                 if status == StatusCode::ACCEPTED {
                     continue;
                 }
-                if status.is_success() {
-                    return Ok(());
+                if !status.is_success() {
+                    return Err(rejection(response).await);
                 }
-                return Err(rejection(response).await);
+                // A resource polled for completion (or a final answer that reports one) is done
+                // only when its provisioningState is.
+                return match Provisioning::of(&read_optional_body(response).await?) {
+                    Provisioning::Running(_) => continue,
+                    Provisioning::Ended(state) => Err(provisioning_failed(status, &state)),
+                    Provisioning::Succeeded | Provisioning::NotReported => Ok(()),
+                };
             }
             let body = read_body(response).await?;
             let state = body.get("status").and_then(Value::as_str).unwrap_or("InProgress");
@@ -496,6 +522,28 @@ async fn page_of(response: reqwest::Response) -> Result<Page, ArmError> {
     })
 }
 
+/// A body that may be empty (a 202, a final Location answer): empty reads as `null`.
+async fn read_optional_body(response: reqwest::Response) -> Result<Value, ArmError> {
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| ArmError::InvalidResponse(without_url(&e)))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ArmError::InvalidResponse(e.to_string()))
+}
+
+/// A write whose resource ended `Failed` or `Canceled`: refused, like a failed operation.
+fn provisioning_failed(status: StatusCode, state: &str) -> ArmError {
+    ArmError::Rejected {
+        status: status.as_u16(),
+        code: format!("ProvisioningState{state}"),
+        message: format!("the resource's provisioningState ended {state}"),
+        request_id: None,
+    }
+}
+
 async fn read_body(response: reqwest::Response) -> Result<Value, ArmError> {
     let bytes = response
         .bytes()
@@ -627,9 +675,16 @@ mod tests {
         async fn async_operation_is_followed_to_success() {
             let (arm, polls) = serve("azure-asyncoperation", "Succeeded", false).await;
             let ctx = CallContext::new("c", Duration::from_secs(10));
-            arm.write(Method::PUT, &protector(), "2025-01-01", &serde_json::json!({}), &ctx)
-                .await
-                .unwrap();
+            arm.write(
+                Method::PUT,
+                &protector(),
+                "2025-01-01",
+                &serde_json::json!({}),
+                true,
+                &ctx,
+            )
+            .await
+            .unwrap();
             assert_eq!(polls.load(Ordering::SeqCst), 3);
         }
 
@@ -638,7 +693,14 @@ mod tests {
             let (arm, _) = serve("azure-asyncoperation", "Failed", true).await;
             let ctx = CallContext::new("c", Duration::from_secs(10));
             let err = arm
-                .write(Method::PUT, &protector(), "2025-01-01", &serde_json::json!({}), &ctx)
+                .write(
+                    Method::PUT,
+                    &protector(),
+                    "2025-01-01",
+                    &serde_json::json!({}),
+                    true,
+                    &ctx,
+                )
                 .await
                 .unwrap_err();
             assert!(
@@ -652,9 +714,16 @@ mod tests {
         async fn location_polling_waits_for_the_final_answer() {
             let (arm, polls) = serve("location", "Succeeded", true).await;
             let ctx = CallContext::new("c", Duration::from_secs(10));
-            arm.write(Method::PUT, &protector(), "2025-01-01", &serde_json::json!({}), &ctx)
-                .await
-                .unwrap();
+            arm.write(
+                Method::PUT,
+                &protector(),
+                "2025-01-01",
+                &serde_json::json!({}),
+                true,
+                &ctx,
+            )
+            .await
+            .unwrap();
             assert_eq!(polls.load(Ordering::SeqCst), 3);
         }
 

@@ -79,6 +79,7 @@ pub fn apply_requirement(config: &mut Config, require: Option<RequireArg>) {
             mode: Mode::Audit,
             allowed_vaults: Vec::new(),
             pinned_key: None,
+            allow_irreversible: false,
             scope: ProfileScope::default(),
         }];
         config.routes.clear();

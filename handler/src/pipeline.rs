@@ -631,6 +631,7 @@ impl Pipeline {
                 .await?;
         }
         outcome.alert = decided.alert;
+        evaluation.notes.extend(decided.opt_in_note());
         let verdict = verdict_name(&evaluation.verdict);
         outcome.drift = drift_text(&evaluation.verdict);
         if !evaluation.notes.is_empty() {
@@ -725,8 +726,9 @@ impl Pipeline {
         }
         if let Some(RevertTarget::Cmk(key)) = revert_target(evaluation, &ctx) {
             ctx.resource_has_identity_for = Some(entry.has_identity_for(document, &key));
-            // A disk encryption set holds its own key binding; vault keys are checked here.
-            if key.encryption_set_id().is_none() {
+            // A disk encryption set holds its own key binding, and a key held outside ARM (Search)
+            // names no vault; vault keys are checked here.
+            if key.encryption_set_id().is_none() && key.vault().is_some() {
                 let max_age = if dry_run {
                     crate::keyvault::READ_ONLY_MAX_AGE
                 } else {
@@ -858,7 +860,14 @@ impl Pipeline {
             self.confirm_lease(id, lease, ctx).await?;
             match self
                 .arm
-                .write(method, &write_id, write.api_version, &write.body, ctx)
+                .write(
+                    method,
+                    &write_id,
+                    write.api_version,
+                    &write.body,
+                    entry.long_running,
+                    ctx,
+                )
                 .await
             {
                 Ok(_) => {}
@@ -1090,6 +1099,7 @@ fn no_revert_result(reason: &NoRevertReason) -> &'static str {
         NoRevertReason::RateLimited { .. } => "rate-limited",
         NoRevertReason::NoRevertTarget
         | NoRevertReason::NotReversible { .. }
+        | NoRevertReason::NeedsOptIn { .. }
         | NoRevertReason::MissingIdentity
         | NoRevertReason::KeyUnusable { .. }
         | NoRevertReason::NotApplicable => "manual-action-needed",

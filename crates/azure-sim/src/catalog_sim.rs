@@ -54,6 +54,10 @@ pub enum Lro {
     RelativeLocation,
     /// `202` + *relative* `Azure-AsyncOperation` and `Location` (Recovery Services example).
     RelativeBoth,
+    /// `201` with the document in `provisioningState: Updating` and no polling header; GETs of
+    /// the resource answer `Updating` until the operation ends (App Configuration's
+    /// `ConfigurationStores_Update`).
+    ProvisioningState,
 }
 
 /// Child resources with their own write semantics (PUT upserts, GET of an unwritten one
@@ -82,6 +86,9 @@ pub struct SimType {
     /// How PATCH/PUT of an existing resource answers.
     pub lro: Lro,
     pub child: Child,
+    /// A path where a written empty object clears the stored one instead of merging into it
+    /// (App Configuration drops its key with `keyVaultProperties: {}`, as the Azure CLI sends).
+    pub empty_clears: Option<&'static [&'static str]>,
 }
 
 const fn t(full_type: &'static str, api_versions: &'static [&'static str], detect: Detect) -> SimType {
@@ -93,6 +100,7 @@ const fn t(full_type: &'static str, api_versions: &'static [&'static str], detec
         to_mmk: Switch::Allowed,
         lro: Lro::Sync,
         child: Child::No,
+        empty_clears: None,
     }
 }
 
@@ -105,6 +113,11 @@ impl SimType {
 
     const fn lro(mut self, lro: Lro) -> Self {
         self.lro = lro;
+        self
+    }
+
+    const fn empty_clears(mut self, path: &'static [&'static str]) -> Self {
+        self.empty_clears = Some(path);
         self
     }
 
@@ -278,13 +291,16 @@ pub static TYPES: &[SimType] = &[
         ]),
     )
     .rules(Allowed, OneWay),
-    // --- Row 17: App Configuration, two-way.
+    // --- Row 17: App Configuration, two-way; the key is dropped with `keyVaultProperties: {}`.
     t(
         "Microsoft.AppConfiguration/configurationStores",
         &["2023-03-01", "2024-05-01", "2024-06-01"],
         Present(&["properties", "encryption", "keyVaultProperties", "keyIdentifier"]),
-    ),
-    // --- Row 18: Batch (docs conflict on MMK -> CMK; revert documented): both accepted.
+    )
+    .empty_clears(&["properties", "encryption", "keyVaultProperties"])
+    .lro(Lro::ProvisioningState),
+    // --- Row 18: Batch (docs conflict on MMK -> CMK; revert documented): both accepted here,
+    // keyguard treats the way back to MMK as one-way (opt-in).
     t(
         "Microsoft.Batch/batchAccounts",
         &["2024-02-01", "2024-07-01", "2025-06-01"],
@@ -305,7 +321,7 @@ pub static TYPES: &[SimType] = &[
     )
     .rules(Allowed, OneWay)
     .lro(Lro::RelativeBoth),
-    // --- Row 21: ADX (revert not documented: accepted).
+    // --- Row 21: ADX: CMK added and removed on existing clusters (the portal's "Off").
     t(
         "Microsoft.Kusto/clusters",
         &["2024-04-13", "2025-02-14"],
@@ -353,7 +369,10 @@ pub static TYPES: &[SimType] = &[
         &["2023-07-01", "2024-11-01", "2026-02-01"],
         Detect::None,
     ),
-    // --- Rows 26-33 (no Table B entry: nothing refused).
+    // --- Rows 26-33. Microsoft Learn (checked for issue 15): Automation, Elastic SAN volume groups,
+    // Search enforcement and Redis Enterprise switch both ways on existing resources; NetApp
+    // accounts move to CMK one-way (volumes cannot return), which an account-level model
+    // cannot refuse; the rest were not verified, so nothing is refused.
     t(
         "Microsoft.Automation/automationAccounts",
         &["2023-11-01", "2024-10-23"],
@@ -364,6 +383,7 @@ pub static TYPES: &[SimType] = &[
         &["2025-06-01", "2026-06-01"],
         Val(&["properties", "encryption", "keySource"], CMK_VALUES_KEYVAULT),
     ),
+    // Redis Enterprise: both ways on an existing instance, through a long maintenance operation.
     t(
         "Microsoft.Cache/redisEnterprise",
         &["2024-10-01", "2025-07-01"],
@@ -373,7 +393,8 @@ pub static TYPES: &[SimType] = &[
             "customerManagedKeyEncryption",
             "keyEncryptionKeyUrl",
         ]),
-    ),
+    )
+    .lro(Lro::AsyncOnly),
     t(
         "Microsoft.Search/searchServices",
         &["2023-11-01", "2025-05-01"],

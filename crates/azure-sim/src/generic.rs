@@ -226,6 +226,9 @@ pub(crate) fn handle(call: Call<'_>) -> Result<Reply, ArmError> {
     }
     let kind = match *call.method {
         Method::GET => {
+            if let Some(updating) = crate::lro::provisioning_view(call.sim, &rid.key()) {
+                return Ok(Reply::ok(updating));
+            }
             let store = lock(&call.sim.store);
             return read(&store, ty, rid, &call.api_version).map(Reply::ok);
         }
@@ -254,6 +257,19 @@ pub(crate) fn handle(call: Call<'_>) -> Result<Reply, ArmError> {
             format!("The request content was invalid and could not be deserialized: '{e}'."),
         )
     })?;
+    // ARM checks the body against the operation's schema before the service sees it.
+    if let Some(schema) = crate::schemas::lookup(ty.full_type, call.method.as_str(), &call.api_version) {
+        let problems = schema.violations(&body);
+        if !problems.is_empty() {
+            return Err(bad(
+                "InvalidRequestContent",
+                format!(
+                    "The request content was invalid and could not be deserialized: {}",
+                    problems.join("; ")
+                ),
+            ));
+        }
+    }
     let Value::Object(body) = body else {
         return Err(bad(
             "InvalidRequestContent",
@@ -374,6 +390,13 @@ fn merge_write(
     let patch = Value::Object(strip_identity_fields(&w.body));
     let mut doc = current.clone();
     merge(&mut doc, &patch);
+    if let Some(path) = ty.empty_clears
+        && at(&patch, path).is_some_and(|v| v.as_object().is_some_and(Map::is_empty))
+        && let Some((last, parents)) = path.split_last()
+        && let Some(Value::Object(parent)) = at_mut(&mut doc, parents)
+    {
+        parent.insert((*last).to_string(), Value::Object(Map::new()));
+    }
     check_switch(ty, rid, &current, &doc)?;
     if ty.full_type.eq_ignore_ascii_case("Microsoft.Compute/disks") {
         check_disk(store, rid, &current, &doc)?;
@@ -409,6 +432,15 @@ fn check_switch(ty: &SimType, rid: &ResourceId, before: &Value, after: &Value) -
             ),
         )),
     }
+}
+
+/// Case-insensitive object walk for writing (stored documents keep the writer's spelling).
+fn at_mut<'a>(doc: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
+    path.iter().try_fold(doc, |cur, seg| {
+        let obj = cur.as_object_mut()?;
+        let key = obj.keys().find(|k| k.eq_ignore_ascii_case(seg))?.clone();
+        obj.get_mut(&key)
+    })
 }
 
 fn vm_running(vm: &Value) -> bool {

@@ -41,6 +41,7 @@ pub mod identity;
 pub mod keyvault;
 pub mod listing;
 pub mod lro;
+pub mod schemas;
 pub mod smtp;
 pub mod throttle;
 mod util;

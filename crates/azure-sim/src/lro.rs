@@ -8,6 +8,10 @@
 //! * `Location` (`…/operationResults/{id}`): `202` (+ `Location`, `Retry-After`) while running,
 //!   then `200` with the written resource, or the operation's error status and ARM error body.
 //!
+//! A type whose completion shows only in `provisioningState` (App Configuration) answers the
+//! write `201` with the document in `Updating` and no polling header; GETs of the resource are
+//! its polls, answering `Updating` until the operation ends.
+//!
 //! An operation answers `InProgress` to the first `polls` polls (either URL; default 1) and
 //! finishes on the next one: only then is the write applied to the store (re-validated against
 //! the current document) and the `ResourceWriteSuccess` event emitted. A failed operation
@@ -108,6 +112,8 @@ pub(crate) struct Op {
     write: WriteInfo,
     result_url: String,
     error: Option<ArmError>,
+    /// Completion shows only in the resource's `provisioningState` (no polling URL).
+    by_provisioning_state: bool,
 }
 
 #[derive(Default)]
@@ -187,7 +193,10 @@ pub(crate) fn start(
         Lro::LocationOnly => (None, Some(abs("operationResults"))),
         Lro::RelativeLocation => (None, Some(rel("operationResults"))),
         Lro::RelativeBoth => (Some(rel("operationStatus")), Some(rel("operationResults"))),
+        Lro::ProvisioningState => (None, None),
     };
+    let by_provisioning_state = ty.lro == Lro::ProvisioningState;
+    let resource_key = rid.key();
     let mut lro = lock(&sim.lro);
     let cfg = lro.config.clone();
     let fail = cfg.fail.then(|| {
@@ -212,8 +221,17 @@ pub(crate) fn start(
             write,
             result_url: result_url.clone().unwrap_or_default(),
             error: None,
+            by_provisioning_state,
         },
     );
+    if by_provisioning_state {
+        drop(lro);
+        return Reply {
+            status: StatusCode::CREATED,
+            body: updating_document(sim, &resource_key),
+            headers: Vec::new(),
+        };
+    }
     let mut headers = vec![("retry-after", cfg.retry_after.to_string())];
     if let Some(u) = status_url {
         headers.push(("azure-asyncoperation", u));
@@ -248,6 +266,34 @@ fn advance(sim: &Sim, op: &mut Op) {
             op.state = OpState::Failed;
             op.error = Some(e);
         }
+    }
+}
+
+/// The stored document as a GET shows it while a write is being applied: `Updating`.
+fn updating_document(sim: &Sim, resource_key: &str) -> Option<Value> {
+    let mut doc = lock(&sim.store).resources.get(resource_key).cloned()?;
+    if let Some(Value::Object(props)) = doc.get_mut("properties") {
+        props.insert("provisioningState".into(), json!("Updating"));
+    }
+    Some(doc)
+}
+
+/// A GET of a resource whose write completes through `provisioningState`: advances its running
+/// operation like a poll would, and while it runs answers the document in `Updating`. `None`:
+/// no such operation is running, and the GET reads the store as usual.
+pub(crate) fn provisioning_view(sim: &Sim, resource_key: &str) -> Option<Value> {
+    let mut lro = lock(&sim.lro);
+    let op = lro
+        .ops
+        .values_mut()
+        .find(|op| op.by_provisioning_state && op.state == OpState::Running && op.pending.rid.key() == resource_key)?;
+    advance(sim, op);
+    let running = op.state == OpState::Running;
+    drop(lro);
+    if running {
+        updating_document(sim, resource_key)
+    } else {
+        None
     }
 }
 

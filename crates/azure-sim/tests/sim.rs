@@ -17,9 +17,13 @@ mod control;
 mod delivery;
 #[path = "sim/faults.rs"]
 mod faults;
+#[path = "sim/fidelity.rs"]
+mod fidelity;
 #[path = "sim/keyvault.rs"]
 mod keyvault;
 #[path = "sim/listing.rs"]
 mod listing;
 #[path = "sim/msi.rs"]
 mod msi;
+#[path = "sim/write_schemas.rs"]
+mod write_schemas;

@@ -14,10 +14,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use crate::keyref::{KeyRef, KeyRefError};
+pub use crate::keyref::{KeyRef, KeyRefError, SetUsage};
 use crate::resource_id::ResourceId;
 
 mod entries;
+mod writes;
 
 /// Whether a key-source switch in one direction can be made on an existing resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -28,12 +29,40 @@ pub enum Direction {
     /// Like `Reversible`, but only while the stated condition holds (a disk must not be attached
     /// to a running VM). Automated only when the caller has checked the condition.
     ReversibleIf(&'static str),
-    /// Possible, but cannot be undone afterwards (Cosmos DB, Event Hubs to CMK): never automated,
-    /// because a wrong automatic write would be permanent.
+    /// Possible both ways, but the switch itself disrupts the service (Redis Enterprise runs a
+    /// long maintenance operation): automated only when the profile opts in with
+    /// `allow_irreversible = true`.
+    Disruptive(&'static str),
+    /// Possible, but cannot be undone afterwards (Cosmos DB, Event Hubs to CMK), or the way back
+    /// is not established (Batch to MMK): a wrong automatic write could be permanent, so it is
+    /// automated only when the profile opts in with `allow_irreversible = true`.
     OneWay,
     /// Only when the resource is created (or not verified to work on an existing one): an
-    /// existing resource cannot be switched, so a write could only fail or surprise.
+    /// existing resource cannot be switched, so a write could only fail or surprise. Never
+    /// automated, whatever the profile says.
     CreationOnly,
+}
+
+/// Why a direction may or may not be written automatically, for plans and audit records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RevertPermission {
+    /// Reversible, or conditionally reversible with the condition checked.
+    Allowed,
+    /// One-way or disruptive, and the profile opted in with `allow_irreversible = true`.
+    AllowedByOptIn,
+    /// One-way or disruptive, and the profile did not opt in.
+    NeedsOptIn,
+    /// Conditionally reversible, and the condition was not confirmed.
+    PreconditionUnconfirmed,
+    /// Creation-only: no write can succeed on an existing resource.
+    Impossible,
+}
+
+impl RevertPermission {
+    pub fn allows_write(self) -> bool {
+        matches!(self, RevertPermission::Allowed | RevertPermission::AllowedByOptIn)
+    }
 }
 
 impl Direction {
@@ -44,12 +73,21 @@ impl Direction {
     }
 
     /// Whether a revert may be planned, given what the caller knows about the precondition
-    /// (`None`: not checked, which never counts as holding).
+    /// (`None`: not checked, which never counts as holding), without any profile opt-in.
     pub fn allows_revert_when(self, precondition_holds: Option<bool>) -> bool {
+        self.permission(precondition_holds, false).allows_write()
+    }
+
+    /// The full decision: the precondition as checked by the caller, and whether the profile
+    /// accepts irreversible or disruptive switches (`allow_irreversible`).
+    pub fn permission(self, precondition_holds: Option<bool>, allow_irreversible: bool) -> RevertPermission {
         match self {
-            Direction::Reversible => true,
-            Direction::ReversibleIf(_) => precondition_holds == Some(true),
-            Direction::OneWay | Direction::CreationOnly => false,
+            Direction::Reversible => RevertPermission::Allowed,
+            Direction::ReversibleIf(_) if precondition_holds == Some(true) => RevertPermission::Allowed,
+            Direction::ReversibleIf(_) => RevertPermission::PreconditionUnconfirmed,
+            Direction::Disruptive(_) | Direction::OneWay if allow_irreversible => RevertPermission::AllowedByOptIn,
+            Direction::Disruptive(_) | Direction::OneWay => RevertPermission::NeedsOptIn,
+            Direction::CreationOnly => RevertPermission::Impossible,
         }
     }
 
@@ -66,6 +104,7 @@ impl Direction {
         match self {
             Direction::Reversible => "reversible".to_string(),
             Direction::ReversibleIf(p) => format!("reversible if {p}"),
+            Direction::Disruptive(why) => format!("reversible, disruptive ({why}): opt-in"),
             Direction::OneWay => "one-way".to_string(),
             Direction::CreationOnly => "creation-only".to_string(),
         }
@@ -214,6 +253,9 @@ pub struct CatalogEntry {
     /// Resource names whose state is never drift (`master`: its TDE is not the customer's to set).
     pub never_drift_names: &'static [&'static str],
     pub reversibility: Reversibility,
+    /// The pages that state the reversibility (Microsoft Learn, current at the time of the
+    /// check); empty for rows still resting on the research tables cited in `entries.rs`.
+    pub sources: &'static [&'static str],
     pub write_method: WriteMethod,
     pub write_shape: WriteShape,
     /// Whether the write is a long-running operation that must be polled before re-reading.
@@ -387,6 +429,8 @@ pub struct CatalogRow {
     pub to_mmk: String,
     pub cis_level1: &'static str,
     pub cis_level2: &'static str,
+    /// The pages the reversibility rests on (see [`CatalogEntry::sources`]).
+    pub sources: &'static [&'static str],
 }
 
 /// The catalog as rows a CLI can print.
@@ -446,23 +490,15 @@ fn eq_any(list: &[&str], raw: &str) -> bool {
     list.iter().any(|v| v.eq_ignore_ascii_case(raw))
 }
 
-/// SQL's server key name, `{vault}_{key}_{version}`: vault and key names cannot contain `_`,
-/// so the split is unambiguous. SQL only accepts a versioned key here.
-fn sql_server_key_name(key: &KeyRef) -> Option<String> {
-    let vault = key.vault()?.name();
-    let version = key.version()?;
-    Some(format!("{vault}_{}_{version}", key.key_name()))
-}
-
 /// The reverse of [`sql_server_key_name`]. The DNS suffix is not in the name, so this assumes
 /// the public cloud; the protector's `uri`, when echoed, is preferred.
 fn key_from_sql_server_key_name(name: &str) -> Option<KeyRef> {
     let mut parts = name.trim().split('_');
-    let (vault, key, version) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || vault.is_empty() || key.is_empty() || version.is_empty() {
+    let (vault, key, version) = (parts.next()?, parts.next()?, parts.next());
+    if parts.next().is_some() || vault.is_empty() || key.is_empty() || version.is_some_and(str::is_empty) {
         return None;
     }
-    KeyRef::new(&format!("https://{vault}.vault.azure.net"), key, Some(version), None).ok()
+    KeyRef::new(&format!("https://{vault}.vault.azure.net"), key, version, None).ok()
 }
 
 fn opt_str<'a>(doc: &'a Value, path: Option<&[&str]>) -> Option<&'a str> {
@@ -588,25 +624,35 @@ impl CatalogEntry {
                 })
             }
             KeyRefLayout::EncryptionSet { paths } => {
-                let Some(set) = paths.iter().find_map(|p| opt_str(doc, Some(p))) else {
+                let Some((path, set)) = paths.iter().find_map(|p| opt_str(doc, Some(p)).map(|set| (*p, set))) else {
                     return Err(KeyRefProblem::Unreadable(format!(
                         "{said} without a disk encryption set id"
                     )));
                 };
-                KeyRef::encryption_set(set).map_err(|problem| {
-                    KeyRefProblem::Unreadable(format!("{said}, but the disk encryption set id is not one ({problem})"))
-                })
+                KeyRef::encryption_set(set)
+                    .map(|key| key.with_set_usage(self.set_usage(doc, path)))
+                    .map_err(|problem| {
+                        KeyRefProblem::Unreadable(format!(
+                            "{said}, but the disk encryption set id is not one ({problem})"
+                        ))
+                    })
             }
             KeyRefLayout::SqlServerKey => {
+                // The protector's rotation setting is part of what a revert must put back.
+                let rotation =
+                    get_path(doc, &["properties", "autoRotationEnabled"]).and_then(Value::as_bool) == Some(true);
                 if let Some(uri) = opt_str(doc, Some(&["properties", "uri"])) {
-                    return KeyRef::from_key_uri(uri, None).map_err(|problem| {
-                        KeyRefProblem::from_error(uri, problem, || {
-                            format!("{said}, but properties.uri is not a key identifier")
-                        })
-                    });
+                    return KeyRef::from_key_uri(uri, None)
+                        .map(|key| key.with_auto_rotation(rotation))
+                        .map_err(|problem| {
+                            KeyRefProblem::from_error(uri, problem, || {
+                                format!("{said}, but properties.uri is not a key identifier")
+                            })
+                        });
                 }
                 opt_str(doc, Some(&["properties", "serverKeyName"]))
                     .and_then(key_from_sql_server_key_name)
+                    .map(|key| key.with_auto_rotation(rotation))
                     .ok_or_else(|| {
                         KeyRefProblem::Unreadable(format!("{said} without a readable properties.uri or serverKeyName"))
                     })
@@ -615,148 +661,23 @@ impl CatalogEntry {
         }
     }
 
-    /// The writes that switch the resource to `target`, in order, in the service's spelling.
-    /// Empty when no automatic write exists for this type or the target lacks what the service
-    /// needs (SQL needs a versioned key, a disk needs a disk encryption set).
-    pub fn revert_writes(&self, target: &RevertTarget) -> Vec<RevertWrite> {
-        let write = |method, relative_path: Option<&str>, body| RevertWrite {
-            method,
-            relative_path: relative_path.map(str::to_string),
-            body,
-            api_version: self.api_version,
-        };
-        match self.write_shape {
-            WriteShape::KeySourcePatch => self
-                .key_source_patch(target)
-                .map(|body| vec![write(WriteMethod::Patch, None, body)])
-                .unwrap_or_default(),
-            WriteShape::SqlProtector => match target {
-                RevertTarget::Mmk => vec![write(
-                    WriteMethod::Put,
-                    Some("encryptionProtector/current"),
-                    serde_json::json!({"properties": {"serverKeyType": "ServiceManaged", "serverKeyName": "ServiceManaged"}}),
-                )],
-                RevertTarget::Cmk(key) => {
-                    let Some(name) = sql_server_key_name(key) else {
-                        return Vec::new();
-                    };
-                    vec![
-                        write(
-                            WriteMethod::Put,
-                            Some(&format!("keys/{name}")),
-                            serde_json::json!({"properties": {"serverKeyType": "AzureKeyVault", "uri": key.key_id()}}),
-                        ),
-                        write(
-                            WriteMethod::Put,
-                            Some("encryptionProtector/current"),
-                            serde_json::json!({"properties": {"serverKeyType": "AzureKeyVault", "serverKeyName": name, "autoRotationEnabled": false}}),
-                        ),
-                    ]
-                }
-            },
-            WriteShape::TdeState => {
-                let on = match self.key_source.kind {
-                    KeySourceKind::Switch { on, .. } => on.first().copied(),
-                    _ => None,
-                };
-                match (self.key_source.child, on) {
-                    (Some(child), Some(on)) => vec![write(
-                        WriteMethod::Put,
-                        Some(child),
-                        serde_json::json!({"properties": {"state": on}}),
-                    )],
-                    _ => Vec::new(),
-                }
-            }
-            WriteShape::DiskEncryption => {
-                let (KeySourceKind::Value { mmk, cmk, .. }, Some((type_field, parent))) =
-                    (self.key_source.kind, self.key_source.path.split_last())
-                else {
-                    return Vec::new();
-                };
-                let mut encryption = Map::new();
-                match target {
-                    RevertTarget::Mmk => {
-                        let Some(v) = mmk.first() else { return Vec::new() };
-                        encryption.insert((*type_field).to_string(), Value::String((*v).to_string()));
-                    }
-                    RevertTarget::Cmk(key) => {
-                        let (Some(v), Some(set)) = (cmk.first(), key.encryption_set_id()) else {
-                            return Vec::new();
-                        };
-                        encryption.insert((*type_field).to_string(), Value::String((*v).to_string()));
-                        encryption.insert("diskEncryptionSetId".to_string(), Value::String(set.to_string()));
-                    }
-                }
-                let mut root = Map::new();
-                set_path(&mut root, parent, Value::Object(encryption));
-                vec![write(WriteMethod::Patch, None, Value::Object(root))]
-            }
-            WriteShape::None => Vec::new(),
+    /// How a disk applies the set read at `path`: a confidential VM keeps it in its security
+    /// profile; double encryption says so in the key-source value.
+    fn set_usage(&self, doc: &Value, path: &[&str]) -> SetUsage {
+        if path
+            .last()
+            .is_some_and(|f| f.eq_ignore_ascii_case("secureVMDiskEncryptionSetId"))
+        {
+            return SetUsage::ConfidentialVm;
         }
-    }
-
-    /// The minimal PATCH body for the resource itself (key source fields only).
-    fn key_source_patch(&self, target: &RevertTarget) -> Option<Value> {
-        let mut root = Map::new();
-        let path = self.key_source.path;
-        match (self.key_source.kind, target) {
-            (KeySourceKind::Value { mmk, .. }, RevertTarget::Mmk) => {
-                set_path(&mut root, path, Value::String((*mmk.first()?).to_string()));
-            }
-            (KeySourceKind::Presence, RevertTarget::Mmk) => set_path(&mut root, path, Value::Null),
-            (KeySourceKind::Value { cmk, .. }, RevertTarget::Cmk(key)) => {
-                set_path(&mut root, path, Value::String((*cmk.first()?).to_string()));
-                self.write_key_ref(&mut root, key)?;
-            }
-            (KeySourceKind::Presence, RevertTarget::Cmk(key)) => self.write_key_ref(&mut root, key)?,
-            (KeySourceKind::Switch { .. }, _) => return None,
+        let double = get_path(doc, self.key_source.path)
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case(writes::DOUBLE_ENCRYPTION));
+        if double {
+            SetUsage::PlatformAndCustomerKeys
+        } else {
+            SetUsage::CustomerKey
         }
-        Some(Value::Object(root))
-    }
-
-    fn write_key_ref(&self, root: &mut Map<String, Value>, key: &KeyRef) -> Option<()> {
-        let vault_uri = key.vault_uri()?;
-        let uai = |root: &mut Map<String, Value>, path: Option<&[&str]>| {
-            if let (Some(path), Some(uai)) = (path, key.user_assigned_identity()) {
-                set_path(root, path, Value::String(uai.to_string()));
-            }
-        };
-        match self.key_ref {
-            KeyRefLayout::Fields {
-                container_path,
-                vault_uri_field,
-                key_name_field,
-                key_version_field,
-                user_assigned_identity_path,
-            } => {
-                let mut fields = Map::new();
-                fields.insert(vault_uri_field.to_string(), Value::String(vault_uri));
-                fields.insert(key_name_field.to_string(), Value::String(key.key_name().to_string()));
-                fields.insert(
-                    key_version_field.to_string(),
-                    Value::String(key.version().unwrap_or("").to_string()),
-                );
-                set_path(root, container_path, Value::Object(fields));
-                uai(root, user_assigned_identity_path);
-            }
-            KeyRefLayout::KeyUri {
-                path,
-                user_assigned_identity_path,
-            } => {
-                set_path(root, path, Value::String(key.key_id()));
-                uai(root, user_assigned_identity_path);
-            }
-            KeyRefLayout::EncryptionSet { .. } | KeyRefLayout::SqlServerKey | KeyRefLayout::None => return None,
-        }
-        Some(())
-    }
-
-    /// The body of the write on the resource itself (the storage PATCH); for types whose revert
-    /// is a PUT on a child, the last write's body; `null` when no write exists. Prefer
-    /// [`CatalogEntry::revert_writes`], which also says where each body goes.
-    pub fn revert_body(&self, target: &RevertTarget) -> Value {
-        self.revert_writes(target).pop().map(|w| w.body).unwrap_or(Value::Null)
     }
 
     /// Whether the resource has the identity the key reference needs: the named user-assigned
@@ -764,7 +685,9 @@ impl CatalogEntry {
     /// Without it the service cannot unwrap its key and a CMK revert would fail (or worse, be
     /// accepted and leave the data unreadable). A disk encryption set carries its own identity.
     pub fn has_identity_for(&self, resource: &Value, key: &KeyRef) -> bool {
-        if key.encryption_set_id().is_some() {
+        // A disk encryption set carries its own identity; a key held outside ARM (Search) is
+        // reached by whatever the data plane configures, nothing on the resource.
+        if key.encryption_set_id().is_some() || self.key_ref == KeyRefLayout::None {
             return true;
         }
         let Some(identity) = get_ci(resource, "identity") else {
@@ -835,6 +758,7 @@ impl CatalogEntry {
             to_mmk: self.reversibility.to_mmk.label(),
             cis_level1: self.cis_level1,
             cis_level2: self.cis_level2,
+            sources: self.sources,
         }
     }
 }

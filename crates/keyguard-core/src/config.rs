@@ -185,6 +185,10 @@ pub struct Profile {
     pub allowed_vaults: Vec<String>,
     /// The key to revert to; preferred over the last known-good key.
     pub pinned_key: Option<KeyRef>,
+    /// Let `enforce` make switches that cannot be undone on an existing resource (Batch back to
+    /// Microsoft-managed keys) or that disrupt the service (Redis Enterprise maintenance).
+    /// Off by default: such drift only alerts.
+    pub allow_irreversible: bool,
     pub scope: Scope,
 }
 
@@ -430,6 +434,7 @@ impl Config {
                 mode: Mode::Alert,
                 allowed_vaults: Vec::new(),
                 pinned_key: None,
+                allow_irreversible: false,
                 scope: Scope::default(),
             }],
             exemptions: Vec::new(),
@@ -649,6 +654,8 @@ struct RawProfile {
     allowed_vaults: Vec<Spanned<String>>,
     #[serde(default)]
     pinned_key: Option<Spanned<RawKeyRef>>,
+    #[serde(default)]
+    allow_irreversible: Option<Spanned<bool>>,
     #[serde(default)]
     scope: RawScope,
 }
@@ -1146,6 +1153,19 @@ impl Validator<'_> {
             }
         };
 
+        let allow_irreversible = match rp.allow_irreversible {
+            None => false,
+            Some(flag) => {
+                // Only enforce mode writes: an opt-in elsewhere would promise something that never happens.
+                if *flag.get_ref() && mode.is_some_and(|m| m != Mode::Enforce) {
+                    self.at(
+                        flag.span(),
+                        format!("allow_irreversible only applies to mode = \"enforce\" (profile \"{name}\")"),
+                    );
+                }
+                flag.into_inner()
+            }
+        };
         let scope = self.scope(rp.scope);
         if self.problems.len() != before {
             return None;
@@ -1156,6 +1176,7 @@ impl Validator<'_> {
             mode: mode?,
             allowed_vaults,
             pinned_key,
+            allow_irreversible,
             scope,
         })
     }

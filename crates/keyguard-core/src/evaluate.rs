@@ -96,6 +96,8 @@ pub struct Evaluation {
     pub allowed_vaults: Vec<String>,
     /// The profile's pinned key, if any.
     pub pinned_key: Option<KeyRef>,
+    /// The profile accepts one-way and disruptive reverts (`allow_irreversible = true`).
+    pub allow_irreversible: bool,
     pub verdict: Verdict,
     /// Things a human should know that do not change the verdict (expired exemption, broken tag, ...).
     pub notes: Vec<String>,
@@ -150,6 +152,7 @@ pub fn evaluate_view(id: &ResourceId, view: &ResourceView<'_>, config: &Config, 
         mode: None,
         allowed_vaults: Vec::new(),
         pinned_key: None,
+        allow_irreversible: false,
         verdict: Verdict::Unsupported { reason: String::new() },
         notes: Vec::new(),
     };
@@ -194,6 +197,7 @@ pub fn evaluate_view(id: &ResourceId, view: &ResourceView<'_>, config: &Config, 
     eval.mode = Some(profile.mode);
     eval.allowed_vaults = profile.allowed_vaults.clone();
     eval.pinned_key = profile.pinned_key.clone();
+    eval.allow_irreversible = profile.allow_irreversible;
 
     match config.exemption_for(id, &tags, now) {
         ExemptionStatus::Active {

@@ -267,6 +267,21 @@ fn clip(s: &str) -> String {
     s.chars().take(120).collect()
 }
 
+/// How a managed disk applies the key its disk encryption set holds. Part of the binding, so a
+/// revert puts back the same kind: double encryption stays double, and a confidential VM's set
+/// is never moved into the ordinary encryption field.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SetUsage {
+    /// `encryption.type = EncryptionAtRestWithCustomerKey` (and AKS's `diskEncryptionSetID`).
+    #[default]
+    CustomerKey,
+    /// `encryption.type = EncryptionAtRestWithPlatformAndCustomerKeys`: double encryption.
+    PlatformAndCustomerKeys,
+    /// `securityProfile.secureVMDiskEncryptionSetId`: a confidential VM's disk.
+    ConfidentialVm,
+}
+
 /// Where a customer-managed key lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum KeyLocation {
@@ -276,9 +291,13 @@ enum KeyLocation {
         name: String,
         /// `None`: versionless (the service follows the latest version).
         version: Option<String>,
+        /// The service moves to the key's newer versions by itself (SQL's protector
+        /// `autoRotationEnabled`), so a revert must switch that back on too.
+        auto_rotation: bool,
     },
-    /// A disk encryption set holds the binding (managed disks, AKS): its id names the key.
-    EncryptionSet(ResourceId),
+    /// A disk encryption set holds the binding (managed disks, AKS): its id names the key, and
+    /// `usage` says how the disk applies it.
+    EncryptionSet { id: ResourceId, usage: SetUsage },
     /// The key is not visible in ARM (Search keeps it per index in the data plane).
     NotVisible,
 }
@@ -326,6 +345,7 @@ impl KeyRef {
                 vault,
                 name: name.to_string(),
                 version: version.map(str::to_string),
+                auto_rotation: false,
             },
             user_assigned_identity: non_empty(user_assigned_identity),
         })
@@ -361,9 +381,48 @@ impl KeyRef {
             return Err(KeyRefError::NotAnEncryptionSet);
         }
         Ok(KeyRef {
-            location: KeyLocation::EncryptionSet(id),
+            location: KeyLocation::EncryptionSet {
+                id,
+                usage: SetUsage::default(),
+            },
             user_assigned_identity: None,
         })
+    }
+
+    /// The same vault key, with the service rotating it by itself or not; a key that is not in a
+    /// vault is unchanged.
+    pub fn with_auto_rotation(mut self, enabled: bool) -> KeyRef {
+        if let KeyLocation::Vault { auto_rotation, .. } = &mut self.location {
+            *auto_rotation = enabled;
+        }
+        self
+    }
+
+    /// Whether the service rotates this vault key by itself (SQL's `autoRotationEnabled`).
+    pub fn auto_rotation(&self) -> bool {
+        matches!(
+            self.location,
+            KeyLocation::Vault {
+                auto_rotation: true,
+                ..
+            }
+        )
+    }
+
+    /// The same encryption set applied another way; a key that is not a set is unchanged.
+    pub fn with_set_usage(mut self, usage: SetUsage) -> KeyRef {
+        if let KeyLocation::EncryptionSet { usage: current, .. } = &mut self.location {
+            *current = usage;
+        }
+        self
+    }
+
+    /// How the disk applies its encryption set, when a set holds the key.
+    pub fn set_usage(&self) -> Option<SetUsage> {
+        match &self.location {
+            KeyLocation::EncryptionSet { usage, .. } => Some(*usage),
+            _ => None,
+        }
     }
 
     /// A customer-managed key whose reference ARM does not show.
@@ -421,7 +480,7 @@ impl KeyRef {
     /// The disk encryption set id, when a set holds the key.
     pub fn encryption_set_id(&self) -> Option<&str> {
         match &self.location {
-            KeyLocation::EncryptionSet(id) => Some(id.as_str()),
+            KeyLocation::EncryptionSet { id, .. } => Some(id.as_str()),
             _ => None,
         }
     }
@@ -429,7 +488,10 @@ impl KeyRef {
     /// The data-plane URL of the key (`https://{vault}/keys/{name}[/{version}]`), built from the
     /// parsed parts.
     pub fn key_url(&self) -> Option<Url> {
-        let KeyLocation::Vault { vault, name, version } = &self.location else {
+        let KeyLocation::Vault {
+            vault, name, version, ..
+        } = &self.location
+        else {
             return None;
         };
         let mut url = Url::parse(&vault.uri()).ok()?;
@@ -448,11 +510,14 @@ impl KeyRef {
     pub fn same_key(&self, other: &KeyRef) -> bool {
         match (&self.location, &other.location) {
             (
-                KeyLocation::Vault { vault, name, version },
+                KeyLocation::Vault {
+                    vault, name, version, ..
+                },
                 KeyLocation::Vault {
                     vault: other_vault,
                     name: other_name,
                     version: other_version,
+                    ..
                 },
             ) => {
                 vault == other_vault
@@ -462,7 +527,7 @@ impl KeyRef {
                         _ => true,
                     }
             }
-            (KeyLocation::EncryptionSet(a), KeyLocation::EncryptionSet(b)) => a.same_resource(b),
+            (KeyLocation::EncryptionSet { id: a, .. }, KeyLocation::EncryptionSet { id: b, .. }) => a.same_resource(b),
             (KeyLocation::NotVisible, KeyLocation::NotVisible) => true,
             _ => false,
         }
@@ -471,11 +536,13 @@ impl KeyRef {
     /// `https://{vault}/keys/{name}[/{version}]`, the set id, or "" — for humans and write bodies.
     pub fn key_id(&self) -> String {
         match &self.location {
-            KeyLocation::Vault { vault, name, version } => match version {
+            KeyLocation::Vault {
+                vault, name, version, ..
+            } => match version {
                 Some(v) => format!("{}/keys/{name}/{v}", vault.uri()),
                 None => format!("{}/keys/{name}", vault.uri()),
             },
-            KeyLocation::EncryptionSet(id) => id.as_str().to_string(),
+            KeyLocation::EncryptionSet { id, .. } => id.as_str().to_string(),
             KeyLocation::NotVisible => String::new(),
         }
     }
@@ -505,6 +572,13 @@ struct StoredKeyRef {
     key_version: Option<String>,
     #[serde(alias = "user_assigned_identity", default)]
     user_assigned_identity: Option<String>,
+    /// Only for a disk encryption set applied other than the default way; absent otherwise, so
+    /// every record written before it existed reads the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    set_usage: Option<SetUsage>,
+    /// Only when the service rotates the key by itself; absent (false) otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    auto_rotation: bool,
 }
 
 impl TryFrom<StoredKeyRef> for KeyRef {
@@ -513,27 +587,44 @@ impl TryFrom<StoredKeyRef> for KeyRef {
     fn try_from(s: StoredKeyRef) -> Result<KeyRef, KeyRefError> {
         let identity = s.user_assigned_identity.as_deref();
         if !s.vault_uri.trim().is_empty() {
-            return KeyRef::new(&s.vault_uri, &s.key_name, s.key_version.as_deref(), identity);
+            return KeyRef::new(&s.vault_uri, &s.key_name, s.key_version.as_deref(), identity)
+                .map(|key| key.with_auto_rotation(s.auto_rotation));
         }
         if s.key_name.trim().is_empty() {
             return Ok(KeyRef::not_visible().with_user_assigned_identity(identity));
         }
-        KeyRef::encryption_set(&s.key_name)
+        Ok(KeyRef::encryption_set(&s.key_name)?.with_set_usage(s.set_usage.unwrap_or_default()))
     }
 }
 
 impl From<KeyRef> for StoredKeyRef {
     fn from(k: KeyRef) -> StoredKeyRef {
-        let (vault_uri, key_name, key_version) = match k.location {
-            KeyLocation::Vault { vault, name, version } => (vault.uri(), name, version),
-            KeyLocation::EncryptionSet(id) => (String::new(), id.as_str().to_string(), None),
-            KeyLocation::NotVisible => (String::new(), String::new(), None),
+        let mut stored_rotation = false;
+        let (vault_uri, key_name, key_version, set_usage) = match k.location {
+            KeyLocation::Vault {
+                vault,
+                name,
+                version,
+                auto_rotation,
+            } => {
+                stored_rotation = auto_rotation;
+                (vault.uri(), name, version, None)
+            }
+            KeyLocation::EncryptionSet { id, usage } => (
+                String::new(),
+                id.as_str().to_string(),
+                None,
+                (usage != SetUsage::default()).then_some(usage),
+            ),
+            KeyLocation::NotVisible => (String::new(), String::new(), None, None),
         };
         StoredKeyRef {
             vault_uri,
             key_name,
             key_version,
             user_assigned_identity: k.user_assigned_identity,
+            set_usage,
+            auto_rotation: stored_rotation,
         }
     }
 }

@@ -8,7 +8,9 @@
 use serde::Serialize;
 
 use crate::catalog::EncryptionState;
-use crate::catalog::{self, CatalogEntry, Direction, KeyRef, RevertTarget, RevertWrite};
+use crate::catalog::{
+    self, CatalogEntry, Direction, KeyRef, KeyRefLayout, RevertPermission, RevertTarget, RevertWrite,
+};
 use crate::config::{Mode, Settings, vault_allowed};
 use crate::evaluate::{DriftReason, Evaluation, Verdict};
 use crate::keyvault::KeyProblem;
@@ -29,6 +31,8 @@ pub struct PlanContext {
     /// Key Vault preconditions failed for the chosen CMK target (computed by the caller from
     /// `keyvault::key_problems`); empty when they hold or were not applicable.
     pub key_problems: Vec<KeyProblem>,
+    /// The profile accepts one-way and disruptive switches (`allow_irreversible = true`).
+    pub allow_irreversible: bool,
 }
 
 impl PlanContext {
@@ -45,6 +49,7 @@ impl PlanContext {
             max_reverts_per_hour: settings.max_reverts_per_hour,
             resource_has_identity_for: None,
             key_problems: Vec::new(),
+            allow_irreversible: eval.allow_irreversible,
         }
     }
 }
@@ -60,6 +65,11 @@ pub enum NoRevertReason {
     NoRevertTarget,
     /// The catalog says this switch cannot (or must not) be made on an existing resource.
     NotReversible {
+        direction: Direction,
+    },
+    /// The switch cannot be undone on an existing resource, or disrupts the service, and the
+    /// profile did not opt in with `allow_irreversible = true`.
+    NeedsOptIn {
         direction: Direction,
     },
     #[serde(rename_all = "camelCase")]
@@ -89,6 +99,10 @@ impl NoRevertReason {
             NoRevertReason::NotReversible {
                 direction: Direction::ReversibleIf(precondition),
             } => format!("reverting is safe only if {precondition}; that was not confirmed: check and act manually"),
+            NoRevertReason::NeedsOptIn { direction } => format!(
+                "this switch is {}: keyguard makes it only when the profile sets allow_irreversible = true; act manually",
+                direction.label()
+            ),
             NoRevertReason::NotReversible { direction } => format!(
                 "this switch is not safe to automate for this resource type ({})",
                 direction.label()
@@ -139,6 +153,20 @@ pub struct Plan {
     pub record_baseline: Option<KeyRef>,
     /// For a revert, every write in order (method, child path, body, api-version); empty otherwise.
     pub writes: Vec<RevertWrite>,
+    /// For a revert, which permission applied: `AllowedByOptIn` when only the profile's
+    /// `allow_irreversible = true` made it possible (the audit record says so).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permission: Option<RevertPermission>,
+}
+
+impl Plan {
+    /// A sentence for the audit record when the revert rests on the profile's opt-in.
+    pub fn opt_in_note(&self) -> Option<String> {
+        (self.permission == Some(RevertPermission::AllowedByOptIn)).then(|| {
+            "reverted only because the profile sets allow_irreversible = true (this switch is one-way or disruptive)"
+                .to_string()
+        })
+    }
 }
 
 /// The key (or MMK) a drift should be reverted to: MMK when MMK is required; otherwise the pinned
@@ -150,6 +178,13 @@ pub fn revert_target(eval: &Evaluation, ctx: &PlanContext) -> Option<RevertTarge
     match reason {
         // For on/off types (TDE) "MMK" is "service encryption on again".
         DriftReason::ExpectedMmkFoundCmk | DriftReason::NotEncrypted => Some(RevertTarget::Mmk),
+        // A type whose key lives outside ARM (Search: per index) is switched back by its key
+        // source alone; there is no key to choose.
+        DriftReason::ExpectedCmkFoundMmk
+            if catalog::lookup(&eval.resource_type).is_some_and(|e| matches!(e.key_ref, KeyRefLayout::None)) =>
+        {
+            Some(RevertTarget::Cmk(KeyRef::not_visible()))
+        }
         DriftReason::ExpectedCmkFoundMmk | DriftReason::UnapprovedVault { .. } => ctx
             .pinned_key
             .iter()
@@ -189,6 +224,7 @@ pub(crate) fn plan_with_entry(
         alert: false,
         record_baseline,
         writes: Vec::new(),
+        permission: None,
     };
     let reason = match &eval.verdict {
         Verdict::Compliant => {
@@ -205,6 +241,7 @@ pub(crate) fn plan_with_entry(
         alert,
         record_baseline: None,
         writes: Vec::new(),
+        permission: None,
     };
     match ctx.mode {
         Mode::Audit => return no_revert(NoRevertReason::ModeAudit, false),
@@ -225,8 +262,13 @@ pub(crate) fn plan_with_entry(
         DriftReason::ExpectedMmkFoundCmk | DriftReason::NotEncrypted => entry.reversibility.to_mmk,
         _ => entry.reversibility.to_cmk,
     };
-    if !direction.allows_revert_when(precondition_holds) {
-        return no_revert(NoRevertReason::NotReversible { direction }, true);
+    let permission = direction.permission(precondition_holds, ctx.allow_irreversible);
+    match permission {
+        RevertPermission::Allowed | RevertPermission::AllowedByOptIn => {}
+        RevertPermission::NeedsOptIn => return no_revert(NoRevertReason::NeedsOptIn { direction }, true),
+        RevertPermission::PreconditionUnconfirmed | RevertPermission::Impossible => {
+            return no_revert(NoRevertReason::NotReversible { direction }, true);
+        }
     }
     let Some(target) = revert_target(eval, ctx) else {
         return no_revert(NoRevertReason::NoRevertTarget, true);
@@ -266,8 +308,13 @@ pub(crate) fn plan_with_entry(
         alert: true,
         record_baseline: None,
         writes,
+        permission: Some(permission),
     }
 }
+
+#[cfg(test)]
+#[path = "plan_opt_in_tests.rs"]
+mod opt_in_tests;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -508,6 +555,7 @@ mod tests {
             mode: Some(Mode::Enforce),
             allowed_vaults: allowed.iter().map(|s| s.to_string()).collect(),
             pinned_key: None,
+            allow_irreversible: false,
             verdict: Verdict::Drift(reason),
             notes: vec![],
         }
@@ -523,6 +571,7 @@ mod tests {
             max_reverts_per_hour: 3,
             resource_has_identity_for: Some(true),
             key_problems: Vec::new(),
+            allow_irreversible: false,
         }
     }
 
@@ -569,7 +618,7 @@ mod tests {
         assert!(matches!(plan(&to_mmk, &ctx).action, Action::Revert { .. }));
     }
 
-    static ONE_WAY: CatalogEntry = CatalogEntry {
+    pub(super) static ONE_WAY: CatalogEntry = CatalogEntry {
         resource_type: "Microsoft.Example/oneWays",
         table_rows: "-",
         api_version: "2025-01-01",
@@ -598,6 +647,7 @@ mod tests {
             to_cmk: Direction::OneWay,
             to_mmk: Direction::CreationOnly,
         },
+        sources: &[],
         write_method: WriteMethod::Patch,
         write_shape: WriteShape::KeySourcePatch,
         long_running: true,
@@ -629,7 +679,7 @@ mod tests {
         let p = plan_with_entry(&eval, &worst, Some(&ONE_WAY), None);
         assert_eq!(
             no_revert(&p),
-            Some(&NoRevertReason::NotReversible {
+            Some(&NoRevertReason::NeedsOptIn {
                 direction: Direction::OneWay
             })
         );
@@ -801,10 +851,11 @@ mod tests {
                 mode: Some(mode),
                 allowed_vaults: allowed,
                 pinned_key: pinned_key.clone(),
+                allow_irreversible: false,
                 verdict,
                 notes: vec![],
             };
-            let ctx = PlanContext { mode, dry_run, baseline, pinned_key, reverts_in_last_hour, max_reverts_per_hour, resource_has_identity_for, key_problems: Vec::new() };
+            let ctx = PlanContext { mode, dry_run, baseline, pinned_key, reverts_in_last_hour, max_reverts_per_hour, resource_has_identity_for, key_problems: Vec::new(), allow_irreversible: false };
             (eval, ctx)
         }
     }

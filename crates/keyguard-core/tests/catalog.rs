@@ -452,6 +452,13 @@ fn fixture_expectations() -> Vec<FixtureExpect> {
             how: NotATarget("a server key is the protector's prerequisite; target_for maps it to the server"),
             bodies: vec![],
         },
+        FixtureExpect {
+            file: "sql/ServerKeyCreateOrUpdateWithVersionlessKey.json",
+            how: NotATarget(
+                "a versionless server key (2025-01-01): the protector's prerequisite, like the versioned one",
+            ),
+            bodies: vec![],
+        },
         // The GET example's id stops at the database; we never match child bodies by id.
         FixtureExpect {
             file: "sql/TransparentDataEncryptionGet.json",
@@ -558,7 +565,7 @@ fn check_state(ctx: &str, got: &EncryptionState, want: &Want) {
 fn every_resource_fixture_has_an_expectation() {
     let listed: BTreeSet<String> = fixture_expectations().iter().map(|e| e.file.to_string()).collect();
     let on_disk = resource_fixture_files();
-    assert_eq!(on_disk.len(), 31, "{on_disk:#?}");
+    assert_eq!(on_disk.len(), 32, "{on_disk:#?}");
     let missing: Vec<_> = on_disk.difference(&listed).collect();
     let stale: Vec<_> = listed.difference(&on_disk).collect();
     assert!(missing.is_empty(), "fixtures without an expected entry: {missing:?}");
@@ -1088,11 +1095,20 @@ fn sql_protector_writes_match_the_examples() {
             example_request("sql/EncryptionProtectorCreateOrUpdateServiceManaged.2023-08-01.json")
         );
         assert_eq!(mmk[0].relative_path.as_deref(), Some("encryptionProtector/current"));
-        // SQL needs a versioned key: a versionless target has no write (-> no revert target).
-        assert!(
-            e.revert_writes(&RevertTarget::Cmk(KeyRef::new(KV, "k", None, None).unwrap()))
-                .is_empty()
-        );
+        // A versionless key: `{vault}_{key}` since 2025-01-01 (example
+        // ServerKeyCreateOrUpdateWithVersionlessKey); before that SQL needs a versioned key, so a
+        // versionless target has no write (-> no revert target).
+        let versionless = e.revert_writes(&RevertTarget::Cmk(KeyRef::new(KV, "k", None, None).unwrap()));
+        if e.api_version >= "2025-01-01" {
+            assert_eq!(versionless[0].relative_path.as_deref(), Some("keys/kv_k"));
+            assert_eq!(
+                versionless[0].body,
+                json!({"properties": {"serverKeyType": "AzureKeyVault", "uri": format!("{KV}/keys/k")}})
+            );
+            assert_eq!(versionless[1].body["properties"]["serverKeyName"], "kv_k");
+        } else {
+            assert!(versionless.is_empty(), "{}", e.resource_type);
+        }
     }
 }
 
@@ -1190,7 +1206,8 @@ fn other_reversible_write_shapes() {
     );
     assert_eq!(
         app.revert_body(&RevertTarget::Mmk),
-        json!({"properties": {"encryption": {"keyVaultProperties": {"keyIdentifier": null}}}})
+        // The Azure CLI's body: an empty key reference, never a null the schema refuses.
+        json!({"properties": {"encryption": {"keyVaultProperties": {}}}})
     );
     let batch = entry("Microsoft.Batch/batchAccounts");
     assert_eq!(
@@ -1230,6 +1247,7 @@ fn ctx(mode: Mode) -> PlanContext {
         max_reverts_per_hour: 10,
         resource_has_identity_for: Some(true),
         key_problems: Vec::new(),
+        allow_irreversible: false,
     }
 }
 
@@ -1246,6 +1264,7 @@ fn drift_eval(e: &CatalogEntry, reason: DriftReason) -> Evaluation {
         mode: Some(Mode::Enforce),
         allowed_vaults: vec![],
         pinned_key: None,
+        allow_irreversible: false,
         verdict: Verdict::Drift(reason),
         notes: vec![],
     }
@@ -1314,9 +1333,13 @@ fn conditional_reverts_need_the_checked_precondition() {
     let p = plan_with(&drift_eval(sql, DriftReason::ExpectedCmkFoundMmk), &c, None);
     assert_eq!(p.writes.len(), 2);
     assert_eq!(p.writes[0].relative_path.as_deref(), Some("keys/kv_k_v1"));
-    // A versionless pinned key cannot be written to SQL: no revert target.
+    // A versionless pinned key: a versionless server key at 2025-01-01; a managed instance
+    // (2023-08-01) cannot take one: no revert target.
     c.pinned_key = Some(KeyRef::new(KV, "k", None, None).unwrap());
     let p = plan_with(&drift_eval(sql, DriftReason::ExpectedCmkFoundMmk), &c, None);
+    assert_eq!(p.writes[0].relative_path.as_deref(), Some("keys/kv_k"));
+    let mi = entry("Microsoft.Sql/managedInstances");
+    let p = plan_with(&drift_eval(mi, DriftReason::ExpectedCmkFoundMmk), &c, None);
     assert_eq!(
         p.action,
         Action::NoRevert(keyguard_core::NoRevertReason::NoRevertTarget)

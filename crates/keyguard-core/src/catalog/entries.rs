@@ -81,7 +81,6 @@ const fn fields(
     }
 }
 
-/// An alert-only row: no write is ever planned, so method and shape are placeholders.
 /// Event Hubs and Service Bus namespaces share one encryption model: `keySource` has a single
 /// value (`Microsoft.KeyVault`), MMK is the absence of `encryption`, key properties are an array.
 const fn messaging_namespace(
@@ -91,68 +90,77 @@ const fn messaging_namespace(
     cis_level2: &'static str,
     notes: &'static str,
 ) -> CatalogEntry {
-    alert_only(
+    CatalogEntry {
         resource_type,
         table_rows,
-        "2024-01-01",
+        api_version: "2024-01-01",
         write_operations,
-        value(
+        key_source: value(
             &["properties", "encryption", "keySource"],
             &[],
             &["Microsoft.KeyVault"],
             WhenAbsent::Mmk,
         ),
-        fields(
+        key_ref: fields(
             &["properties", "encryption", "keyVaultProperties"],
             ["keyVaultUri", "keyName", "keyVersion"],
             None,
         ),
-        &[
+        identity_fields: &[
             "identity",
             "properties.encryption.keyVaultProperties[].identity.userAssignedIdentity",
         ],
-        ONE_WAY_TO_CMK,
-        L1_PLATFORM,
+        reversibility: ONE_WAY_TO_CMK,
         cis_level2,
         notes,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-const fn alert_only(
-    resource_type: &'static str,
-    table_rows: &'static str,
-    api_version: &'static str,
-    write_operations: &'static [&'static str],
-    key_source: KeySource,
-    key_ref: KeyRefLayout,
-    identity_fields: &'static [&'static str],
-    reversibility: Reversibility,
-    cis_level1: &'static str,
-    cis_level2: &'static str,
-    notes: &'static str,
-) -> CatalogEntry {
-    CatalogEntry {
-        resource_type,
-        table_rows,
-        api_version,
-        write_operations,
-        watched_children: &[],
-        key_source,
-        key_ref,
-        identity_fields,
-        children: &[],
-        never_drift_names: &[],
-        reversibility,
-        write_method: WriteMethod::Patch,
-        write_shape: WriteShape::None,
-        long_running: true,
-        cis_level1,
-        cis_level2,
-        notes,
+        ..ALERT_ONLY_ROW
     }
 }
 
+/// What every alert-only row shares; rows name what differs and take the rest with
+/// `..ALERT_ONLY_ROW` (no write is ever planned, so method and shape are placeholders).
+const ALERT_ONLY_ROW: CatalogEntry = CatalogEntry {
+    resource_type: "",
+    table_rows: "",
+    api_version: "",
+    write_operations: &[],
+    watched_children: &[],
+    key_source: presence(&[]),
+    key_ref: KeyRefLayout::None,
+    identity_fields: &[],
+    children: &[],
+    never_drift_names: &[],
+    reversibility: ALERT_ONLY,
+    sources: &[],
+    write_method: WriteMethod::Patch,
+    write_shape: WriteShape::None,
+    long_running: true,
+    cis_level1: L1_PLATFORM,
+    cis_level2: "",
+    notes: UNVERIFIED,
+};
+
+/// Pages that state a row's reversibility (checked for issue 15); each changed row cites its own.
+mod source {
+    pub const ELASTIC_SAN: &str =
+        "https://learn.microsoft.com/en-us/azure/storage/elastic-san/elastic-san-encryption-overview";
+    pub const AUTOMATION: &str =
+        "https://learn.microsoft.com/en-us/azure/automation/automation-secure-asset-encryption";
+    /// `Set-AzAutomationAccount -AutomationServicesEncryption` switches an existing account back
+    /// to `keySource: Microsoft.Automation`, the value the 2024-10-23 update schema accepts.
+    pub const AUTOMATION_TO_MMK: &str =
+        "https://learn.microsoft.com/powershell/module/az.automation/set-azautomationaccount";
+    pub const KUSTO: &str = "https://learn.microsoft.com/en-us/azure/data-explorer/customer-managed-keys-portal";
+    pub const SEARCH: &str = "https://learn.microsoft.com/en-us/azure/search/search-security-manage-encryption-keys";
+    pub const REDIS: &str = "https://learn.microsoft.com/en-us/azure/redis/how-to-encryption";
+    pub const BATCH: &str = "https://learn.microsoft.com/en-us/azure/batch/batch-customer-managed-key";
+    pub const NETAPP: &str =
+        "https://learn.microsoft.com/en-us/azure/azure-netapp-files/configure-customer-managed-keys";
+    pub const APP_CONFIGURATION: &str =
+        "https://learn.microsoft.com/en-us/azure/azure-app-configuration/concept-customer-managed-keys";
+}
+
+const REDIS_MAINTENANCE: &str = "switching keys on an existing instance triggers a long-running maintenance operation";
 const L1_PLATFORM: &str = "Encrypted at rest by the service (always on; Microsoft-managed keys)";
 const UNVERIFIED: &str =
     "Switching on an existing resource was not verified by the research (no Table B row): alert only.";
@@ -193,6 +201,7 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
         children: &[],
         never_drift_names: &[],
         reversibility: BOTH_WAYS,
+        sources: &[],
         write_method: WriteMethod::Patch,
         write_shape: WriteShape::KeySourcePatch,
         long_running: false,
@@ -221,13 +230,14 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
         }],
         never_drift_names: &[],
         reversibility: BOTH_WAYS,
+        sources: &[],
         write_method: WriteMethod::Put,
         write_shape: WriteShape::SqlProtector,
         long_running: true,
         cis_level1: "TDE protector is service-managed (databases encrypted at rest)",
         cis_level2: "Built-in policy: SQL servers should use customer-managed keys to encrypt data at rest",
         notes: "The protector is a child resource; to a vault key it needs the server key \
-                {vault}_{key}_{version} first (versioned keys only), the server identity with \
+                {vault}_{key}_{version} ({vault}_{key} for a versionless key, accepted since 2025-01-01) first, the server identity with \
                 get/wrapKey/unwrapKey, RSA 2048/3072, and a vault with purge protection.",
     },
     CatalogEntry {
@@ -262,6 +272,7 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
             // "Back to MMK" for a database means "TDE on again".
             to_mmk: Direction::Reversible,
         },
+        sources: &[],
         write_method: WriteMethod::Put,
         write_shape: WriteShape::TdeState,
         long_running: true,
@@ -288,6 +299,7 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
         }],
         never_drift_names: &[],
         reversibility: BOTH_WAYS,
+        sources: &[],
         write_method: WriteMethod::Put,
         write_shape: WriteShape::SqlProtector,
         long_running: true,
@@ -327,6 +339,7 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
                 "the disk is not attached to a running VM and has no incremental snapshots",
             ),
         },
+        sources: &[],
         write_method: WriteMethod::Patch,
         write_shape: WriteShape::DiskEncryption,
         long_running: true,
@@ -335,43 +348,42 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
         notes: "CMK goes through a disk encryption set in the same region; disks that ever used Azure \
                 Disk Encryption cannot use CMK. The vault is named by the DES, not checked here.",
     },
-    alert_only(
-        "Microsoft.DocumentDB/databaseAccounts",
-        "8",
-        "2025-10-15",
-        &["Microsoft.DocumentDB/databaseAccounts/write"],
-        presence(&["properties", "keyVaultKeyUri"]),
-        key_uri(&["properties", "keyVaultKeyUri"], None),
-        &["properties.defaultIdentity"],
-        ONE_WAY_TO_CMK,
-        L1_PLATFORM,
-        "Built-in policy: Azure Cosmos DB accounts should use customer-managed keys to encrypt data at rest",
-        "Enabling CMK on an existing account is one-way (no return to service-managed keys).",
-    ),
-    alert_only(
-        "Microsoft.DBforPostgreSQL/flexibleServers",
-        "9",
-        "2025-08-01",
-        &["Microsoft.DBforPostgreSQL/flexibleServers/write"],
-        value(
+    CatalogEntry {
+        resource_type: "Microsoft.DocumentDB/databaseAccounts",
+        table_rows: "8",
+        api_version: "2025-10-15",
+        write_operations: &["Microsoft.DocumentDB/databaseAccounts/write"],
+        key_source: presence(&["properties", "keyVaultKeyUri"]),
+        key_ref: key_uri(&["properties", "keyVaultKeyUri"], None),
+        identity_fields: &["properties.defaultIdentity"],
+        reversibility: ONE_WAY_TO_CMK,
+        cis_level2: "Built-in policy: Azure Cosmos DB accounts should use customer-managed keys to encrypt data at rest",
+        notes: "Enabling CMK on an existing account is one-way (no return to service-managed keys).",
+        ..ALERT_ONLY_ROW
+    },
+    CatalogEntry {
+        resource_type: "Microsoft.DBforPostgreSQL/flexibleServers",
+        table_rows: "9",
+        api_version: "2025-08-01",
+        write_operations: &["Microsoft.DBforPostgreSQL/flexibleServers/write"],
+        key_source: value(
             &["properties", "dataEncryption", "type"],
             &["SystemManaged"],
             &["AzureKeyVault"],
             WhenAbsent::Unknown,
         ),
-        key_uri(
+        key_ref: key_uri(
             &["properties", "dataEncryption", "primaryKeyURI"],
             Some(&["properties", "dataEncryption", "primaryUserAssignedIdentityId"]),
         ),
-        &[
+        identity_fields: &[
             "properties.dataEncryption.primaryUserAssignedIdentityId",
             "properties.dataEncryption.geoBackupUserAssignedIdentityId",
         ],
-        ALERT_ONLY,
-        L1_PLATFORM,
-        "Built-in policy: PostgreSQL flexible servers should use customer-managed keys to encrypt data at rest",
-        "The key mode is chosen at server creation; only key/identity rotation is possible afterwards.",
-    ),
+        cis_level2: "Built-in policy: PostgreSQL flexible servers should use customer-managed keys to encrypt data at rest",
+        notes: "The key mode is chosen at server creation; only key/identity rotation is possible afterwards.",
+        ..ALERT_ONLY_ROW
+    },
     CatalogEntry {
         resource_type: "Microsoft.DBforMySQL/flexibleServers",
         table_rows: "10",
@@ -392,6 +404,7 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
         children: &[],
         never_drift_names: &[],
         reversibility: BOTH_WAYS,
+        sources: &[],
         write_method: WriteMethod::Patch,
         write_shape: WriteShape::KeySourcePatch,
         long_running: true,
@@ -414,27 +427,26 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
         "Built-in policy: Service Bus Premium namespaces should use a customer-managed key for encryption",
         "CMK only on new or empty Premium namespaces, and it cannot be removed.",
     ),
-    alert_only(
-        "Microsoft.ContainerRegistry/registries",
-        "13",
-        "2025-04-01",
-        &["Microsoft.ContainerRegistry/registries/write"],
-        value(
+    CatalogEntry {
+        resource_type: "Microsoft.ContainerRegistry/registries",
+        table_rows: "13",
+        api_version: "2025-04-01",
+        write_operations: &["Microsoft.ContainerRegistry/registries/write"],
+        key_source: value(
             &["properties", "encryption", "status"],
             &["disabled"],
             &["enabled"],
             WhenAbsent::Unknown,
         ),
-        key_uri(
+        key_ref: key_uri(
             &["properties", "encryption", "keyVaultProperties", "keyIdentifier"],
             None,
         ),
-        &["properties.encryption.keyVaultProperties.identity (a client id)"],
-        ALERT_ONLY,
-        L1_PLATFORM,
-        "Built-in policy: Container registries should be encrypted with a customer-managed key",
-        "CMK only when the (Premium) registry is created; it cannot be disabled.",
-    ),
+        identity_fields: &["properties.encryption.keyVaultProperties.identity (a client id)"],
+        cis_level2: "Built-in policy: Container registries should be encrypted with a customer-managed key",
+        notes: "CMK only when the (Premium) registry is created; it cannot be disabled.",
+        ..ALERT_ONLY_ROW
+    },
     CatalogEntry {
         resource_type: "Microsoft.CognitiveServices/accounts",
         table_rows: "14",
@@ -456,6 +468,7 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
         children: &[],
         never_drift_names: &[],
         reversibility: BOTH_WAYS,
+        sources: &[],
         write_method: WriteMethod::Patch,
         write_shape: WriteShape::KeySourcePatch,
         long_running: true,
@@ -464,47 +477,46 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
         notes: "Vault with soft delete and purge protection; identity with get/wrapKey/unwrapKey. \
                 keyguard writes system-identity CMK (identityClientId is a client id, not in a KeyRef).",
     },
-    alert_only(
-        "Microsoft.MachineLearningServices/workspaces",
-        "15",
-        "2026-05-01",
-        &["Microsoft.MachineLearningServices/workspaces/write"],
-        value(
+    CatalogEntry {
+        resource_type: "Microsoft.MachineLearningServices/workspaces",
+        table_rows: "15",
+        api_version: "2026-05-01",
+        write_operations: &["Microsoft.MachineLearningServices/workspaces/write"],
+        key_source: value(
             &["properties", "encryption", "status"],
             &["Disabled"],
             &["Enabled"],
             WhenAbsent::Mmk,
         ),
-        key_uri(
+        key_ref: key_uri(
             &["properties", "encryption", "keyVaultProperties", "keyIdentifier"],
             Some(&["properties", "encryption", "identity", "userAssignedIdentity"]),
         ),
-        &[
+        identity_fields: &[
             "properties.encryption.identity.userAssignedIdentity",
             "properties.encryption.keyVaultProperties.identityClientId",
         ],
-        ALERT_ONLY,
-        L1_PLATFORM,
-        "Built-in policy: Azure Machine Learning workspaces should be encrypted with a customer-managed key",
-        "The key is given at workspace creation; afterwards only another key in the same vault.",
-    ),
-    alert_only(
-        "Microsoft.DataFactory/factories",
-        "16",
-        "2018-06-01",
-        &["Microsoft.DataFactory/factories/write"],
-        presence(&["properties", "encryption", "vaultBaseUrl"]),
-        fields(
+        cis_level2: "Built-in policy: Azure Machine Learning workspaces should be encrypted with a customer-managed key",
+        notes: "The key is given at workspace creation; afterwards only another key in the same vault.",
+        ..ALERT_ONLY_ROW
+    },
+    CatalogEntry {
+        resource_type: "Microsoft.DataFactory/factories",
+        table_rows: "16",
+        api_version: "2018-06-01",
+        write_operations: &["Microsoft.DataFactory/factories/write"],
+        key_source: presence(&["properties", "encryption", "vaultBaseUrl"]),
+        key_ref: fields(
             &["properties", "encryption"],
             ["vaultBaseUrl", "keyName", "keyVersion"],
             Some(&["properties", "encryption", "identity", "userAssignedIdentity"]),
         ),
-        &["identity", "properties.encryption.identity.userAssignedIdentity"],
-        ONE_WAY_TO_CMK,
-        L1_PLATFORM,
-        "Built-in policy: Azure data factories should be encrypted with a customer-managed key",
-        "CMK only on an empty factory, and it cannot be removed.",
-    ),
+        identity_fields: &["identity", "properties.encryption.identity.userAssignedIdentity"],
+        reversibility: ONE_WAY_TO_CMK,
+        cis_level2: "Built-in policy: Azure data factories should be encrypted with a customer-managed key",
+        notes: "CMK only on an empty factory, and it cannot be removed.",
+        ..ALERT_ONLY_ROW
+    },
     CatalogEntry {
         resource_type: "Microsoft.AppConfiguration/configurationStores",
         table_rows: "17",
@@ -519,7 +531,15 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
         identity_fields: &["identity", "properties.encryption.keyVaultProperties.identityClientId"],
         children: &[],
         never_drift_names: &[],
-        reversibility: BOTH_WAYS,
+        reversibility: Reversibility {
+            to_cmk: Direction::Reversible,
+            // "Ensure the current customer-managed key is valid and operational": the store
+            // decrypts with it before going back to its own key.
+            to_mmk: Direction::ReversibleIf(
+                "the current customer-managed key is still enabled and reachable by the store's identity",
+            ),
+        },
+        sources: &[source::APP_CONFIGURATION],
         write_method: WriteMethod::Patch,
         write_shape: WriteShape::KeySourcePatch,
         long_running: true,
@@ -547,117 +567,128 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
         children: &[],
         never_drift_names: &[],
         reversibility: Reversibility {
-            // The docs conflict (flow vs FAQ "only for new accounts"): treat MMK -> CMK as creation-only.
+            // The docs conflict (setup steps vs FAQ "only supported for new Batch accounts"): MMK ->
+            // CMK is treated as creation-only, so going back to MMK may be permanent: one-way,
+            // automated only with the profile's `allow_irreversible = true`.
             to_cmk: Direction::CreationOnly,
-            to_mmk: Direction::Reversible,
+            to_mmk: Direction::OneWay,
         },
+        sources: &[source::BATCH],
         write_method: WriteMethod::Patch,
         write_shape: WriteShape::KeySourcePatch,
         long_running: false,
         cis_level1: L1_PLATFORM,
         cis_level2: "Built-in policy: Azure Batch account should use customer-managed keys to encrypt data",
-        notes: "Back to Microsoft-managed keys is possible at any time; enabling CMK on an existing \
-                account is contradicted by the FAQ, so it is alert-only.",
+        notes: "Back to Microsoft-managed keys is possible, but enabling CMK again on an existing \
+                account is contradicted by the FAQ (\"only supported for new Batch accounts\"): both \
+                directions alert unless the profile sets allow_irreversible = true (then to MMK is written).",
     },
-    alert_only(
-        "Microsoft.Synapse/workspaces",
-        "19",
-        "2021-06-01",
-        &[
+    CatalogEntry {
+        resource_type: "Microsoft.Synapse/workspaces",
+        table_rows: "19",
+        api_version: "2021-06-01",
+        write_operations: &[
             "Microsoft.Synapse/workspaces/write",
             "Microsoft.Synapse/workspaces/keys/write",
         ],
-        presence(&["properties", "encryption", "cmk", "key", "name"]),
-        key_uri(
+        key_source: presence(&["properties", "encryption", "cmk", "key", "name"]),
+        key_ref: key_uri(
             &["properties", "encryption", "cmk", "key", "keyVaultUrl"],
             Some(&["properties", "encryption", "cmk", "kekIdentity", "userAssignedIdentity"]),
         ),
-        &[
+        identity_fields: &[
             "properties.encryption.cmk.kekIdentity.userAssignedIdentity",
             "properties.encryption.cmk.kekIdentity.useSystemAssignedIdentity",
         ],
-        ALERT_ONLY,
-        L1_PLATFORM,
-        "Built-in policy: Azure Synapse workspaces should use customer-managed keys to encrypt data at rest",
-        "Double encryption with CMK is chosen at workspace creation.",
-    ),
-    alert_only(
-        "Microsoft.RecoveryServices/vaults",
-        "20",
-        "2025-02-01",
-        &["Microsoft.RecoveryServices/vaults/write"],
-        presence(&["properties", "encryption", "keyVaultProperties", "keyUri"]),
-        key_uri(
+        cis_level2: "Built-in policy: Azure Synapse workspaces should use customer-managed keys to encrypt data at rest",
+        notes: "Double encryption with CMK is chosen at workspace creation.",
+        ..ALERT_ONLY_ROW
+    },
+    CatalogEntry {
+        resource_type: "Microsoft.RecoveryServices/vaults",
+        table_rows: "20",
+        api_version: "2025-02-01",
+        write_operations: &["Microsoft.RecoveryServices/vaults/write"],
+        key_source: presence(&["properties", "encryption", "keyVaultProperties", "keyUri"]),
+        key_ref: key_uri(
             &["properties", "encryption", "keyVaultProperties", "keyUri"],
             Some(&["properties", "encryption", "kekIdentity", "userAssignedIdentity"]),
         ),
-        &["identity", "properties.encryption.kekIdentity.userAssignedIdentity"],
-        ONE_WAY_TO_CMK,
-        L1_PLATFORM,
-        "Built-in policy: [Preview]: Azure Recovery Services vaults should use customer-managed keys for encrypting backup data",
-        "CMK only on vaults without protected items, and it cannot be reverted.",
-    ),
-    alert_only(
-        "Microsoft.Kusto/clusters",
-        "21",
-        "2024-04-13",
-        &["Microsoft.Kusto/clusters/write"],
-        presence(&["properties", "keyVaultProperties"]),
-        fields(
+        identity_fields: &["identity", "properties.encryption.kekIdentity.userAssignedIdentity"],
+        reversibility: ONE_WAY_TO_CMK,
+        cis_level2: "Built-in policy: [Preview]: Azure Recovery Services vaults should use customer-managed keys for encrypting backup data",
+        notes: "CMK only on vaults without protected items, and it cannot be reverted.",
+        ..ALERT_ONLY_ROW
+    },
+    CatalogEntry {
+        resource_type: "Microsoft.Kusto/clusters",
+        table_rows: "21",
+        api_version: "2024-04-13",
+        write_operations: &["Microsoft.Kusto/clusters/write"],
+        key_source: presence(&["properties", "keyVaultProperties"]),
+        key_ref: fields(
             &["properties", "keyVaultProperties"],
             ["keyVaultUri", "keyName", "keyVersion"],
             Some(&["properties", "keyVaultProperties", "userIdentity"]),
         ),
-        &["identity", "properties.keyVaultProperties.userIdentity"],
-        ONE_WAY_TO_CMK,
-        L1_PLATFORM,
-        "Built-in policy: Azure Data Explorer encryption at rest should use a customer-managed key",
-        "Enabling CMK on an existing cluster is documented; removing it is not, so both are alert-only.",
-    ),
-    alert_only(
-        "Microsoft.OperationalInsights/clusters",
-        "22",
-        "2023-09-01",
-        &["Microsoft.OperationalInsights/clusters/write"],
-        presence(&["properties", "keyVaultProperties", "keyName"]),
-        fields(
+        identity_fields: &["identity", "properties.keyVaultProperties.userIdentity"],
+        reversibility: Reversibility {
+            // Enabled on existing clusters, and removable ("Select Off to remove the customer-managed key").
+            to_cmk: Direction::Reversible,
+            to_mmk: Direction::ReversibleIf(
+                "the key is removed in the portal (Encryption > Customer-managed key > Off): ARM's body for removing it is not documented, so keyguard never writes it",
+            ),
+        },
+        sources: &[source::KUSTO],
+        write_shape: WriteShape::KeySourcePatch,
+        cis_level2: "Built-in policy: Azure Data Explorer encryption at rest should use a customer-managed key",
+        notes: "CMK can be enabled on an existing cluster (reverted automatically) and removed in the \
+                portal; ARM's removal body is not documented, so to MMK only alerts.",
+        ..ALERT_ONLY_ROW
+    },
+    CatalogEntry {
+        resource_type: "Microsoft.OperationalInsights/clusters",
+        table_rows: "22",
+        api_version: "2023-09-01",
+        write_operations: &["Microsoft.OperationalInsights/clusters/write"],
+        key_source: presence(&["properties", "keyVaultProperties", "keyName"]),
+        key_ref: fields(
             &["properties", "keyVaultProperties"],
             ["keyVaultUri", "keyName", "keyVersion"],
             None,
         ),
-        &["identity"],
-        ONE_WAY_TO_CMK,
-        L1_PLATFORM,
-        "Built-in policy: Azure Monitor Logs clusters should be encrypted with customer-managed key",
-        "Dedicated clusters only; removing the key is not documented (unlink workspaces instead).",
-    ),
-    alert_only(
-        "Microsoft.ContainerService/managedClusters",
-        "23",
-        "2026-05-01",
-        &["Microsoft.ContainerService/managedClusters/write"],
-        presence(&["properties", "diskEncryptionSetID"]),
-        KeyRefLayout::EncryptionSet {
+        identity_fields: &["identity"],
+        reversibility: ONE_WAY_TO_CMK,
+        cis_level2: "Built-in policy: Azure Monitor Logs clusters should be encrypted with customer-managed key",
+        notes: "Dedicated clusters only; removing the key is not documented (unlink workspaces instead).",
+        ..ALERT_ONLY_ROW
+    },
+    CatalogEntry {
+        resource_type: "Microsoft.ContainerService/managedClusters",
+        table_rows: "23",
+        api_version: "2026-05-01",
+        write_operations: &["Microsoft.ContainerService/managedClusters/write"],
+        key_source: presence(&["properties", "diskEncryptionSetID"]),
+        key_ref: KeyRefLayout::EncryptionSet {
             paths: &[&["properties", "diskEncryptionSetID"]],
         },
-        &["identity", "properties.identityProfile.kubeletidentity"],
-        ALERT_ONLY,
-        L1_PLATFORM,
-        "Built-in policy: Both operating systems and data disks in Azure Kubernetes Service clusters should be encrypted by customer-managed keys",
-        "OS-disk CMK can only be enabled when the cluster is created. etcd KMS is not judged.",
-    ),
-    alert_only(
-        "Microsoft.Databricks/workspaces",
-        "24",
-        "2024-05-01",
-        &["Microsoft.Databricks/workspaces/write"],
-        value(
+        identity_fields: &["identity", "properties.identityProfile.kubeletidentity"],
+        cis_level2: "Built-in policy: Both operating systems and data disks in Azure Kubernetes Service clusters should be encrypted by customer-managed keys",
+        notes: "OS-disk CMK can only be enabled when the cluster is created. etcd KMS is not judged.",
+        ..ALERT_ONLY_ROW
+    },
+    CatalogEntry {
+        resource_type: "Microsoft.Databricks/workspaces",
+        table_rows: "24",
+        api_version: "2024-05-01",
+        write_operations: &["Microsoft.Databricks/workspaces/write"],
+        key_source: value(
             &["properties", "encryption", "entities", "managedDisk", "keySource"],
             &[],
             &["Microsoft.Keyvault"],
             WhenAbsent::Mmk,
         ),
-        fields(
+        key_ref: fields(
             &[
                 "properties",
                 "encryption",
@@ -668,64 +699,72 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
             ["keyVaultUri", "keyName", "keyVersion"],
             None,
         ),
-        &["properties.managedDiskIdentity"],
-        ONE_WAY_TO_CMK,
-        L1_PLATFORM,
-        "keyguard profile: Databricks managed disks use a customer-managed key (no built-in policy in the fixture set)",
-        "Only the managed-disk switch is judged; DBFS root (parameters.encryption) and managed \
-         services (encryption.entities.managedServices) are separate switches not evaluated here.",
-    ),
-    alert_only(
-        "Microsoft.Automation/automationAccounts",
-        "26",
-        "2024-10-23",
-        &["Microsoft.Automation/automationAccounts/write"],
-        value(
+        identity_fields: &["properties.managedDiskIdentity"],
+        reversibility: ONE_WAY_TO_CMK,
+        cis_level2: "keyguard profile: Databricks managed disks use a customer-managed key (no built-in policy in the fixture set)",
+        notes: "Only the managed-disk switch is judged; DBFS root (parameters.encryption) and managed \
+             services (encryption.entities.managedServices) are separate switches not evaluated here.",
+        ..ALERT_ONLY_ROW
+    },
+    CatalogEntry {
+        resource_type: "Microsoft.Automation/automationAccounts",
+        table_rows: "26",
+        api_version: "2024-10-23",
+        write_operations: &["Microsoft.Automation/automationAccounts/write"],
+        key_source: value(
             &["properties", "encryption", "keySource"],
             &["Microsoft.Automation"],
             &["Microsoft.Keyvault"],
             WhenAbsent::Unknown,
         ),
-        fields(
+        key_ref: fields(
             &["properties", "encryption", "keyVaultProperties"],
             ["keyvaultUri", "keyName", "keyVersion"],
             Some(&["properties", "encryption", "identity", "userAssignedIdentity"]),
         ),
-        &["identity", "properties.encryption.identity.userAssignedIdentity"],
-        ALERT_ONLY,
-        L1_PLATFORM,
-        "Built-in policy: Azure Automation accounts should use customer-managed keys to encrypt data at rest",
-        UNVERIFIED,
-    ),
-    alert_only(
-        "Microsoft.NetApp/netAppAccounts",
-        "27",
-        "2026-06-01",
-        &["Microsoft.NetApp/netAppAccounts/write"],
-        value(
+        identity_fields: &["identity", "properties.encryption.identity.userAssignedIdentity"],
+        cis_level2: "Built-in policy: Azure Automation accounts should use customer-managed keys to encrypt data at rest",
+        // CMK is switched on after creation with an update; Set-AzAutomationAccount
+        // -AutomationServicesEncryption switches an existing account back.
+        reversibility: BOTH_WAYS,
+        sources: &[source::AUTOMATION, source::AUTOMATION_TO_MMK],
+        write_shape: WriteShape::KeySourcePatch,
+        notes: "CMK is enabled on an existing account with an update (not at creation); the account \
+                identity needs get/wrapKey/unwrapKey on the key.",
+        ..ALERT_ONLY_ROW
+    },
+    CatalogEntry {
+        resource_type: "Microsoft.NetApp/netAppAccounts",
+        table_rows: "27",
+        api_version: "2026-06-01",
+        write_operations: &["Microsoft.NetApp/netAppAccounts/write"],
+        key_source: value(
             &["properties", "encryption", "keySource"],
             &["Microsoft.NetApp"],
             &["Microsoft.KeyVault"],
             WhenAbsent::Unknown,
         ),
-        fields(
+        key_ref: fields(
             &["properties", "encryption", "keyVaultProperties"],
             ["keyVaultUri", "keyName", "keyVersion"],
             Some(&["properties", "encryption", "identity", "userAssignedIdentity"]),
         ),
-        &["identity", "properties.encryption.identity.userAssignedIdentity"],
-        ALERT_ONLY,
-        L1_PLATFORM,
-        "keyguard profile: NetApp accounts use a customer-managed key (no built-in policy in the fixture set)",
-        UNVERIFIED,
-    ),
-    alert_only(
-        "Microsoft.Cache/redisEnterprise",
-        "28",
-        "2025-07-01",
-        &["Microsoft.Cache/redisEnterprise/write"],
-        presence(&["properties", "encryption", "customerManagedKeyEncryption"]),
-        key_uri(
+        identity_fields: &["identity", "properties.encryption.identity.userAssignedIdentity"],
+        cis_level2: "keyguard profile: NetApp accounts use a customer-managed key (no built-in policy in the fixture set)",
+        // Existing accounts can move to CMK; volumes cannot go back: one-way (no write: the key
+        // reference needs the vault's resource id, which a KeyRef does not carry).
+        reversibility: ONE_WAY_TO_CMK,
+        sources: &[source::NETAPP],
+        notes: "To CMK is one-way (existing volumes migrate and cannot return to Microsoft-managed keys); alert only.",
+        ..ALERT_ONLY_ROW
+    },
+    CatalogEntry {
+        resource_type: "Microsoft.Cache/redisEnterprise",
+        table_rows: "28",
+        api_version: "2025-07-01",
+        write_operations: &["Microsoft.Cache/redisEnterprise/write"],
+        key_source: presence(&["properties", "encryption", "customerManagedKeyEncryption"]),
+        key_ref: key_uri(
             &[
                 "properties",
                 "encryption",
@@ -740,104 +779,112 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
                 "userAssignedIdentityResourceId",
             ]),
         ),
-        &["properties.encryption.customerManagedKeyEncryption.keyEncryptionKeyIdentity"],
-        ALERT_ONLY,
-        L1_PLATFORM,
-        "Built-in policy Cache/RedisCacheEnterprise_CMKEnabled_Audit: Redis Enterprise uses a customer-managed key",
-        UNVERIFIED,
-    ),
-    alert_only(
-        "Microsoft.Search/searchServices",
-        "29",
-        "2025-05-01",
-        &["Microsoft.Search/searchServices/write"],
-        value(
+        identity_fields: &["properties.encryption.customerManagedKeyEncryption.keyEncryptionKeyIdentity"],
+        cis_level2: "Built-in policy Cache/RedisCacheEnterprise_CMKEnabled_Audit: Redis Enterprise uses a customer-managed key",
+        // Possible both ways on an existing instance, but it "triggers a long-running maintenance
+        // operation": only with the profile's explicit opt-in.
+        reversibility: Reversibility {
+            to_cmk: Direction::Disruptive(REDIS_MAINTENANCE),
+            to_mmk: Direction::Disruptive(REDIS_MAINTENANCE),
+        },
+        sources: &[source::REDIS],
+        notes: "Switching keys on an existing instance triggers a long maintenance operation: never \
+                automatic; with allow_irreversible = true still alert-only until a verified write body exists.",
+        ..ALERT_ONLY_ROW
+    },
+    CatalogEntry {
+        resource_type: "Microsoft.Search/searchServices",
+        table_rows: "29",
+        api_version: "2025-05-01",
+        write_operations: &["Microsoft.Search/searchServices/write"],
+        key_source: value(
             &["properties", "encryptionWithCmk", "enforcement"],
             &["Disabled", "Unspecified"],
             &["Enabled"],
             WhenAbsent::Unknown,
         ),
-        KeyRefLayout::None,
-        &[],
-        ALERT_ONLY,
-        L1_PLATFORM,
-        "Built-in policy Search/CMK_Audit: search services enforce customer-managed keys",
-        "The keys themselves are set per index in the data plane; ARM only shows enforcement. \
-         Switching enforcement was not verified by the research: alert only.",
-    ),
-    alert_only(
-        "Microsoft.ContainerInstance/containerGroups",
-        "30",
-        "2026-07-01",
-        &["Microsoft.ContainerInstance/containerGroups/write"],
-        presence(&["properties", "encryptionProperties"]),
-        fields(
+        key_ref: KeyRefLayout::None,
+        identity_fields: &[],
+        cis_level2: "Built-in policy Search/CMK_Audit: search services enforce customer-managed keys",
+        // `encryptionWithCmk.enforcement` is updated on existing services, both ways.
+        reversibility: BOTH_WAYS,
+        sources: &[source::SEARCH],
+        write_shape: WriteShape::KeySourcePatch,
+        notes: "The keys themselves are set per index in the data plane; ARM only shows enforcement, \
+                which keyguard switches back. Enforcing does not encrypt indexes that already exist.",
+        ..ALERT_ONLY_ROW
+    },
+    CatalogEntry {
+        resource_type: "Microsoft.ContainerInstance/containerGroups",
+        table_rows: "30",
+        api_version: "2026-07-01",
+        write_operations: &["Microsoft.ContainerInstance/containerGroups/write"],
+        key_source: presence(&["properties", "encryptionProperties"]),
+        key_ref: fields(
             &["properties", "encryptionProperties"],
             ["vaultBaseUrl", "keyName", "keyVersion"],
             Some(&["properties", "encryptionProperties", "identity"]),
         ),
-        &["properties.encryptionProperties.identity"],
-        ALERT_ONLY,
-        L1_PLATFORM,
-        "Built-in policy Container Instance/CMK_Audit: container groups use a customer-managed key",
-        UNVERIFIED,
-    ),
-    alert_only(
-        "Microsoft.ElasticSan/elasticSans/volumeGroups",
-        "31",
-        "2025-09-01",
-        &["Microsoft.ElasticSan/elasticSans/volumeGroups/write"],
-        value(
+        identity_fields: &["properties.encryptionProperties.identity"],
+        cis_level2: "Built-in policy Container Instance/CMK_Audit: container groups use a customer-managed key",
+        ..ALERT_ONLY_ROW
+    },
+    CatalogEntry {
+        resource_type: "Microsoft.ElasticSan/elasticSans/volumeGroups",
+        table_rows: "31",
+        api_version: "2025-09-01",
+        write_operations: &["Microsoft.ElasticSan/elasticSans/volumeGroups/write"],
+        key_source: value(
             &["properties", "encryption"],
             &["EncryptionAtRestWithPlatformKey"],
             &["EncryptionAtRestWithCustomerManagedKey"],
             WhenAbsent::Unknown,
         ),
-        fields(
+        key_ref: fields(
             &["properties", "encryptionProperties", "keyVaultProperties"],
             ["keyVaultUri", "keyName", "keyVersion"],
             Some(&["properties", "encryptionProperties", "identity", "userAssignedIdentity"]),
         ),
-        &[
+        identity_fields: &[
             "identity",
             "properties.encryptionProperties.identity.userAssignedIdentity",
         ],
-        ALERT_ONLY,
-        L1_PLATFORM,
-        "Built-in policy ElasticSan/VolumeGroup_Encryption_Audit: volume groups use a customer-managed key",
-        UNVERIFIED,
-    ),
-    alert_only(
-        "Microsoft.StorageCache/caches",
-        "32",
-        "2026-01-01",
-        &["Microsoft.StorageCache/caches/write"],
-        presence(&["properties", "encryptionSettings", "keyEncryptionKey"]),
-        key_uri(
+        cis_level2: "Built-in policy ElasticSan/VolumeGroup_Encryption_Audit: volume groups use a customer-managed key",
+        // "You can switch between customer-managed and platform-managed keys at any time."
+        reversibility: BOTH_WAYS,
+        sources: &[source::ELASTIC_SAN],
+        write_shape: WriteShape::KeySourcePatch,
+        notes: "Switching re-wraps the data encryption key; no downtime. The volume group's identity \
+                needs get/wrapKey/unwrapKey on the key.",
+        ..ALERT_ONLY_ROW
+    },
+    CatalogEntry {
+        resource_type: "Microsoft.StorageCache/caches",
+        table_rows: "32",
+        api_version: "2026-01-01",
+        write_operations: &["Microsoft.StorageCache/caches/write"],
+        key_source: presence(&["properties", "encryptionSettings", "keyEncryptionKey"]),
+        key_ref: key_uri(
             &["properties", "encryptionSettings", "keyEncryptionKey", "keyUrl"],
             None,
         ),
-        &["identity"],
-        ALERT_ONLY,
-        L1_PLATFORM,
-        "Built-in policy Storage/StorageCache_CMKEnabled: HPC Cache uses a customer-managed key",
-        UNVERIFIED,
-    ),
-    alert_only(
-        "Microsoft.HDInsight/clusters",
-        "33",
-        "2021-06-01",
-        &["Microsoft.HDInsight/clusters/write"],
-        presence(&["properties", "diskEncryptionProperties", "keyName"]),
-        fields(
+        identity_fields: &["identity"],
+        cis_level2: "Built-in policy Storage/StorageCache_CMKEnabled: HPC Cache uses a customer-managed key",
+        ..ALERT_ONLY_ROW
+    },
+    CatalogEntry {
+        resource_type: "Microsoft.HDInsight/clusters",
+        table_rows: "33",
+        api_version: "2021-06-01",
+        write_operations: &["Microsoft.HDInsight/clusters/write"],
+        key_source: presence(&["properties", "diskEncryptionProperties", "keyName"]),
+        key_ref: fields(
             &["properties", "diskEncryptionProperties"],
             ["vaultUri", "keyName", "keyVersion"],
             Some(&["properties", "diskEncryptionProperties", "msiResourceId"]),
         ),
-        &["identity", "properties.diskEncryptionProperties.msiResourceId"],
-        ALERT_ONLY,
-        L1_PLATFORM,
-        "Built-in policy HDInsight/CMK_Audit: HDInsight clusters use a customer-managed key",
-        UNVERIFIED,
-    ),
+        identity_fields: &["identity", "properties.diskEncryptionProperties.msiResourceId"],
+        cis_level2: "Built-in policy HDInsight/CMK_Audit: HDInsight clusters use a customer-managed key",
+        ..ALERT_ONLY_ROW
+    },
 ];
