@@ -323,6 +323,7 @@ fn accepts(p: &ProfileFacts, state: &EncryptionState) -> bool {
             mode: p.mode,
             allowed_vaults: p.allowed_vaults.clone(),
             pinned_key: None,
+            allow_irreversible: false,
             scope: Scope::default(),
         }],
         ..Config::builtin_default()
