@@ -267,10 +267,13 @@ async fn a_revert_killed_between_intent_and_result_is_finished_once_by_the_next_
         Ok(env.key_source(&id).await? == "Microsoft.Keyvault")
     })
     .await?;
-    assert!(
-        env.log_tail(200).contains("reverting encryption drift"),
-        "the intent was recorded before the write"
-    );
+    // The intent is logged before the write; the log reader thread may trail the PATCH a little.
+    env.wait_for(
+        Duration::from_secs(5),
+        "the intent recorded before the write",
+        || async { Ok(env.log_tail(200).contains("reverting encryption drift")) },
+    )
+    .await?;
     env.kill_handler();
     assert!(first_delivery.await?.is_err(), "the first delivery never got an answer");
     let before = persisted_audit(&env, &["--resource", &id])?;
