@@ -37,10 +37,13 @@ fn writes_are_exactly_the_reversible_directions_recipes() {
     let writes: Vec<String> = actions().into_iter().filter(|a| a.ends_with("/write")).collect();
     let expected = [
         "Microsoft.AppConfiguration/configurationStores/write",
-        "Microsoft.Batch/batchAccounts/write",
+        "Microsoft.Automation/automationAccounts/write",
         "Microsoft.CognitiveServices/accounts/write",
         "Microsoft.Compute/disks/write",
         "Microsoft.DBforMySQL/flexibleServers/write",
+        "Microsoft.ElasticSan/elasticSans/volumeGroups/write",
+        "Microsoft.Kusto/clusters/write",
+        "Microsoft.Search/searchServices/write",
         "Microsoft.Sql/managedInstances/encryptionProtector/write",
         "Microsoft.Sql/managedInstances/keys/write",
         "Microsoft.Sql/servers/databases/transparentDataEncryption/write",
@@ -90,9 +93,13 @@ fn no_wildcard_except_read_only_operation_status() {
         pollers,
         [
             "Microsoft.AppConfiguration/locations/*/read",
+            "Microsoft.Automation/locations/*/read",
             "Microsoft.CognitiveServices/locations/*/read",
             "Microsoft.Compute/locations/*/read",
             "Microsoft.DBforMySQL/locations/*/read",
+            "Microsoft.ElasticSan/locations/*/read",
+            "Microsoft.Kusto/locations/*/read",
+            "Microsoft.Search/locations/*/read",
             "Microsoft.Sql/locations/*/read",
         ]
     );
