@@ -586,6 +586,9 @@ impl Pipeline {
         // An event's body is used only for types whose state lives in the resource itself.
         let provided_body = provided_body.filter(|_| entry.children.is_empty());
         let carried = provided_body.is_some();
+        // Whether the document is what ARM answered keyguard: a read of ours, or a listing keyguard
+        // made (a sweep). An event's carried body is anyone's word and never becomes a baseline.
+        let mut from_arm = !carried || !matches!(outcome.trigger, Trigger::Event { .. });
         let (mut document, mut children) = match provided_body {
             Some(body) => (body, BTreeMap::new()),
             None => match self.read_view(id, entry, ctx).await? {
@@ -603,6 +606,7 @@ impl Pipeline {
                 Some(view) => view,
                 None => return Ok(outcome.finish("gone", "resource-not-found", None)),
             };
+            from_arm = true;
             evaluation = evaluate_view(id, &view(&document, &children), &self.config, now);
             if !evaluation.verdict.is_drift() {
                 outcome.detail = Some("the event's body showed drift; the live resource does not".into());
@@ -625,7 +629,7 @@ impl Pipeline {
             .revert_precondition(entry, &evaluation, &plan_ctx, &document, ctx)
             .await?;
         let decided = plan_with(&evaluation, &plan_ctx, precondition);
-        if let Some(baseline) = &decided.record_baseline {
+        if let Some(baseline) = decided.record_baseline.as_ref().filter(|_| from_arm) {
             self.store
                 .record_baseline(id, baseline, BaselineSource::Observed, None, now)
                 .await?;

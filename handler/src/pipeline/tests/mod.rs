@@ -188,5 +188,6 @@ impl Harness {
     }
 }
 
+mod baselines;
 mod state;
 mod tags;

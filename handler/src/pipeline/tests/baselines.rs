@@ -1,0 +1,63 @@
+//! Where a baseline (the key a revert goes back to) may come from: only from what ARM answered
+//! keyguard, never from an event's carried body, which anyone who can emit an event writes.
+
+use super::*;
+
+/// CMK required, enforced, with no vault allow-list (the built-in default's shape).
+const CMK_ENFORCE: &str = r#"
+[[profile]]
+name = "cmk-enforce"
+require = "cmk"
+mode = "enforce"
+"#;
+
+/// Microsoft's Resource Notifications example, pointed at `id`, carrying `encryption`.
+fn notification(id: &ResourceId, encryption: Value) -> IncomingEvent {
+    let text = include_str!(
+        "../../../../tests/fixtures/eventgrid/resourcenotifications-createdorupdated.eventgrid.spec-example.json"
+    );
+    let mut event: Value = serde_json::from_str(text).unwrap();
+    event["subject"] = json!(id.as_str());
+    event["data"]["resourceInfo"]["id"] = json!(id.as_str());
+    event["data"]["resourceInfo"]["name"] = json!(id.name());
+    event["data"]["resourceInfo"]["properties"]["encryption"] = encryption;
+    parse_event(&event).unwrap()
+}
+
+#[tokio::test]
+async fn a_key_in_an_events_carried_body_never_becomes_the_baseline_and_a_read_of_arm_does() {
+    let h = Harness::start(CMK_ENFORCE).await;
+    let id = account("stcmkpayments");
+    // A body showing a compliant key in a vault nobody vetted: compliant, decided without a read.
+    let foreign = json!({"keySource": "Microsoft.Keyvault", "keyvaultproperties": {
+        "keyvaulturi": "https://kv-attacker.vault.azure.net", "keyname": "hostage", "keyversion": ""}});
+    let outcome = h.pipeline.handle_event(&notification(&id, foreign)).await.unwrap();
+    assert_eq!(outcome.verdict, "compliant", "{outcome:?}");
+    assert_eq!(
+        h.store.baseline(&id).await.unwrap(),
+        None,
+        "the carried key is not recorded"
+    );
+
+    // keyguard's own read of ARM (the timer) records the live key.
+    let looked = h.timer_look(&id).await;
+    assert_eq!(looked.verdict, "compliant");
+    let baseline = h.store.baseline(&id).await.unwrap().expect("recorded from ARM");
+    assert_eq!(baseline.key.key_name(), "cmk-storage");
+    assert_eq!(baseline.key.vault_uri().as_deref(), Some(azure_sim::DEMO_KEYVAULT));
+
+    // A later carried body naming the foreign key again does not replace it.
+    let again = json!({"keySource": "Microsoft.Keyvault", "keyvaultproperties": {
+        "keyvaulturi": "https://kv-attacker.vault.azure.net", "keyname": "hostage", "keyversion": ""}});
+    let mut event = notification(&id, again);
+    event.id = "second-notification".into();
+    h.pipeline.handle_event(&event).await.unwrap();
+    assert_eq!(
+        h.store
+            .baseline(&id)
+            .await
+            .unwrap()
+            .map(|b| b.key.key_name().to_string()),
+        Some("cmk-storage".to_string())
+    );
+}
