@@ -6,6 +6,7 @@ mod app;
 mod arm;
 mod audit;
 mod cli_scan;
+#[cfg(feature = "sim")]
 mod demo;
 mod egress;
 mod identity;
@@ -115,8 +116,10 @@ enum Command {
         time_budget: std::time::Duration,
     },
     /// Run the local Azure stand-in (ARM, managed identity, Event Grid delivery).
+    #[cfg(feature = "sim")]
     Sim(azure_sim::SimArgs),
     /// Run the whole loop locally against the stand-in and show what keyguard does.
+    #[cfg(feature = "sim")]
     Demo {
         /// Folder for the demo's state, configuration and logs (default: a new temp folder).
         #[arg(long)]
@@ -544,10 +547,12 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
             println!("route {route}: sample alert delivered");
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "sim")]
         Command::Sim(args) => {
             azure_sim::run(args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "sim")]
         Command::Demo { output } => demo::run(output).await,
         Command::Infra(args) => infra_cli::run(args),
         Command::Catalog { format } => {

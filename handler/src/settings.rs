@@ -118,6 +118,11 @@ impl Settings {
             None => Cloud::of_arm_endpoint(&arm_endpoint),
         };
         let keyvault_endpoint = match get("KEYGUARD_KEYVAULT_ENDPOINT").filter(|k| !k.is_empty()) {
+            // A redirect of Key Vault calls exists for the stand-in only: a build without it
+            // refuses the setting rather than silently ignoring (or honouring) it.
+            Some(_) if !cfg!(feature = "sim") => anyhow::bail!(
+                "KEYGUARD_KEYVAULT_ENDPOINT is a test setting of builds with the local stand-in (feature `sim`); this build has none"
+            ),
             Some(v) => Some(endpoint_url("KEYGUARD_KEYVAULT_ENDPOINT", &v)?),
             None => None,
         };
