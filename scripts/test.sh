@@ -30,7 +30,8 @@ cargo test --locked --workspace --no-fail-fast -- --test-threads 4
 KEYGUARD_BINARY="$CARGO_TARGET_DIR/debug/keyguard" bash scripts/infra-test.sh
 "$CARGO_TARGET_DIR/debug/keyguard" --log-format text demo --output "${KEYGUARD_DEMO_OUTPUT:-$CARGO_TARGET_DIR/demo-output}"
 # The shipped build without the stand-in (feature `sim` off, as scripts/package.sh builds it): no
-# `sim`/`demo` command, the test-only Key Vault redirect refused. Last, because it replaces the
-# debug binary the tests above ran (the next build puts the default one back).
+# `sim`/`demo` command, the test-only Key Vault redirect refused. It replaces the debug binary the
+# tests above ran, so the default one is put back after it (e2e tests run alone expect it).
 cargo build --locked -p keyguard --bin keyguard --no-default-features
 bash scripts/check-no-sim.sh "$CARGO_TARGET_DIR/debug/keyguard"
+cargo build --locked -p keyguard --bin keyguard
