@@ -21,6 +21,7 @@ pub mod plan;
 pub mod resource_id;
 pub mod routing;
 pub mod safeguards;
+pub mod vault;
 
 pub use catalog::{
     CatalogEntry, CatalogRow, Direction, EncryptionState, KeyRef, KeyRefError, ResourceView, Reversibility,
