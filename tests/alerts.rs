@@ -101,7 +101,12 @@ async fn an_alert_decided_before_a_crash_is_delivered_after_the_restart() -> any
     .await?;
     let delivered = receiver.bodies().pop().expect("a delivery");
     assert!(card_of(&delivered).to_string().contains("stalertcrash"));
-
+    // Teams has it; keyguard records "sent" just after. Stop it once that is stored (logged after
+    // the write), not on Teams' word, or the kill can land between the two.
+    env.wait_for(Duration::from_secs(10), "the delivery recorded", || async {
+        Ok(env.log_tail(10_000).contains("alert delivered"))
+    })
+    .await?;
     env.kill_handler();
     let out = env.keyguard_cli(&["alerts"])?;
     let listing = String::from_utf8_lossy(&out.stdout);

@@ -204,6 +204,13 @@ impl Dispatcher {
                 tracing::warn!(outbox_id = %entry.id, "outbox entry changed while it was being sent");
             }
             // Logged once the entry's new state is stored, so what the log says has happened.
+            if failed.is_none() {
+                tracing::info!(
+                    target: "keyguard::alert",
+                    outbox_id = %entry.id, route = %entry.route, attempts = entry.attempts,
+                    correlation_id = %entry.alert.correlation_id, "alert delivered"
+                );
+            }
             if let Some((error, retryable)) = failed {
                 tracing::warn!(
                     target: "keyguard::alert",
