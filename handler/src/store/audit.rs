@@ -190,61 +190,21 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use async_trait::async_trait;
     use serde_json::{Value, json};
     use time::Duration;
     use time::macros::datetime;
 
+    use super::super::tapped::{Tap, Tapped};
     use super::super::tests::{id, stores, uuid_at as v7_at};
-    use super::super::{Entity, TableBackend};
     use super::*;
 
-    /// A backend that counts the rows its queries hand out: what the store actually read.
-    struct Counting {
-        inner: Arc<dyn TableBackend>,
-        rows: AtomicUsize,
-    }
+    /// Counts the rows the backend's queries hand out: what the store actually read.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
 
-    #[async_trait]
-    impl TableBackend for Counting {
-        fn describe(&self) -> String {
-            self.inner.describe()
-        }
-        async fn prepare(&self) -> Result<(), StoreError> {
-            self.inner.prepare().await
-        }
-        async fn get(&self, table: Table, partition: &str, row: &str) -> Result<Option<Entity>, StoreError> {
-            self.inner.get(table, partition, row).await
-        }
-        async fn insert(&self, table: Table, partition: &str, row: &str, data: &Value) -> Result<Written, StoreError> {
-            self.inner.insert(table, partition, row, data).await
-        }
-        async fn replace(
-            &self,
-            table: Table,
-            partition: &str,
-            row: &str,
-            data: &Value,
-            if_match: Option<&str>,
-        ) -> Result<Written, StoreError> {
-            self.inner.replace(table, partition, row, data, if_match).await
-        }
-        async fn delete(
-            &self,
-            table: Table,
-            partition: &str,
-            row: &str,
-            if_match: Option<&str>,
-        ) -> Result<Written, StoreError> {
-            self.inner.delete(table, partition, row, if_match).await
-        }
-        async fn query_first(&self, table: Table, range: &RowRange<'_>, max: usize) -> Result<Vec<Entity>, StoreError> {
-            let rows = self.inner.query_first(table, range, max).await?;
-            self.rows.fetch_add(rows.len(), Ordering::SeqCst);
-            Ok(rows)
-        }
-        async fn flush(&self) -> Result<(), StoreError> {
-            self.inner.flush().await
+    impl Tap for Counting {
+        fn rows_read(&self, rows: usize) {
+            self.0.fetch_add(rows, Ordering::SeqCst);
         }
     }
 
@@ -253,9 +213,9 @@ mod tests {
     #[tokio::test]
     async fn a_query_reads_no_more_rows_than_its_limit_and_gets_the_newest() {
         for (name, store) in stores().await {
-            let counting = Arc::new(Counting {
+            let counting = Arc::new(Tapped {
                 inner: store.backend.clone(),
-                rows: AtomicUsize::new(0),
+                tap: Counting::default(),
             });
             let store = StateStore {
                 backend: counting.clone(),
@@ -309,9 +269,9 @@ mod tests {
                 ),
             ];
             for (query, expected) in cases {
-                counting.rows.store(0, Ordering::SeqCst);
+                counting.tap.0.store(0, Ordering::SeqCst);
                 let records: Vec<Value> = store.audit_records(&query).await.unwrap();
-                let read = counting.rows.load(Ordering::SeqCst);
+                let read = counting.tap.0.load(Ordering::SeqCst);
                 assert_eq!(numbers(records), expected, "{name}: {query:?}");
                 assert!(
                     read <= query.limit,

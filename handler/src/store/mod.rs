@@ -968,4 +968,6 @@ impl StoreLocation {
 }
 
 #[cfg(test)]
+pub(crate) mod tapped;
+#[cfg(test)]
 mod tests;

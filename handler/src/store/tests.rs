@@ -21,17 +21,26 @@ pub(super) async fn stores() -> Vec<(&'static str, StateStore)> {
     let embedded = StateStore::new(Arc::new(EmbeddedBackend::open(&dir.join("state.redb")).unwrap()))
         .await
         .unwrap();
-    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let connection = TableConnection::parse(&azurite().connection_string(), &prefix).unwrap();
+    let table = StateStore::new(azurite_tables(&table_prefix())).await.unwrap();
+    vec![("embedded", embedded), ("azurite", table)]
+}
+
+/// A unique table prefix, so every test has tables of its own on the shared Azurite.
+fn table_prefix() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// A Table Storage client for the tables under `prefix` on the shared Azurite, through the
+/// egress layer as in production.
+fn azurite_tables(prefix: &str) -> Arc<dyn TableBackend> {
+    let connection = TableConnection::parse(&azurite().connection_string(), prefix).unwrap();
     let egress = crate::test_support::egress(
         Arc::new(FixedToken::new("unused")),
         "https://management.azure.com",
         Some(&connection.endpoint),
         None,
     );
-    let table = AzureTableBackend::new(egress, connection);
-    let table = StateStore::new(Arc::new(table)).await.unwrap();
-    vec![("embedded", embedded), ("azurite", table)]
+    Arc::new(AzureTableBackend::new(egress, connection))
 }
 
 /// Two stores over the same tables, as two instances on two hosts see them: one redb file
@@ -43,19 +52,9 @@ async fn shared_stores() -> Vec<(&'static str, StateStore, StateStore)> {
         StateStore::new(backend.clone()).await.unwrap(),
         StateStore::new(backend).await.unwrap(),
     );
-    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let table = || {
-        let connection = TableConnection::parse(&azurite().connection_string(), &prefix).unwrap();
-        let egress = crate::test_support::egress(
-            Arc::new(FixedToken::new("unused")),
-            "https://management.azure.com",
-            Some(&connection.endpoint),
-            None,
-        );
-        let backend = AzureTableBackend::new(egress, connection);
-        StateStore::new(Arc::new(backend))
-    };
-    let (first, second) = (table().await.unwrap(), table().await.unwrap());
+    let prefix = table_prefix();
+    let first = StateStore::new(azurite_tables(&prefix)).await.unwrap();
+    let second = StateStore::new(azurite_tables(&prefix)).await.unwrap();
     vec![("embedded", embedded.0, embedded.1), ("azurite", first, second)]
 }
 

@@ -18,9 +18,7 @@ use super::*;
 use crate::alerting::Alerter;
 use crate::keyvault::KeyVaultClient;
 use crate::outbox::{ChannelResolver, Dispatcher};
-use crate::store::{
-    AuditQuery, EmbeddedBackend, Entity, OutboxEntry, RevertIntent, RowRange, StateStore, Table, TableBackend, Written,
-};
+use crate::store::{AuditQuery, EmbeddedBackend, OutboxEntry, RevertIntent, StateStore, Table, TableBackend};
 use crate::test_support::{FixedToken, TempDir};
 
 const SUBSCRIPTION: &str = azure_sim::DEMO_SUBSCRIPTION;

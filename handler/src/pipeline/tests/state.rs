@@ -1,6 +1,7 @@
 //! Who owns a revert's state: dry runs against real reverts, own writes, a lease lost before a write.
 
 use super::*;
+use crate::store::tapped::{Tap, Tapped};
 
 /// A real revert that wrote and then died before recording its result: the resource is already
 /// back on Microsoft-managed keys, its intent is still in the store.
@@ -167,65 +168,39 @@ async fn under_cli_credentials_another_az_users_change_is_reverted_and_only_the_
 
 /// Takes the lease away (as an instance would once it ran out) the moment the revert intent is
 /// written, i.e. after the plan and before the first write.
-struct LeaseStolenAtIntent {
-    inner: Arc<dyn TableBackend>,
-}
+struct StealLeaseAtIntent;
 
 #[async_trait]
-impl TableBackend for LeaseStolenAtIntent {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn prepare(&self) -> Result<(), StoreError> {
-        self.inner.prepare().await
-    }
-    async fn get(&self, table: Table, partition: &str, row: &str) -> Result<Option<Entity>, StoreError> {
-        self.inner.get(table, partition, row).await
-    }
-    async fn insert(&self, table: Table, partition: &str, row: &str, data: &Value) -> Result<Written, StoreError> {
-        self.inner.insert(table, partition, row, data).await
-    }
-    async fn replace(
+impl Tap for StealLeaseAtIntent {
+    async fn before_replace(
         &self,
+        inner: &dyn TableBackend,
         table: Table,
         partition: &str,
         row: &str,
         data: &Value,
-        if_match: Option<&str>,
-    ) -> Result<Written, StoreError> {
+    ) -> Result<(), StoreError> {
         if table == Table::Intents {
             let thief = json!({
                 "resourceId": data["resourceId"],
                 "holder": "another-instance",
                 "expiresAt": "2099-01-01T00:00:00Z",
             });
-            self.inner.replace(Table::Leases, partition, row, &thief, None).await?;
+            inner.replace(Table::Leases, partition, row, &thief, None).await?;
         }
-        self.inner.replace(table, partition, row, data, if_match).await
-    }
-    async fn delete(
-        &self,
-        table: Table,
-        partition: &str,
-        row: &str,
-        if_match: Option<&str>,
-    ) -> Result<Written, StoreError> {
-        self.inner.delete(table, partition, row, if_match).await
-    }
-    async fn query_first(&self, table: Table, range: &RowRange<'_>, max: usize) -> Result<Vec<Entity>, StoreError> {
-        self.inner.query_first(table, range, max).await
-    }
-    async fn query(&self, table: Table, range: &RowRange<'_>) -> Result<Vec<Entity>, StoreError> {
-        self.inner.query(table, range).await
-    }
-    async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.flush().await
+        Ok(())
     }
 }
 
 #[tokio::test]
 async fn a_lease_lost_between_plan_and_write_stops_the_revert_before_any_write() {
-    let h = Harness::start_with(MMK_ENFORCE, None, |inner| Arc::new(LeaseStolenAtIntent { inner })).await;
+    let h = Harness::start_with(MMK_ENFORCE, None, |inner| {
+        Arc::new(Tapped {
+            inner,
+            tap: StealLeaseAtIntent,
+        })
+    })
+    .await;
     let id = account("stmmklogs");
     let event = h.act(&id, &user("mallory", "mallory-oid"), &cmk_patch());
 
