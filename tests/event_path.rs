@@ -324,7 +324,7 @@ async fn dry_run_sends_no_patch() -> anyhow::Result<()> {
         0,
         "no PATCH reached ARM"
     );
-    let record = env.audit_record(&id, "result", "would-revert").await?;
+    let record = env.audit_record(&id, "result", "dry-run-would-revert").await?;
     assert_eq!(record["dryRun"], true);
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use keyguard_core::ResourceId;
 use keyguard_core::catalog::{self, EncryptionState};
-use keyguard_core::config::Config;
+use keyguard_core::config::{Config, Requirement};
 use keyguard_core::routing::{AlertFacts, AlertSeverity, RouteKind, SuppressDecision, suppress};
 use keyguard_notify::{
     Alert, Channel, EmailChannel, Outcome as AlertOutcome, Secret, Severity, SmtpSecurity, SmtpSettings, TeamsChannel,
@@ -16,7 +16,7 @@ use keyguard_notify::{
 use time::OffsetDateTime;
 
 use crate::outbox::{ChannelResolver, Dispatcher};
-use crate::pipeline::Outcome;
+use crate::reconcile::{Outcome, ResultKind};
 use crate::store::{StateStore, StoreError, SuppressionState};
 
 pub struct Alerter {
@@ -54,7 +54,12 @@ impl Alerter {
     /// A write weakened the resource's safeguards: one alert naming who and what changed. It is
     /// never folded into a later one by the suppression window: each such change is news, and a
     /// harmless change first must not hide the one that follows.
-    pub async fn raise_safeguard_changes(&self, outcome: &Outcome, record_id: &str) -> Result<usize, StoreError> {
+    pub async fn raise_safeguard_changes(
+        &self,
+        outcome: &Outcome,
+        tags: &serde_json::Map<String, serde_json::Value>,
+        record_id: &str,
+    ) -> Result<usize, StoreError> {
         if outcome.safeguard_changes.is_empty() {
             return Ok(0);
         }
@@ -70,7 +75,7 @@ impl Alerter {
             .map(keyguard_core::safeguards::SafeguardChange::describe)
             .collect();
         alert.detail = Some(format!("changed by {who}: {}", what.join("; ")));
-        self.route_and_queue(alert, &outcome.tags, &format!("{record_id}.safeguard"), false)
+        self.route_and_queue(alert, tags, &format!("{record_id}.safeguard"), false)
             .await
     }
 
@@ -163,14 +168,28 @@ pub fn alert_from_outcome(outcome: &Outcome) -> Option<Alert> {
     if !outcome.alert {
         return None;
     }
-    let alert_outcome = match outcome.result.as_str() {
-        "reverted" => AlertOutcome::Reverted,
-        "revert-failed" | "revert-unverified" => AlertOutcome::RevertFailed,
-        "would-revert" => AlertOutcome::DryRunWouldRevert,
-        "rate-limited" => AlertOutcome::RateLimited,
-        "alerted" => AlertOutcome::AlertOnly,
-        "exempt" => AlertOutcome::Exempt,
-        _ => AlertOutcome::ManualActionNeeded,
+    let alert_outcome = match outcome.result {
+        ResultKind::Reverted => AlertOutcome::Reverted,
+        ResultKind::RevertFailed | ResultKind::RevertUnverified => AlertOutcome::RevertFailed,
+        ResultKind::DryRunWouldRevert => AlertOutcome::DryRunWouldRevert,
+        ResultKind::RateLimited => AlertOutcome::RateLimited,
+        ResultKind::AlertOnly => AlertOutcome::AlertOnly,
+        ResultKind::Exempt => AlertOutcome::Exempt,
+        // Someone has to look: named explicitly, so a new result is a decision, not a default.
+        ResultKind::ManualActionNeeded
+        | ResultKind::KeyExpiring
+        | ResultKind::RevertPending
+        | ResultKind::Recorded
+        | ResultKind::Compliant
+        | ResultKind::Unsupported
+        | ResultKind::Duplicate
+        | ResultKind::OwnWrite
+        | ResultKind::NotSucceeded
+        | ResultKind::NotWatched
+        | ResultKind::EventTypeNotWatched
+        | ResultKind::Deleted
+        | ResultKind::ResourceNotFound
+        | ResultKind::NotInCatalog => AlertOutcome::ManualActionNeeded,
     };
     alert_with_outcome(outcome, alert_outcome)
 }
@@ -178,10 +197,10 @@ pub fn alert_from_outcome(outcome: &Outcome) -> Option<Alert> {
 /// The alert about `outcome`'s resource, saying `alert_outcome`.
 fn alert_with_outcome(outcome: &Outcome, alert_outcome: AlertOutcome) -> Option<Alert> {
     let id = ResourceId::parse(outcome.resource_id.as_deref()?).ok()?;
-    let requirement = outcome.requirement.as_deref().unwrap_or("cmk");
+    let requirement = outcome.requirement.unwrap_or(Requirement::Cmk);
     let entry = catalog::lookup(&id.resource_type());
     let cis = entry.map(|e| {
-        if requirement == "cmk" {
+        if requirement == Requirement::Cmk {
             e.cis_level2
         } else {
             e.cis_level1
@@ -209,9 +228,7 @@ fn alert_with_outcome(outcome: &Outcome, alert_outcome: AlertOutcome) -> Option<
         actual_key: outcome.before.as_ref().and_then(key_text),
         caller: outcome.caller.clone(),
         caller_ip: outcome.caller_ip.clone(),
-        occurred_at: OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        occurred_at: keyguard_core::rfc3339(OffsetDateTime::now_utc()),
         outcome: alert_outcome,
         detail: outcome.detail.clone(),
         cis_control: cis,
@@ -235,11 +252,11 @@ fn alert_outcome_name(outcome: &AlertOutcome) -> &'static str {
     }
 }
 
-fn requirement_text(requirement: &str) -> &'static str {
+fn requirement_text(requirement: Requirement) -> &'static str {
     match requirement {
-        "mmk" => "Microsoft-managed keys",
-        "encrypted" => "encryption at rest (any key)",
-        _ => "customer-managed key (Key Vault)",
+        Requirement::Mmk => "Microsoft-managed keys",
+        Requirement::Encrypted => "encryption at rest (any key)",
+        Requirement::Cmk => "customer-managed key (Key Vault)",
     }
 }
 

@@ -1,6 +1,6 @@
 //! Entry points over HTTP, kept thin: the Functions custom-handler functions (EncryptionDrift,
 //! Reconcile, the forwarded Api routes) and the direct Event Grid webhook. All of them hand the
-//! work to the same [`Pipeline`].
+//! work to the same reconcile ([`crate::reconcile::reconcile`]).
 //!
 //! # The `/api/*` routes
 //!
@@ -48,7 +48,7 @@ use serde_json::{Value, json};
 
 use crate::api_auth::{self, ApiAuthenticator, AuthError, Principal};
 use crate::arm::ArmClient;
-use crate::pipeline::{Outcome, Pipeline, Trigger};
+use crate::reconcile::{self, Attempt, Context, Decision, Trigger, VerdictKind};
 
 pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
 /// (function folder name, trigger binding name) as declared in `function-app/*/function.json`.
@@ -64,7 +64,11 @@ const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct AppState {
-    pub pipeline: Arc<Pipeline>,
+    pub reconcile: Arc<Context>,
+    /// What the timer sweeps and how long sweeps may run.
+    pub sweep: crate::sweep::SweepSettings,
+    /// What the timer's pruning keeps.
+    pub retention: crate::store::Retention,
     /// Decides who may call the [`Access::Authenticated`] routes (and see health's details).
     pub auth: Arc<ApiAuthenticator>,
     /// Decides who may deliver to `/api/events` ([`Access::EventGrid`]).
@@ -266,15 +270,15 @@ async fn log_api_call(request: Request, next: Next) -> Response {
 async fn encryption_drift(invocation: Invocation<Value>, state: AppState) -> Result<InvocationResult, InvocationError> {
     let event =
         parse_event(&invocation.data).map_err(|e| InvocationError::rejected(400, "InvalidEvent", e.to_string()))?;
-    let outcome = handle(&state.pipeline, &event).await?;
+    let outcome = handle(&state.reconcile, &event).await?;
     let mut result = InvocationResult::new();
-    result.log(outcome.summary());
+    result.log(outcome.outcome.summary());
     result.return_value(serde_json::to_value(&outcome).unwrap_or(Value::Null));
     Ok(result)
 }
 
-async fn handle(pipeline: &Pipeline, event: &IncomingEvent) -> Result<Outcome, InvocationError> {
-    pipeline.handle_event(event).await.map_err(|e| {
+async fn handle(context: &Context, event: &IncomingEvent) -> Result<Decision, InvocationError> {
+    reconcile::handle_event(context, event).await.map_err(|e| {
         tracing::error!(event_id = %event.id, error = %e, retryable = e.retryable(), "event processing failed");
         if e.retryable() {
             InvocationError::retryable(format!("event {} not processed, retry: {e}", event.id))
@@ -291,28 +295,28 @@ async fn handle(pipeline: &Pipeline, event: &IncomingEvent) -> Result<Outcome, I
 /// The timer sweep: re-check every resource keyguard has seen, so a lost event never leaves
 /// drift unseen for longer than one schedule period. (Listing whole subscriptions comes with the scan API.)
 async fn reconcile_timer(_invocation: Invocation<Value>, state: AppState) -> Result<InvocationResult, InvocationError> {
-    let pipeline = &state.pipeline;
+    let context = &state.reconcile;
     let now = time::OffsetDateTime::now_utc();
-    match pipeline.store().prune(now, pipeline.retention()).await {
+    match context.store.prune(now, state.retention).await {
         Ok(report) => tracing::info!(?report, "pruned expired state"),
         Err(e) => tracing::warn!(error = %e, "could not prune expired state"),
     }
-    if pipeline.sweep_settings().scopes.is_empty() {
-        return recheck_known_resources(pipeline).await;
+    if state.sweep.scopes.is_empty() {
+        return recheck_known_resources(context).await;
     }
     // Sweep each configured scope, resuming where the last run stopped.
     let mut result = InvocationResult::new();
     let mut summaries = Vec::new();
-    for scope in &pipeline.sweep_settings().scopes {
+    for scope in &state.sweep.scopes {
         let request = crate::sweep::ScanRequest {
             scope: scope.clone(),
             types: Vec::new(),
             dry_run: false,
             listing: crate::sweep::Listing::Auto,
             resume: true,
-            budget: pipeline.sweep_settings().timer_budget / pipeline.sweep_settings().scopes.len().max(1) as u32,
+            budget: state.sweep.timer_budget / state.sweep.scopes.len().max(1) as u32,
         };
-        let report = crate::sweep::scan(pipeline, &request, &|progress| {
+        let report = crate::sweep::scan(context, &request, &|progress| {
             tracing::debug!(listed = progress.listed, evaluated = progress.evaluated, total = ?progress.total, "sweep progress");
         })
         .await
@@ -341,13 +345,13 @@ async fn reconcile_timer(_invocation: Invocation<Value>, state: AppState) -> Res
 
 /// Without configured sweep scopes: re-check every resource keyguard has seen, so a lost event
 /// never leaves drift unseen for longer than one schedule period.
-async fn recheck_known_resources(pipeline: &Pipeline) -> Result<InvocationResult, InvocationError> {
-    let resources = pipeline
-        .store()
+async fn recheck_known_resources(context: &Context) -> Result<InvocationResult, InvocationError> {
+    let resources = context
+        .store
         .known_resources()
         .await
         .map_err(|e| InvocationError::retryable(e.to_string()))?;
-    let deadline = std::time::Instant::now() + pipeline.time_budget();
+    let deadline = std::time::Instant::now() + context.settings.time_budget;
     let correlation_id = uuid::Uuid::new_v4().to_string();
     let mut result = InvocationResult::new();
     let (mut checked, mut drift, mut failed) = (0u32, 0u32, 0u32);
@@ -359,12 +363,12 @@ async fn recheck_known_resources(pipeline: &Pipeline) -> Result<InvocationResult
             ));
             break;
         }
-        match pipeline.reconcile(id, Trigger::Reconcile, &correlation_id, false).await {
+        match reconcile::reconcile(context, id, Attempt::new(Trigger::Reconcile, &correlation_id, false)).await {
             Ok(outcome) => {
                 checked += 1;
-                if outcome.verdict == "drift" {
+                if outcome.outcome.verdict == VerdictKind::Drift {
                     drift += 1;
-                    result.log(outcome.summary());
+                    result.log(outcome.outcome.summary());
                 }
             }
             Err(e) => {
@@ -416,14 +420,11 @@ async fn api_check(State(state): State<AppState>, headers: HeaderMap, body: Resu
         Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidResourceId", &e.to_string()),
     };
     let correlation_id = correlation_id(&headers);
-    match state
-        .pipeline
-        .reconcile(&id, Trigger::Manual, &correlation_id, request.dry_run)
-        .await
-    {
+    let attempt = Attempt::new(Trigger::Manual, &correlation_id, request.dry_run);
+    match reconcile::reconcile(&state.reconcile, &id, attempt).await {
         // Recorded like any decision (its finding is dropped), but the caller asked about a resource
         // that is not there: that is a 404, not a verdict.
-        Ok(outcome) if outcome.verdict == "gone" => error(
+        Ok(outcome) if outcome.outcome.verdict == VerdictKind::Gone => error(
             StatusCode::NOT_FOUND,
             "ResourceNotFound",
             &format!("ARM has no resource {id}"),
@@ -494,14 +495,14 @@ async fn api_scan(State(state): State<AppState>, headers: HeaderMap, body: Resul
         Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidScope", &e),
     };
     let derived;
-    let pipeline: &Pipeline = match request.require {
+    let context: &Context = match request.require {
         Some(require) => {
-            let mut config = state.pipeline.config().clone();
+            let mut config = (*state.reconcile.config).clone();
             crate::cli_scan::apply_requirement(&mut config, Some(require));
-            derived = state.pipeline.with_config(config);
+            derived = state.reconcile.with_config(config);
             &derived
         }
-        None => &state.pipeline,
+        None => &state.reconcile,
     };
     let scan = crate::sweep::ScanRequest {
         scope,
@@ -509,7 +510,7 @@ async fn api_scan(State(state): State<AppState>, headers: HeaderMap, body: Resul
         dry_run: request.dry_run || request.mode == ScanMode::Report || request.require.is_some(),
         listing: crate::sweep::Listing::Auto,
         resume: request.resume_token.is_some(),
-        budget: state.pipeline.sweep_settings().api_budget,
+        budget: state.sweep.api_budget,
     };
     if let Some(token) = &request.resume_token
         && *token != crate::sweep::checkpoint_key(&scan)
@@ -520,7 +521,7 @@ async fn api_scan(State(state): State<AppState>, headers: HeaderMap, body: Resul
             "resumeToken belongs to a scan of another scope, type list or mode",
         );
     }
-    match crate::sweep::scan(pipeline, &scan, &|_| {}).await {
+    match crate::sweep::scan(context, &scan, &|_| {}).await {
         Ok(report) => (StatusCode::OK, axum::Json(report)).into_response(),
         Err(crate::sweep::SweepError::Invalid(message)) => error(StatusCode::BAD_REQUEST, "InvalidRequest", &message),
         Err(e) => failure(e.retryable(), "the scan", &correlation_id(&headers), &e),
@@ -643,7 +644,7 @@ async fn api_findings(State(state): State<AppState>, RawQuery(raw): RawQuery) ->
         Ok(q) => q,
         Err(message) => return error(StatusCode::BAD_REQUEST, "InvalidQuery", &message),
     };
-    let findings = match state.pipeline.store().findings().await {
+    let findings = match state.reconcile.store.findings().await {
         Ok(findings) => findings,
         Err(e) => {
             tracing::error!(error = %e, "findings unreadable");
@@ -686,11 +687,11 @@ async fn api_health(State(state): State<AppState>, headers: HeaderMap, uri: Uri)
             return state.auth.rejection(&e);
         }
     };
-    let pipeline = &state.pipeline;
+    let context = &state.reconcile;
     // A point read proves the store answers without scanning it on every probe.
     let (store, identity) = tokio::join!(
-        tokio::time::timeout(HEALTH_PROBE_TIMEOUT, pipeline.store().ping()),
-        token_check(pipeline.arm()),
+        tokio::time::timeout(HEALTH_PROBE_TIMEOUT, context.store.ping()),
+        token_check(&context.arm),
     );
     let store_ok = match store {
         Ok(Ok(())) => true,
@@ -729,9 +730,9 @@ async fn api_health(State(state): State<AppState>, headers: HeaderMap, uri: Uri)
         "status": label,
         "version": env!("CARGO_PKG_VERSION"),
         "catalogTypes": keyguard_core::catalog::entries().len(),
-        "profiles": pipeline.config().profiles.len(),
+        "profiles": context.config.profiles.len(),
         "storeReachable": store_ok,
-        "store": pipeline.store().describe(),
+        "store": context.store.describe(),
         "identity": identity_body,
         "dryRun": state.dry_run,
     });
@@ -797,9 +798,9 @@ async fn api_audit(
         Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidQuery", &e),
     };
     match state
-        .pipeline
-        .store()
-        .audit_records::<crate::pipeline::AuditRecord>(&query)
+        .reconcile
+        .store
+        .audit_records::<crate::reconcile::AuditRecord>(&query)
         .await
     {
         Ok(records) => (StatusCode::OK, axum::Json(json!({ "value": records }))).into_response(),
@@ -911,7 +912,7 @@ async fn webhook_events(
     let mut rejected = Vec::new();
     for event in events {
         match event {
-            Ok(event) => match handle(&state.pipeline, &event).await {
+            Ok(event) => match handle(&state.reconcile, &event).await {
                 Ok(outcome) => outcomes.push(outcome),
                 // Event Grid redelivers the whole batch; already-handled events are deduped.
                 Err(e) => {

@@ -5,7 +5,7 @@ use keyguard_core::ResourceId;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::pipeline::AuditRecord;
+use crate::reconcile::AuditRecord;
 use crate::store::{AuditQuery, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 
 /// An RFC 3339 time, or an age before `now`: `90m`, `24h`, `7d`. An age that reaches beyond the
@@ -110,9 +110,9 @@ fn row(record: &AuditRecord) -> [String; 13] {
         o.caller.clone().unwrap_or_default(),
         state_text(&o.before),
         state_text(&o.after),
-        o.verdict.clone(),
-        o.action.clone(),
-        o.result.clone(),
+        o.verdict.to_string(),
+        o.action.to_string(),
+        o.result.to_string(),
         o.duration_ms.to_string(),
         o.detail.clone().unwrap_or_default(),
     ]
@@ -172,9 +172,9 @@ fn table(records: &[AuditRecord]) -> String {
             [
                 r.time.format(&Rfc3339).unwrap_or_default(),
                 name,
-                o.verdict.clone(),
-                o.action.clone(),
-                o.result.clone(),
+                o.verdict.to_string(),
+                o.action.to_string(),
+                o.result.to_string(),
                 o.caller.clone().unwrap_or_default(),
                 change,
             ]
@@ -265,7 +265,7 @@ mod tests {
     }
 
     fn record(result: &str, detail: &str) -> AuditRecord {
-        let outcome: crate::pipeline::Outcome = serde_json::from_value(serde_json::json!({
+        let outcome: crate::reconcile::Outcome = serde_json::from_value(serde_json::json!({
             "trigger": {"kind": "event", "eventId": "e-1", "eventType": "Microsoft.Resources.ResourceWriteSuccess"},
             "correlationId": "corr-1",
             "resourceId": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct",

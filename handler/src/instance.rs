@@ -28,7 +28,7 @@ pub struct InstanceName {
 }
 
 impl InstanceName {
-    /// The name of this process, the same for every component in it (pipeline, outbox sender).
+    /// The name of this process, the same for every component in it (reconcile, outbox sender).
     pub fn current() -> &'static InstanceName {
         static CURRENT: OnceLock<InstanceName> = OnceLock::new();
         CURRENT.get_or_init(InstanceName::detect)

@@ -14,7 +14,7 @@ mod infra_cli;
 mod instance;
 mod keyvault;
 mod outbox;
-mod pipeline;
+mod reconcile;
 mod settings;
 mod store;
 mod sweep;
@@ -31,7 +31,7 @@ use functions_runtime::{HostEnv, LogFormat};
 use keyguard_core::ResourceId;
 
 use crate::app::AppState;
-use crate::pipeline::Trigger;
+use crate::reconcile::{Attempt, Trigger};
 use crate::settings::Settings;
 
 #[derive(Parser)]
@@ -271,7 +271,7 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
             };
             let state = app_state(&settings, launch).await?;
             tracing::info!(port, config = %settings.config_source, store = %settings.store.describe(), dry_run = settings.dry_run, "keyguard custom handler starting");
-            let store = state.pipeline.store().clone();
+            let store = state.reconcile.store.clone();
             functions_runtime::serve(app::functions_router(state), port).await?;
             store.flush().await?;
             Ok(ExitCode::SUCCESS)
@@ -286,7 +286,7 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
             let state = app_state(&settings, launch).await?;
             let listener = tokio::net::TcpListener::bind((bind, port)).await?;
             tracing::info!(addr = %listener.local_addr()?, "keyguard webhook listening on /api/events");
-            let store = state.pipeline.store().clone();
+            let store = state.reconcile.store.clone();
             functions_runtime::serve_listener(
                 app::webhook_router(state),
                 listener,
@@ -309,24 +309,23 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
             let id = ResourceId::parse(&resource_id).map_err(|e| anyhow::anyhow!("{resource_id}: {e}"))?;
             let mut settings = Settings::from_env()?;
             cli_scan::apply_requirement(&mut settings.config, require);
-            let pipeline = settings.build_pipeline().await?;
+            let context = settings.build_context().await?;
             let correlation_id = uuid::Uuid::new_v4().to_string();
-            let finding = match pipeline
-                .reconcile(&id, Trigger::Manual, &correlation_id, !remediate)
-                .await
-            {
-                Ok(outcome) => outcome.finding.unwrap_or_else(|| {
+            let attempt = Attempt::new(Trigger::Manual, &correlation_id, !remediate);
+            let finding = match crate::reconcile::reconcile(&context, &id, attempt).await {
+                Ok(decision) => decision.finding.unwrap_or_else(|| {
+                    let outcome = &decision.outcome;
                     let mut f = keyguard_report::Finding::error(
                         id.as_str(),
                         &id.resource_type(),
                         &format!("{}: {}", outcome.result, outcome.detail.clone().unwrap_or_default()),
                     );
-                    f.result = Some(outcome.result.clone());
+                    f.result = Some(outcome.result.to_string());
                     f
                 }),
                 Err(e) => keyguard_report::Finding::error(id.as_str(), &id.resource_type(), &e.to_string()),
             };
-            pipeline.store().flush().await?;
+            context.store.flush().await?;
             cli_scan::deliver(&[finding], format, output.as_deref(), id.as_str(), !remediate)
         }
         Command::Scan {
@@ -362,7 +361,7 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
                 ),
             };
             let scope = sweep::Scope::parse(&scope).map_err(|e| anyhow::anyhow!(e))?;
-            let pipeline = settings.build_pipeline().await?;
+            let context = settings.build_context().await?;
             let request = sweep::ScanRequest {
                 scope,
                 types,
@@ -372,7 +371,7 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
                 budget: time_budget,
             };
             let progress = cli_scan::Progress::new();
-            let report = sweep::scan(&pipeline, &request, &|state| progress.update(state)).await;
+            let report = sweep::scan(&context, &request, &|state| progress.update(state)).await;
             progress.finish();
             let report = report?;
             eprintln!(
@@ -402,9 +401,9 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
         }
         Command::Alerts { failed, resend } => {
             let settings = Settings::from_env()?;
-            let pipeline = settings.build_pipeline().await?;
+            let context = settings.build_context().await?;
             if let Some(id) = resend {
-                let alerter = pipeline.alerter().context("no alert routes are configured")?;
+                let alerter = context.alerter.as_ref().context("no alert routes are configured")?;
                 if !alerter.dispatcher().resend(&id).await? {
                     anyhow::bail!("{id} is not a parked alert");
                 }
@@ -415,8 +414,8 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            let entries: Vec<store::OutboxEntry> = pipeline
-                .store()
+            let entries: Vec<store::OutboxEntry> = context
+                .store
                 .outbox_entries()
                 .await?
                 .into_iter()
@@ -461,7 +460,7 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
             )
             .map_err(|e| anyhow::anyhow!(e))?;
             let store = open_store().await?;
-            let records: Vec<pipeline::AuditRecord> = store.audit_records(&query).await?;
+            let records: Vec<reconcile::AuditRecord> = store.audit_records(&query).await?;
             print!("{}", audit::render(&records, format).map_err(|e| anyhow::anyhow!(e))?);
             Ok(ExitCode::SUCCESS)
         }
@@ -614,14 +613,14 @@ async fn open_store() -> anyhow::Result<store::StateStore> {
         .with_context(|| format!("cannot open the state store ({})", settings.store.describe()))
 }
 
-/// Builds the authenticators for the command (`launch`) and the pipeline and, when alert routes
+/// Builds the authenticators for the command (`launch`) and the reconcile context and, when alert routes
 /// are configured, starts the outbox sender. A credential setting that is missing or unusable
 /// stops start-up here, before anything listens.
 async fn app_state(settings: &Settings, launch: api_auth::launch::Launch) -> anyhow::Result<AppState> {
     let modes = api_auth::launch::AccessModes::from_lookup(|name| std::env::var(name).ok(), launch)?;
     let auth = modes.authenticators(settings.http_client()?);
-    let pipeline = Arc::new(settings.build_pipeline().await?);
-    if let Some(alerter) = pipeline.alerter() {
+    let context = Arc::new(settings.build_context().await?);
+    if let Some(alerter) = &context.alerter {
         tokio::spawn(
             alerter
                 .dispatcher()
@@ -630,7 +629,9 @@ async fn app_state(settings: &Settings, launch: api_auth::launch::Launch) -> any
         );
     }
     Ok(AppState {
-        pipeline,
+        reconcile: context,
+        sweep: settings.sweep.clone(),
+        retention: settings.retention(),
         auth: auth.api,
         events_auth: auth.events,
         dry_run: settings.dry_run,

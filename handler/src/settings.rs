@@ -17,8 +17,9 @@ use crate::egress::Egress;
 use crate::identity::{AuthMode, CredentialTokenSource, TokenSource};
 use crate::keyvault::KeyVaultClient;
 use crate::outbox::Dispatcher;
-use crate::pipeline::{Pipeline, PipelineSettings, SweepSettings};
+use crate::reconcile::{self, ReconcileSettings};
 use crate::store::{Retention, StoreLocation};
+use crate::sweep::SweepSettings;
 
 pub struct Settings {
     pub config: Config,
@@ -177,7 +178,17 @@ impl Settings {
         )))
     }
 
-    pub async fn build_pipeline(&self) -> anyhow::Result<Pipeline> {
+    /// What the timer's pruning keeps.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            audit: time::Duration::days(i64::from(self.config.settings.audit_retention_days)),
+            sent_alerts: time::Duration::days(7),
+        }
+    }
+
+    /// The reconcile's clients and settings; with alert routes configured, alerts go through the
+    /// outbox (whose sender the caller starts, if it sends).
+    pub async fn build_context(&self) -> anyhow::Result<reconcile::Context> {
         let egress = self.egress()?;
         let arm = ArmClient::new(egress.clone());
         let store = self
@@ -187,28 +198,18 @@ impl Settings {
             .with_context(|| format!("cannot open the state store ({})", self.store.describe()))?;
         let keyvault = KeyVaultClient::new(egress);
         let config = Arc::new(self.config.clone());
-        let mut pipeline = Pipeline::new(
-            config.clone(),
-            arm,
-            keyvault,
-            store.clone(),
-            PipelineSettings {
-                dry_run: self.dry_run,
-                time_budget: self.time_budget,
-                instance: crate::instance::instance_name(),
-                sweep: self.sweep.clone(),
-                retention: Retention {
-                    audit: time::Duration::days(i64::from(self.config.settings.audit_retention_days)),
-                    sent_alerts: time::Duration::days(7),
-                },
-            },
-        );
+        let settings = ReconcileSettings {
+            dry_run: self.dry_run,
+            time_budget: self.time_budget,
+            instance: crate::instance::instance_name(),
+        };
+        let mut context = reconcile::Context::new(config.clone(), arm, keyvault, store.clone(), settings);
         if !config.routes.is_empty() {
             let channels = ConfiguredChannels::from_config(&config, |k| std::env::var(k).ok())?;
             let dispatcher = Arc::new(Dispatcher::new(store.clone(), Arc::new(channels), OUTBOX_MAX_ATTEMPTS));
-            pipeline = pipeline.with_alerter(Arc::new(Alerter::new(config, store, dispatcher)));
+            context = context.with_alerter(Arc::new(Alerter::new(config, store, dispatcher)));
         }
-        Ok(pipeline)
+        Ok(context)
     }
 }
 

@@ -1,4 +1,4 @@
-//! The sweep: list every catalog resource in a scope and put each through the same pipeline as an
+//! The sweep: list every catalog resource in a scope and put each through the same reconcile as an
 //! event. Resource Graph pages (1,000 rows, `$skipToken`) where it answers, ARM list calls
 //! (`nextLink`) otherwise; throttling quotas are respected before ARM has to refuse; a sweep that
 //! reaches its time budget stops between pages and leaves a checkpoint the next run resumes from.
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::arm::{ArmError, CallContext, Page};
-use crate::pipeline::{Pipeline, PipelineError, Trigger};
+use crate::reconcile::{self, Attempt, Context, ReconcileError, Trigger};
 
 pub const RESOURCE_GRAPH_API_VERSION: &str = "2022-10-01";
 const RESOURCE_GRAPH_PATH: &str = "/providers/Microsoft.ResourceGraph/resources";
@@ -24,6 +24,28 @@ const MANAGEMENT_GROUPS_API_VERSION: &str = "2020-05-01";
 const PAGE_ROWS: u64 = 1000;
 /// Resources evaluated at once: enough to hide store and ARM latency, few enough to stay polite.
 const CONCURRENCY: usize = 8;
+
+/// What the timer sweeps and how long sweeps may run.
+#[derive(Clone, Debug)]
+pub struct SweepSettings {
+    /// `KEYGUARD_SWEEP_SCOPES`: the scopes the Reconcile timer sweeps. Empty: it re-checks the
+    /// resources keyguard has seen instead.
+    pub scopes: Vec<Scope>,
+    /// The timer's sweep budget (inside the Functions timeout; it resumes next time).
+    pub timer_budget: Duration,
+    /// `POST /api/scan`'s budget (inside the HTTP front end's 230 s).
+    pub api_budget: Duration,
+}
+
+impl Default for SweepSettings {
+    fn default() -> Self {
+        Self {
+            scopes: Vec::new(),
+            timer_budget: Duration::from_secs(240),
+            api_budget: Duration::from_secs(200),
+        }
+    }
+}
 
 /// What a sweep covers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,7 +234,7 @@ struct Listed {
 /// Runs the sweep. `Err` only for what makes the whole sweep impossible (a bad request, no
 /// listing at all); a resource that fails becomes an `error` finding and the sweep goes on.
 pub async fn scan(
-    pipeline: &Pipeline,
+    context: &Context,
     request: &ScanRequest,
     progress: &(dyn Fn(&ScanProgress) + Send + Sync),
 ) -> Result<ScanReport, SweepError> {
@@ -220,7 +242,7 @@ pub async fn scan(
     let deadline = tokio::time::Instant::now() + request.budget;
     let types = types_in(request).map_err(SweepError::Invalid)?;
     let key = checkpoint_key(request);
-    let store = pipeline.store();
+    let store = &context.store;
     let saved: Option<Checkpoint> = if request.resume {
         store.checkpoint(&key).await?
     } else {
@@ -228,7 +250,7 @@ pub async fn scan(
     };
     let resumed = saved.is_some();
     let mut checkpoint = saved.unwrap_or_default();
-    let (requests_before, throttled_before) = pipeline.arm().counters().snapshot();
+    let (requests_before, throttled_before) = context.arm.counters().snapshot();
     let correlation_id = uuid::Uuid::new_v4().to_string();
     let trigger = Trigger::Sweep {
         scope: request.scope.path(),
@@ -260,10 +282,10 @@ pub async fn scan(
         if tokio::time::Instant::now() >= deadline {
             break false;
         }
-        let ctx = page_context(&correlation_id, deadline, pipeline.time_budget());
+        let ctx = page_context(&correlation_id, deadline, context.settings.time_budget);
         let page = match listing {
             Listing::Auto | Listing::ResourceGraph => {
-                match graph_page(pipeline, &request.scope, &types, checkpoint.skip_token.as_deref(), &ctx).await {
+                match graph_page(context, &request.scope, &types, checkpoint.skip_token.as_deref(), &ctx).await {
                     Ok((page, wait)) => {
                         listing = Listing::ResourceGraph;
                         quota_resets_at = wait.map(|w| tokio::time::Instant::now() + w);
@@ -291,14 +313,14 @@ pub async fn scan(
             }
             Listing::Arm => {
                 if arm_lists.is_none() {
-                    let subscriptions = subscriptions_in(pipeline, &request.scope, deadline, &correlation_id).await?;
+                    let subscriptions = subscriptions_in(context, &request.scope, deadline, &correlation_id).await?;
                     arm_lists = Some(arm_lists_for(&subscriptions, &types, &request.scope));
                 }
                 let Some(list) = arm_lists.as_ref().and_then(|l| l.get(checkpoint.arm_position)) else {
                     break true;
                 };
                 let target = checkpoint.next_link.clone().unwrap_or_else(|| list.clone());
-                match arm_page(pipeline, &target, &ctx).await {
+                match arm_page(context, &target, &ctx).await {
                     Ok(page) => page,
                     Err(ArmError::BudgetExhausted { .. })
                         if tokio::time::Instant::now() + Duration::from_secs(1) >= deadline =>
@@ -314,7 +336,7 @@ pub async fn scan(
         state.total = page.total.or(state.total);
         let next = page.next;
         let outcomes = evaluate_rows(
-            pipeline,
+            context,
             page.rows,
             &trigger,
             &correlation_id,
@@ -348,57 +370,65 @@ pub async fn scan(
         }
         store.set_checkpoint(&key, Some(&checkpoint)).await?;
     };
-    finish(
-        pipeline,
-        &key,
-        complete,
-        listing,
+    let run = Run {
+        key,
         resumed,
-        state,
-        pages,
-        findings,
         started,
         requests_before,
         throttled_before,
-        &request.scope,
-    )
-    .await
+    };
+    let tally = Tally {
+        listing,
+        state,
+        pages,
+        findings,
+    };
+    finish(context, &request.scope, run, complete, tally).await
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn finish(
-    pipeline: &Pipeline,
-    key: &str,
-    complete: bool,
-    listing: Listing,
+/// What the sweep knew when it started.
+struct Run {
+    key: String,
     resumed: bool,
-    state: ScanProgress,
-    pages: usize,
-    findings: Vec<Finding>,
     started: Instant,
     requests_before: u64,
     throttled_before: u64,
+}
+
+/// What it listed and found.
+struct Tally {
+    listing: Listing,
+    state: ScanProgress,
+    pages: usize,
+    findings: Vec<Finding>,
+}
+
+async fn finish(
+    context: &Context,
     scope: &Scope,
+    run: Run,
+    complete: bool,
+    tally: Tally,
 ) -> Result<ScanReport, SweepError> {
     if complete {
-        pipeline.store().set_checkpoint::<Checkpoint>(key, None).await?;
+        context.store.set_checkpoint::<Checkpoint>(&run.key, None).await?;
     }
-    pipeline.store().flush().await?;
-    let (requests, throttled) = pipeline.arm().counters().snapshot();
+    context.store.flush().await?;
+    let (requests, throttled) = context.arm.counters().snapshot();
     Ok(ScanReport {
         scope: scope.path(),
-        listing,
+        listing: tally.listing,
         complete,
-        resume_token: (!complete).then(|| key.to_string()),
-        resumed,
-        listed: state.listed,
-        evaluated: state.evaluated,
-        pages,
-        requests: requests - requests_before,
-        throttled: throttled - throttled_before,
-        duration_ms: started.elapsed().as_millis() as u64,
-        summary: keyguard_report::summarize(&findings).overall,
-        findings,
+        resume_token: (!complete).then_some(run.key),
+        resumed: run.resumed,
+        listed: tally.state.listed,
+        evaluated: tally.state.evaluated,
+        pages: tally.pages,
+        requests: requests - run.requests_before,
+        throttled: throttled - run.throttled_before,
+        duration_ms: run.started.elapsed().as_millis() as u64,
+        summary: keyguard_report::summarize(&tally.findings).overall,
+        findings: tally.findings,
     })
 }
 
@@ -407,10 +437,10 @@ fn page_context(correlation_id: &str, deadline: tokio::time::Instant, call_budge
     CallContext::new(correlation_id, remaining.min(call_budget.max(Duration::from_secs(30))))
 }
 
-/// Each listed row through the pipeline, a few at a time; a row listed twice (pages can overlap
+/// Each listed row through the reconcile, a few at a time; a row listed twice (pages can overlap
 /// when resources change mid-sweep) is evaluated once.
 async fn evaluate_rows(
-    pipeline: &Pipeline,
+    context: &Context,
     rows: Vec<Value>,
     trigger: &Trigger,
     correlation_id: &str,
@@ -436,14 +466,12 @@ async fn evaluate_rows(
                 Ok(id) => id,
                 Err(e) => return Finding::error(&id_text, &resource_type, &format!("listed id: {e}")),
             };
-            match pipeline
-                .reconcile_listed(&id, Some(row), trigger.clone(), correlation_id, dry_run)
-                .await
-            {
-                Ok(outcome) => outcome.finding.unwrap_or_else(|| {
+            let attempt = Attempt::new(trigger.clone(), correlation_id, dry_run).listed(Some(row));
+            match reconcile::reconcile(context, &id, attempt).await {
+                Ok(decision) => decision.finding.unwrap_or_else(|| {
                     let mut f = Finding::new(id.as_str(), &id.resource_type(), FindingVerdict::Unsupported);
-                    f.result = Some(outcome.result.clone());
-                    f.detail = outcome.detail.clone();
+                    f.result = Some(decision.outcome.result.to_string());
+                    f.detail = decision.outcome.detail.clone();
                     f
                 }),
                 Err(e) => Finding::error(id.as_str(), &id.resource_type(), &e.to_string()),
@@ -455,7 +483,7 @@ async fn evaluate_rows(
 }
 
 async fn graph_page(
-    pipeline: &Pipeline,
+    context: &Context,
     scope: &Scope,
     types: &[&CatalogEntry],
     skip_token: Option<&str>,
@@ -473,7 +501,7 @@ async fn graph_page(
         Scope::ManagementGroup { name } => body["managementGroups"] = json!([name]),
     }
     let path = format!("{RESOURCE_GRAPH_PATH}?api-version={RESOURCE_GRAPH_API_VERSION}");
-    let page = pipeline.arm().post_page(&path, &body, ctx).await?;
+    let page = context.arm.post_page(&path, &body, ctx).await?;
     let wait = quota_wait(&page);
     let rows = page.body["data"].as_array().cloned().unwrap_or_default();
     let listed = Listed {
@@ -506,8 +534,8 @@ fn parse_hms(text: &str) -> Option<Duration> {
     }
 }
 
-async fn arm_page(pipeline: &Pipeline, target: &str, ctx: &CallContext) -> Result<Listed, ArmError> {
-    let page = pipeline.arm().get_page(target, ctx).await?;
+async fn arm_page(context: &Context, target: &str, ctx: &CallContext) -> Result<Listed, ArmError> {
+    let page = context.arm.get_page(target, ctx).await?;
     Ok(Listed {
         rows: page.body["value"].as_array().cloned().unwrap_or_default(),
         total: None,
@@ -517,7 +545,7 @@ async fn arm_page(pipeline: &Pipeline, target: &str, ctx: &CallContext) -> Resul
 
 /// The subscriptions an ARM-list sweep covers (a management group's, listed through ARM).
 async fn subscriptions_in(
-    pipeline: &Pipeline,
+    context: &Context,
     scope: &Scope,
     deadline: tokio::time::Instant,
     correlation_id: &str,
@@ -532,8 +560,8 @@ async fn subscriptions_in(
                 "/providers/Microsoft.Management/managementGroups/{name}/descendants?api-version={MANAGEMENT_GROUPS_API_VERSION}"
             ));
             while let Some(target) = next {
-                let ctx = page_context(correlation_id, deadline, pipeline.time_budget());
-                let page = arm_page(pipeline, &target, &ctx).await?;
+                let ctx = page_context(correlation_id, deadline, context.settings.time_budget);
+                let page = arm_page(context, &target, &ctx).await?;
                 subscriptions.extend(
                     page.rows
                         .iter()
@@ -582,7 +610,7 @@ pub enum SweepError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
-    Pipeline(#[from] PipelineError),
+    Reconcile(#[from] ReconcileError),
 }
 
 impl SweepError {
@@ -591,7 +619,7 @@ impl SweepError {
             SweepError::Invalid(_) => false,
             SweepError::Arm(e) => e.retryable(),
             SweepError::Store(_) => true,
-            SweepError::Pipeline(e) => e.retryable(),
+            SweepError::Reconcile(e) => e.retryable(),
         }
     }
 }

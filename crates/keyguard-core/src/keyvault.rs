@@ -5,6 +5,8 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::rfc3339;
+
 /// What Key Vault says about a key (data plane `GET {vault}/keys/{name}[/{version}]`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -91,11 +93,6 @@ pub fn expiring_within(facts: &KeyFacts, now: OffsetDateTime, days: u32) -> Opti
     facts
         .expires
         .filter(|e| *e > now && *e <= now + time::Duration::days(i64::from(days)))
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
 }
 
 #[cfg(test)]

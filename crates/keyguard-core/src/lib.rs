@@ -35,6 +35,12 @@ pub use evaluate::{DriftReason, Evaluation, Verdict, evaluate, evaluate_view};
 pub use event::{ArmOperation, Caller, EventError, EventKind, IncomingEvent, Schema, parse_delivery, parse_event};
 pub use plan::{Action, NoRevertReason, Plan, PlanContext, plan, plan_with, revert_target};
 pub use resource_id::{ResourceId, ResourceIdError};
+
+/// A time as RFC 3339, the one spelling keyguard shows people and stores (`2026-12-03T22:41:43Z`).
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
 pub use routing::{
     AlertFacts, AlertRule, AlertSettings, AlertSeverity, Delivery, Route, RouteKind, SuppressDecision, suppress,
 };

@@ -11,10 +11,10 @@
 
 use std::collections::BTreeSet;
 
+use crate::rfc3339;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::config::{
     ExemptionSource, ExemptionStatus, Mode, Profile, Requirement, Settings, TAG_EXEMPT_REASON, TAG_EXEMPT_UNTIL,
@@ -478,10 +478,6 @@ fn mode_rank(mode: Mode) -> u8 {
         Mode::Alert => 1,
         Mode::Enforce => 2,
     }
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 fn quoted(value: Option<&str>) -> String {

@@ -16,9 +16,9 @@ use std::str::FromStr;
 use keyguard_core::catalog::{self, EncryptionState};
 use keyguard_core::config::Requirement;
 use keyguard_core::evaluate::{Evaluation, Verdict};
+use keyguard_core::rfc3339;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 mod csv_report;
 mod html;
@@ -414,10 +414,6 @@ pub fn exit_code(findings: &[Finding]) -> i32 {
     } else {
         0
     }
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 pub mod sample;

@@ -66,7 +66,9 @@ fn webhook_router_for(env: &Env, pairs: &[(&str, &str)], launch: Launch) -> anyh
     let modes = AccessModes::from_lookup(lookup(pairs), launch)?;
     let auth = modes.authenticators(reqwest::Client::new());
     Ok(webhook_router(AppState {
-        pipeline: env.pipeline.clone(),
+        reconcile: env.pipeline.clone(),
+        sweep: crate::sweep::SweepSettings::default(),
+        retention: super::openapi_tests::test_retention(),
         auth: auth.api,
         events_auth: auth.events,
         dry_run: false,

@@ -21,7 +21,7 @@ use super::*;
 use crate::api_auth::{ApiAuthMode, ApiAuthenticator, KeyLocation};
 use crate::identity::{TokenError, TokenFuture, TokenSource};
 use crate::keyvault::KeyVaultClient;
-use crate::pipeline::PipelineSettings;
+use crate::reconcile::{Context, ReconcileSettings};
 use crate::store::{
     EmbeddedBackend, Entity, Retention, RowRange, StateStore, StoreError, Table, TableBackend, Written,
 };
@@ -422,7 +422,7 @@ pub(super) struct Env {
     pub(super) sim: azure_sim::SimHandle,
     _dir: TempDir,
     /// Over the sim, with a working identity and store: for routers built by other tests.
-    pub(super) pipeline: Arc<Pipeline>,
+    pub(super) pipeline: Arc<Context>,
     /// `keyguard webhook` with an API key and a webhook key.
     webhook: Router,
     /// `keyguard serve` under the Functions host.
@@ -434,9 +434,11 @@ pub(super) struct Env {
 }
 
 /// The state a router gets: `api` guards the API routes, `events` guards `/api/events`.
-pub(super) fn app_state(pipeline: Arc<Pipeline>, api: ApiAuthMode, events: ApiAuthMode, dry_run: bool) -> AppState {
+pub(super) fn app_state(pipeline: Arc<Context>, api: ApiAuthMode, events: ApiAuthMode, dry_run: bool) -> AppState {
     AppState {
-        pipeline,
+        reconcile: pipeline,
+        sweep: crate::sweep::SweepSettings::default(),
+        retention: test_retention(),
         auth: Arc::new(ApiAuthenticator::new(
             api,
             KeyLocation::ApiHeaders,
@@ -451,26 +453,28 @@ pub(super) fn app_state(pipeline: Arc<Pipeline>, api: ApiAuthMode, events: ApiAu
     }
 }
 
-pub(super) fn pipeline(sim: &azure_sim::SimHandle, tokens: Arc<dyn TokenSource>, store: StateStore) -> Pipeline {
+pub(super) fn pipeline(sim: &azure_sim::SimHandle, tokens: Arc<dyn TokenSource>, store: StateStore) -> Context {
     let egress = crate::test_support::egress(tokens, &sim.base_url(), None, Some(&sim.base_url()));
     let arm = ArmClient::new(egress.clone());
     let keyvault = KeyVaultClient::new(egress);
-    Pipeline::new(
+    Context::new(
         Arc::new(keyguard_core::config::Config::builtin_default()),
         arm,
         keyvault,
         store,
-        PipelineSettings {
+        ReconcileSettings {
             dry_run: false,
             time_budget: Duration::from_secs(10),
             instance: "openapi-test".into(),
-            retention: Retention {
-                audit: time::Duration::days(90),
-                sent_alerts: time::Duration::days(7),
-            },
-            sweep: crate::pipeline::SweepSettings::default(),
         },
     )
+}
+
+pub(super) fn test_retention() -> Retention {
+    Retention {
+        audit: time::Duration::days(90),
+        sent_alerts: time::Duration::days(7),
+    }
 }
 
 impl Env {

@@ -1,5 +1,5 @@
 //! What the state store costs one event, measured on the store actually configured: the same
-//! sequence of store calls the pipeline makes for a compliant event and for a reverted drift,
+//! sequence of store calls the reconcile makes for a compliant event and for a reverted drift,
 //! timed per event. `keyguard store bench` prints it; BENCHMARKS.md records runs.
 
 use std::time::{Duration, Instant};

@@ -728,7 +728,7 @@ fn crash_child_writer() {
 }
 
 #[tokio::test]
-async fn the_store_bench_runs_the_pipelines_sequences_on_both_backends() {
+async fn the_store_bench_runs_the_reconciles_sequences_on_both_backends() {
     for (name, store) in stores().await {
         let report = bench::run(&store, 5).await.unwrap();
         assert_eq!(

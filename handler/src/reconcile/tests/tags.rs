@@ -20,16 +20,16 @@ async fn adding_a_valid_exemption_tag_alerts_naming_who_and_what_through_the_out
     let h = Harness::start(MMK_ENFORCE).await;
     let id = account("stmmklogs");
     let first = h.timer_look(&id).await;
-    assert_eq!(first.result, "compliant");
+    assert_eq!(first.outcome.result.as_str(), "compliant");
     assert!(h.outbox().await.is_empty());
 
     // One write switches the key and exempts the account, within max_exemption_days.
     let until = azure_sim::date_in_days(30);
     let tags = json!({"env": "demo", "keyguard-exempt-until": until, "keyguard-exempt-reason": "CHG-7"});
     let event = h.act(&id, &user("mallory", "mallory-oid"), &tagged_cmk_patch(tags));
-    let outcome = h.pipeline.handle_event(&event).await.unwrap();
+    let outcome = handle_event(&h.ctx, &event).await.unwrap();
     assert_eq!(
-        (outcome.verdict.as_str(), outcome.result.as_str()),
+        (outcome.outcome.verdict.as_str(), outcome.outcome.result.as_str()),
         ("exempt", "exempt")
     );
     assert_eq!(h.keyguard_writes(), 0, "the exemption is honoured");
@@ -49,7 +49,7 @@ async fn adding_a_valid_exemption_tag_alerts_naming_who_and_what_through_the_out
     assert_eq!(alerts[0].route, "secops");
     // The audit record carries the change too.
     let records = h.audit(&id).await;
-    let record = records.iter().find(|r| r.outcome.result == "exempt").unwrap();
+    let record = records.iter().find(|r| r.outcome.result.as_str() == "exempt").unwrap();
     assert!(matches!(
         record.outcome.safeguard_changes.as_slice(),
         [SafeguardChange::ExemptionTag {
@@ -59,7 +59,7 @@ async fn adding_a_valid_exemption_tag_alerts_naming_who_and_what_through_the_out
     ));
     // Seen once: the next look at the unchanged tags is quiet.
     let again = h.timer_look(&id).await;
-    assert!(again.safeguard_changes.is_empty());
+    assert!(again.outcome.safeguard_changes.is_empty());
     assert_eq!(safeguard_alerts(&h.outbox().await).len(), 1);
 }
 
@@ -70,9 +70,9 @@ async fn a_far_future_exemption_tag_does_not_exempt_and_says_so_and_the_drift_is
     h.timer_look(&id).await;
     let tags = json!({"env": "demo", "keyguard-exempt-until": "9999-12-31"});
     let event = h.act(&id, &user("mallory", "mallory-oid"), &tagged_cmk_patch(tags));
-    let outcome = h.pipeline.handle_event(&event).await.unwrap();
+    let outcome = handle_event(&h.ctx, &event).await.unwrap();
     assert_eq!(
-        (outcome.verdict.as_str(), outcome.result.as_str()),
+        (outcome.outcome.verdict.as_str(), outcome.outcome.result.as_str()),
         ("drift", "reverted")
     );
     assert_eq!(h.key_source(&id), "Microsoft.Storage");
@@ -98,19 +98,20 @@ async fn with_tag_exemptions_off_an_exemption_tag_changes_nothing() {
     h.timer_look(&id).await;
     let tags = json!({"env": "demo", "keyguard-exempt-until": azure_sim::date_in_days(30)});
     let event = h.act(&id, &user("mallory", "mallory-oid"), &tagged_cmk_patch(tags));
-    let outcome = h.pipeline.handle_event(&event).await.unwrap();
+    let outcome = handle_event(&h.ctx, &event).await.unwrap();
     assert_eq!(
-        (outcome.verdict.as_str(), outcome.result.as_str()),
+        (outcome.outcome.verdict.as_str(), outcome.outcome.result.as_str()),
         ("drift", "reverted")
     );
     assert!(
         outcome
+            .outcome
             .detail
             .as_deref()
             .is_some_and(|d| d.contains("tag exemptions are turned off")),
         "{outcome:?}"
     );
-    assert!(outcome.safeguard_changes.is_empty());
+    assert!(outcome.outcome.safeguard_changes.is_empty());
     assert!(safeguard_alerts(&h.outbox().await).is_empty());
 }
 
@@ -134,7 +135,7 @@ async fn a_retag_into_a_weaker_profile_alerts_naming_who_and_both_profiles() {
     let h = Harness::start(BY_TAG).await;
     let id = account("stmmklogs");
     let first = h.timer_look(&id).await;
-    assert_eq!(first.profile.as_deref(), Some("strict"));
+    assert_eq!(first.outcome.profile.as_deref(), Some("strict"));
 
     // The same write that switches the key moves the account where that is not drift.
     let event = h.act(
@@ -142,9 +143,9 @@ async fn a_retag_into_a_weaker_profile_alerts_naming_who_and_both_profiles() {
         &user("mallory", "mallory-oid"),
         &tagged_cmk_patch(json!({"env": "sandbox"})),
     );
-    let outcome = h.pipeline.handle_event(&event).await.unwrap();
-    assert_eq!(outcome.profile.as_deref(), Some("lenient"));
-    assert_eq!(outcome.verdict, "compliant", "{outcome:?}");
+    let outcome = handle_event(&h.ctx, &event).await.unwrap();
+    assert_eq!(outcome.outcome.profile.as_deref(), Some("lenient"));
+    assert_eq!(outcome.outcome.verdict.as_str(), "compliant", "{outcome:?}");
     let outbox = h.outbox().await;
     let alerts = safeguard_alerts(&outbox);
     assert_eq!(alerts.len(), 1, "{outbox:?}");
@@ -177,21 +178,17 @@ async fn a_dry_run_reports_a_safeguard_change_and_leaves_recording_and_alerting_
         &json!({"tags": {"env": "sandbox"}}),
     );
 
-    let dry = h
-        .pipeline
-        .reconcile(&id, Trigger::Manual, "dry-run-check", true)
-        .await
-        .unwrap();
-    assert_eq!(dry.safeguard_changes.len(), 1, "{dry:?}");
+    let dry = h.look(&id, Trigger::Manual, "dry-run-check", true, None).await.unwrap();
+    assert_eq!(dry.outcome.safeguard_changes.len(), 1, "{dry:?}");
     assert!(h.outbox().await.is_empty(), "a dry run alerts nobody");
     // The timer's real look (no event, so no caller) still finds it, records it and alerts once.
     let real = h.timer_look(&id).await;
-    assert_eq!(real.safeguard_changes.len(), 1);
+    assert_eq!(real.outcome.safeguard_changes.len(), 1);
     let outbox = h.outbox().await;
     let alerts = safeguard_alerts(&outbox);
     assert_eq!(alerts.len(), 1, "{outbox:?}");
     let detail = alerts[0].alert.detail.as_deref().unwrap_or_default();
     assert!(detail.contains("a writer the event did not name"), "{detail}");
     let later = h.timer_look(&id).await;
-    assert!(later.safeguard_changes.is_empty(), "recorded by the real look");
+    assert!(later.outcome.safeguard_changes.is_empty(), "recorded by the real look");
 }

@@ -6,9 +6,9 @@ use keyguard_core::safeguards::{self, Look, SafeguardChange, SafeguardState, Tag
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::{Pipeline, PipelineError};
+use super::{Context, ReconcileError};
 
-impl Pipeline {
+impl Context {
     /// What a write changed in the resource's safeguards since the last real look, which is
     /// recorded now (a dry run only compares: the next real look reports the change too).
     pub(super) async fn watch_safeguards(
@@ -18,7 +18,7 @@ impl Pipeline {
         look: Look,
         dry_run: bool,
         now: OffsetDateTime,
-    ) -> Result<Vec<SafeguardChange>, PipelineError> {
+    ) -> Result<Vec<SafeguardChange>, ReconcileError> {
         let seen = SafeguardState::observe(tags, self.config.profile_for(id, tags), sha256_hex);
         let before = self.store.remember_resource(id, (!dry_run).then_some(&seen)).await?;
         let effect = TagEffect::of(tags, now, &self.config.settings);

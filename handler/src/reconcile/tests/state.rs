@@ -28,13 +28,9 @@ async fn a_dry_run_during_a_pending_revert_leaves_its_intent_record_and_alert_to
     h.store.set_revert_intent(&id, Some(&intent)).await.unwrap();
 
     // A person's dry-run check, and a report-only sweep with the listed body, while it is pending.
-    let checked = h
-        .pipeline
-        .reconcile(&id, Trigger::Manual, "dry-run-check", true)
-        .await
-        .unwrap();
+    let checked = h.look(&id, Trigger::Manual, "dry-run-check", true, None).await.unwrap();
     assert_eq!(
-        (checked.verdict.as_str(), checked.result.as_str()),
+        (checked.outcome.verdict.as_str(), checked.outcome.result.as_str()),
         ("compliant", "compliant")
     );
     assert_ne!(
@@ -46,12 +42,8 @@ async fn a_dry_run_during_a_pending_revert_leaves_its_intent_record_and_alert_to
     let sweep = Trigger::Sweep {
         scope: format!("/subscriptions/{SUBSCRIPTION}"),
     };
-    let swept = h
-        .pipeline
-        .reconcile_listed(&id, Some(listed), sweep, "report-sweep", true)
-        .await
-        .unwrap();
-    assert!(swept.dry_run);
+    let swept = h.look(&id, sweep, "report-sweep", true, Some(listed)).await.unwrap();
+    assert!(swept.outcome.dry_run);
     assert_eq!(
         h.store.revert_intent(&id).await.unwrap(),
         Some(intent.clone()),
@@ -78,7 +70,7 @@ async fn a_dry_run_during_a_pending_revert_leaves_its_intent_record_and_alert_to
     // The next real reconcile settles the revert: once, under the intent's id, with its alert.
     let settled = h.timer_look(&id).await;
     assert_eq!(
-        (settled.action.as_str(), settled.result.as_str()),
+        (settled.outcome.action.as_str(), settled.outcome.result.as_str()),
         ("revert", "reverted")
     );
     let records = h.audit(&id).await;
@@ -87,7 +79,7 @@ async fn a_dry_run_during_a_pending_revert_leaves_its_intent_record_and_alert_to
         .find(|r| r.id == intent.id)
         .expect("the revert's own record");
     assert!(!record.outcome.dry_run);
-    assert_eq!(record.outcome.result, "reverted");
+    assert_eq!(record.outcome.result.as_str(), "reverted");
     let outbox = h.outbox().await;
     assert_eq!(outbox.len(), 1, "{outbox:?}");
     assert_eq!(outbox[0].id, format!("{}.0", intent.id));
@@ -110,18 +102,18 @@ async fn a_dry_run_instance_takes_no_lease_and_keeps_its_own_dedupe_entries() {
         .await
         .unwrap()
         .expect("free");
-    let dry = h.pipeline.with_config(h.pipeline.config().clone());
-    let dry = Pipeline {
-        settings: PipelineSettings {
+    let dry = h.ctx.with_config((*h.ctx.config).clone());
+    let dry = Context {
+        settings: ReconcileSettings {
             dry_run: true,
             ..dry.settings.clone()
         },
         ..dry
     };
-    let seen = dry.handle_event(&event).await.unwrap();
+    let seen = handle_event(&dry, &event).await.unwrap();
     assert_eq!(
-        (seen.action.as_str(), seen.result.as_str()),
-        ("dry-run-revert", "would-revert")
+        (seen.outcome.action, seen.outcome.result),
+        (ActionKind::DryRunRevert, ResultKind::DryRunWouldRevert)
     );
     assert!(h.store.event_seen(&format!("dry-run/{}", event.id), now).await.unwrap());
     assert!(
@@ -129,8 +121,8 @@ async fn a_dry_run_instance_takes_no_lease_and_keeps_its_own_dedupe_entries() {
         "the real instance will not skip the event as handled"
     );
     h.store.release(&held).await.unwrap();
-    let real = h.pipeline.handle_event(&event).await.unwrap();
-    assert_eq!(real.result, "reverted");
+    let real = handle_event(&h.ctx, &event).await.unwrap();
+    assert_eq!(real.outcome.result.as_str(), "reverted");
     assert_eq!(h.key_source(&id), "Microsoft.Storage");
 }
 
@@ -143,14 +135,14 @@ async fn under_cli_credentials_another_az_users_change_is_reverted_and_only_the_
 
     // Bob signs in with the same Azure CLI (the same app id in his token) and switches the key.
     let bobs = h.act(&id, &bob, &cmk_patch());
-    let outcome = h.pipeline.handle_event(&bobs).await.unwrap();
+    let outcome = handle_event(&h.ctx, &bobs).await.unwrap();
     assert_eq!(
-        (outcome.verdict.as_str(), outcome.result.as_str()),
+        (outcome.outcome.verdict.as_str(), outcome.outcome.result.as_str()),
         ("drift", "reverted"),
         "{outcome:?}"
     );
     assert!(
-        outcome.caller.as_deref().is_some_and(|c| c.contains("bob")),
+        outcome.outcome.caller.as_deref().is_some_and(|c| c.contains("bob")),
         "{outcome:?}"
     );
     assert_eq!(h.key_source(&id), "Microsoft.Storage");
@@ -158,9 +150,9 @@ async fn under_cli_credentials_another_az_users_change_is_reverted_and_only_the_
 
     // keyguard acts as Alice: her own change is keyguard's own write, and left alone.
     let alices = h.act(&id, &alice, &cmk_patch());
-    let outcome = h.pipeline.handle_event(&alices).await.unwrap();
+    let outcome = handle_event(&h.ctx, &alices).await.unwrap();
     assert_eq!(
-        (outcome.verdict.as_str(), outcome.result.as_str()),
+        (outcome.outcome.verdict.as_str(), outcome.outcome.result.as_str()),
         ("skipped", "own-write")
     );
     assert_eq!(h.keyguard_writes(), 1);
@@ -204,8 +196,8 @@ async fn a_lease_lost_between_plan_and_write_stops_the_revert_before_any_write()
     let id = account("stmmklogs");
     let event = h.act(&id, &user("mallory", "mallory-oid"), &cmk_patch());
 
-    let error = h.pipeline.handle_event(&event).await.unwrap_err();
-    assert!(matches!(error, PipelineError::LeaseLost(_)), "{error}");
+    let error = handle_event(&h.ctx, &event).await.unwrap_err();
+    assert!(matches!(error, ReconcileError::LeaseLost(_)), "{error}");
     assert!(
         error.retryable(),
         "Event Grid redelivers; the next attempt decides afresh"

@@ -31,8 +31,8 @@ async fn a_key_in_an_events_carried_body_never_becomes_the_baseline_and_a_read_o
     // A body showing a compliant key in a vault nobody vetted: compliant, decided without a read.
     let foreign = json!({"keySource": "Microsoft.Keyvault", "keyvaultproperties": {
         "keyvaulturi": "https://kv-attacker.vault.azure.net", "keyname": "hostage", "keyversion": ""}});
-    let outcome = h.pipeline.handle_event(&notification(&id, foreign)).await.unwrap();
-    assert_eq!(outcome.verdict, "compliant", "{outcome:?}");
+    let outcome = handle_event(&h.ctx, &notification(&id, foreign)).await.unwrap();
+    assert_eq!(outcome.outcome.verdict.as_str(), "compliant", "{outcome:?}");
     assert_eq!(
         h.store.baseline(&id).await.unwrap(),
         None,
@@ -41,7 +41,7 @@ async fn a_key_in_an_events_carried_body_never_becomes_the_baseline_and_a_read_o
 
     // keyguard's own read of ARM (the timer) records the live key.
     let looked = h.timer_look(&id).await;
-    assert_eq!(looked.verdict, "compliant");
+    assert_eq!(looked.outcome.verdict.as_str(), "compliant");
     let baseline = h.store.baseline(&id).await.unwrap().expect("recorded from ARM");
     assert_eq!(baseline.key.key_name(), "cmk-storage");
     assert_eq!(baseline.key.vault_uri().as_deref(), Some(azure_sim::DEMO_KEYVAULT));
@@ -51,7 +51,7 @@ async fn a_key_in_an_events_carried_body_never_becomes_the_baseline_and_a_read_o
         "keyvaulturi": "https://kv-attacker.vault.azure.net", "keyname": "hostage", "keyversion": ""}});
     let mut event = notification(&id, again);
     event.id = "second-notification".into();
-    h.pipeline.handle_event(&event).await.unwrap();
+    handle_event(&h.ctx, &event).await.unwrap();
     assert_eq!(
         h.store
             .baseline(&id)

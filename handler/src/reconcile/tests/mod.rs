@@ -1,4 +1,4 @@
-//! The pipeline in process: a real [`Pipeline`] over HTTP against azure-sim, with an embedded
+//! The reconcile in process: a real [`Context`] over HTTP against azure-sim, with an embedded
 //! store and the alert outbox. These are the rules that only show where dry runs, real reverts,
 //! other instances and other people's writes meet: who owns a revert's state, whose write is
 //! keyguard's own, and when a write may still go out.
@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use azure_sim::{Principal, SimHandle};
 use keyguard_core::ResourceId;
 use keyguard_core::config::Config;
-use keyguard_core::event::parse_event;
+use keyguard_core::event::{IncomingEvent, parse_event};
+use keyguard_core::safeguards::SafeguardChange;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -77,7 +78,7 @@ impl ChannelResolver for NoChannels {
 struct Harness {
     sim: SimHandle,
     store: StateStore,
-    pipeline: Pipeline,
+    ctx: Context,
     _dir: TempDir,
 }
 
@@ -102,7 +103,7 @@ impl Harness {
         let sim = azure_sim::start(sim_config, "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
-        let dir = TempDir::new("keyguard-pipeline");
+        let dir = TempDir::new("keyguard-reconcile");
         let backend: Arc<dyn TableBackend> = Arc::new(EmbeddedBackend::open(&dir.path().join("state.redb")).unwrap());
         let store = StateStore::new(wrap(backend)).await.unwrap();
         let config = Arc::new(Config::from_toml_str(&format!("{config}\n{ROUTES}"), "keyguard.toml").unwrap());
@@ -113,37 +114,36 @@ impl Harness {
         let keyvault = KeyVaultClient::new(egress);
         let dispatcher = Arc::new(Dispatcher::new(store.clone(), Arc::new(NoChannels), 3));
         let alerter = Arc::new(Alerter::new(config.clone(), store.clone(), dispatcher));
-        let pipeline = Pipeline::new(
-            config,
-            arm,
-            keyvault,
-            store.clone(),
-            PipelineSettings {
-                dry_run: false,
-                time_budget: Duration::from_secs(10),
-                instance: crate::instance::instance_name(),
-                retention: crate::store::Retention {
-                    audit: time::Duration::days(90),
-                    sent_alerts: time::Duration::days(7),
-                },
-                sweep: SweepSettings::default(),
-            },
-        )
-        .with_alerter(alerter);
+        let settings = ReconcileSettings {
+            dry_run: false,
+            time_budget: Duration::from_secs(10),
+            instance: crate::instance::instance_name(),
+        };
+        let ctx = Context::new(config, arm, keyvault, store.clone(), settings).with_alerter(alerter);
         Harness {
             sim,
             store,
-            pipeline,
+            ctx,
             _dir: dir,
         }
     }
 
     /// The timer's real look at the resource (it records what it sees).
-    async fn timer_look(&self, id: &ResourceId) -> Outcome {
-        self.pipeline
-            .reconcile(id, Trigger::Reconcile, "timer", false)
-            .await
-            .unwrap()
+    async fn timer_look(&self, id: &ResourceId) -> Decision {
+        self.look(id, Trigger::Reconcile, "timer", false, None).await.unwrap()
+    }
+
+    /// One reconcile outside the event path; `listed`: the body a sweep's listing returned.
+    async fn look(
+        &self,
+        id: &ResourceId,
+        trigger: Trigger,
+        correlation_id: &str,
+        dry_run: bool,
+        listed: Option<Value>,
+    ) -> Result<Decision, ReconcileError> {
+        let attempt = Attempt::new(trigger, correlation_id, dry_run).listed(listed);
+        reconcile(&self.ctx, id, attempt).await
     }
 
     /// A person changes the resource at the portal; returns the write event ARM emitted.
