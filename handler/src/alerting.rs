@@ -16,8 +16,8 @@ use keyguard_notify::{
 use time::OffsetDateTime;
 
 use crate::outbox::{ChannelResolver, Dispatcher};
-use crate::reconcile::{Outcome, ResultKind};
 use crate::store::{StateStore, StoreError, SuppressionState};
+use keyguard_core::outcome::{Outcome, ResultKind};
 
 pub struct Alerter {
     config: Arc<Config>,
