@@ -265,7 +265,7 @@ mod tests {
     }
 
     fn record(result: &str, detail: &str) -> AuditRecord {
-        let outcome: crate::reconcile::Outcome = serde_json::from_value(serde_json::json!({
+        let outcome: keyguard_core::outcome::Outcome = serde_json::from_value(serde_json::json!({
             "trigger": {"kind": "event", "eventId": "e-1", "eventType": "Microsoft.Resources.ResourceWriteSuccess"},
             "correlationId": "corr-1",
             "resourceId": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct",

@@ -35,7 +35,7 @@ mod safeguard_watch;
 mod tests;
 
 pub use guard::handle_event;
-pub use outcome::{ActionKind, AuditRecord, Decision, Outcome, ResultKind, Trigger, VerdictKind};
+pub use outcome::{ActionKind, AuditRecord, Decision, ResultKind, Trigger, VerdictKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
