@@ -31,6 +31,8 @@ pub(super) async fn resume(
     decision: &mut Decision,
     call: &CallContext,
 ) -> Result<Resumed, ReconcileError> {
+    // The intent's id is for the record of how the revert ended; a "still running" look is a
+    // record of its own, or the ending could never be recorded (audit records are insert-only).
     decision.record_id = Some(intent.id.clone());
     let Some(pending) = &intent.operation else {
         return Ok(Resumed::Finishing(format!(
@@ -45,6 +47,8 @@ pub(super) async fn resume(
             "the revert's long-running operation completed; verified by a fresh read".into(),
         )),
         Err(ArmError::StillRunning(_)) => {
+            decision.record_id = None;
+            decision.outcome.alert = false;
             decision.outcome.action = ActionKind::Revert;
             let detail =
                 "ARM is still applying the revert started earlier; the next event or the reconcile finishes it";
@@ -135,6 +139,10 @@ pub(super) async fn revert(
             Err(ArmError::StillRunning(pending)) => {
                 intent.operation = Some(pending);
                 ctx.store.set_revert_intent(id, Some(&intent)).await?;
+                // Its ending is recorded, and alerted, under the intent's id by whoever follows
+                // the operation: one alert for one revert, saying how it ended.
+                decision.record_id = None;
+                decision.outcome.alert = false;
                 let detail = format!(
                     "ARM accepted {} and is still applying it; the next event or the reconcile finishes and verifies it",
                     write_text(id, write)

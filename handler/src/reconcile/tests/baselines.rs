@@ -11,19 +11,6 @@ require = "cmk"
 mode = "enforce"
 "#;
 
-/// Microsoft's Resource Notifications example, pointed at `id`, carrying `encryption`.
-fn notification(id: &ResourceId, encryption: Value) -> IncomingEvent {
-    let text = include_str!(
-        "../../../../tests/fixtures/eventgrid/resourcenotifications-createdorupdated.eventgrid.spec-example.json"
-    );
-    let mut event: Value = serde_json::from_str(text).unwrap();
-    event["subject"] = json!(id.as_str());
-    event["data"]["resourceInfo"]["id"] = json!(id.as_str());
-    event["data"]["resourceInfo"]["name"] = json!(id.name());
-    event["data"]["resourceInfo"]["properties"]["encryption"] = encryption;
-    parse_event(&event).unwrap()
-}
-
 #[tokio::test]
 async fn a_key_in_an_events_carried_body_never_becomes_the_baseline_and_a_read_of_arm_does() {
     let h = Harness::start(CMK_ENFORCE).await;

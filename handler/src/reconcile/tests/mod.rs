@@ -66,6 +66,19 @@ fn user(name: &str, oid: &str) -> Principal {
     }
 }
 
+/// Microsoft's Resource Notifications example, pointed at `id`, carrying `encryption`.
+fn notification(id: &ResourceId, encryption: Value) -> IncomingEvent {
+    let text = include_str!(
+        "../../../../tests/fixtures/eventgrid/resourcenotifications-createdorupdated.eventgrid.spec-example.json"
+    );
+    let mut event: Value = serde_json::from_str(text).unwrap();
+    event["subject"] = json!(id.as_str());
+    event["data"]["resourceInfo"]["id"] = json!(id.as_str());
+    event["data"]["resourceInfo"]["name"] = json!(id.name());
+    event["data"]["resourceInfo"]["properties"]["encryption"] = encryption;
+    parse_event(&event).unwrap()
+}
+
 /// The outbox is only looked at here; nothing is sent.
 struct NoChannels;
 
@@ -188,4 +201,5 @@ impl Harness {
 
 mod baselines;
 mod state;
+mod steps;
 mod tags;
