@@ -468,7 +468,7 @@ struct ScanBody {
     dry_run: bool,
     #[serde(default)]
     mode: ScanMode,
-    require: Option<crate::cli_scan::RequireArg>,
+    require: Option<crate::cli::report::RequireArg>,
     resume_token: Option<String>,
 }
 
@@ -497,7 +497,7 @@ async fn api_scan(State(state): State<AppState>, headers: HeaderMap, body: Resul
     let pipeline: &Pipeline = match request.require {
         Some(require) => {
             let mut config = state.pipeline.config().clone();
-            crate::cli_scan::apply_requirement(&mut config, Some(require));
+            crate::cli::report::apply_requirement(&mut config, Some(require));
             derived = state.pipeline.with_config(config);
             &derived
         }
