@@ -469,7 +469,7 @@ struct ScanBody {
     dry_run: bool,
     #[serde(default)]
     mode: ScanMode,
-    require: Option<crate::cli_scan::RequireArg>,
+    require: Option<crate::cli::report::RequireArg>,
     resume_token: Option<String>,
 }
 
@@ -498,7 +498,7 @@ async fn api_scan(State(state): State<AppState>, headers: HeaderMap, body: Resul
     let context: &Context = match request.require {
         Some(require) => {
             let mut config = (*state.reconcile.config).clone();
-            crate::cli_scan::apply_requirement(&mut config, Some(require));
+            crate::cli::report::apply_requirement(&mut config, Some(require));
             derived = state.reconcile.with_config(config);
             &derived
         }

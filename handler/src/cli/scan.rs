@@ -1,118 +1,94 @@
-//! `keyguard check` and `keyguard scan` for people at a terminal or in a pipeline: findings in the
-//! format asked for (to stdout or a file), exit code 0 compliant / 1 drift / 2 error, a progress
-//! bar only on a terminal and only for sweeps longer than a second, colour only on a terminal.
+//! `keyguard scan`: a sweep of a subscription, resource group or management group, or an offline
+//! evaluation of Azure CLI exports. A progress bar only on a terminal and only for sweeps longer
+//! than a second; the report and exit code as `report` writes them, and 2 for an unfinished sweep.
 
 use std::io::IsTerminal as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use keyguard_core::config::{Config, Mode, Profile, Requirement, Scope as ProfileScope};
+use keyguard_core::config::Config;
 use keyguard_core::inventory;
-use keyguard_report::{Finding, Format, ReportContext};
+use keyguard_report::Finding;
 use time::OffsetDateTime;
 
-use crate::sweep::ScanProgress;
+use super::args::ScanArgs;
+use super::report::{ReportArgs, apply_requirement, deliver};
+use crate::settings::Settings;
+use crate::sweep::{self, ScanProgress};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RequireArg {
-    Cmk,
-    Mmk,
-    Encrypted,
-}
-
-impl RequireArg {
-    fn requirement(self) -> Requirement {
-        match self {
-            RequireArg::Cmk => Requirement::Cmk,
-            RequireArg::Mmk => Requirement::Mmk,
-            RequireArg::Encrypted => Requirement::Encrypted,
-        }
+pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let ScanArgs {
+        subscription,
+        resource_group,
+        management_group,
+        types,
+        dry_run,
+        report: ReportArgs {
+            require,
+            format,
+            output,
+        },
+        from_file,
+        listing,
+        resume,
+        time_budget,
+    } = args;
+    let mut settings = Settings::from_env()?;
+    apply_requirement(&mut settings.config, require);
+    if !from_file.is_empty() {
+        let findings = offline_findings(&from_file, &settings.config)?;
+        let names: Vec<String> = from_file.iter().map(|f| f.display().to_string()).collect();
+        return deliver(&findings, format, output.as_deref(), &names.join(", "), true);
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum FormatArg {
-    Table,
-    Json,
-    Csv,
-    Sarif,
-    Html,
-}
-
-impl FormatArg {
-    fn format(self) -> Format {
-        match self {
-            FormatArg::Table => Format::Table,
-            FormatArg::Json => Format::Json,
-            FormatArg::Csv => Format::Csv,
-            FormatArg::Sarif => Format::Sarif,
-            FormatArg::Html => Format::Html,
+    let scope = match (subscription, resource_group, management_group) {
+        (Some(s), Some(g), None) => format!("/subscriptions/{s}/resourceGroups/{g}"),
+        (Some(s), None, None) => format!("/subscriptions/{s}"),
+        (None, None, Some(m)) => format!("/providers/Microsoft.Management/managementGroups/{m}"),
+        _ => {
+            anyhow::bail!("give --subscription (with an optional --resource-group), --management-group, or --from-file")
         }
-    }
-}
-
-/// What `check` and `scan` share: the requirement to judge by and where the report goes.
-#[derive(clap::Args)]
-pub struct ReportArgs {
-    /// Check against one requirement instead of the configured profiles (report only).
-    #[arg(long, value_enum)]
-    pub require: Option<RequireArg>,
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: FormatArg,
-    /// Write the report here instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-}
-
-/// `--require X`: one requirement for everything, findings only (no writes, no alerts), with no
-/// configuration file needed; exemptions from the configuration still apply.
-pub fn apply_requirement(config: &mut Config, require: Option<RequireArg>) {
-    if let Some(require) = require {
-        let requirement = require.requirement();
-        config.profiles = vec![Profile {
-            name: format!("require-{}", requirement.as_str()),
-            require: requirement,
-            mode: Mode::Audit,
-            allowed_vaults: Vec::new(),
-            pinned_key: None,
-            allow_irreversible: false,
-            scope: ProfileScope::default(),
-        }];
-        config.routes.clear();
-    }
-}
-
-/// Writes the report and says what the exit code is. `incomplete`: a sweep stopped at its budget
-/// (not every resource was seen), which is an error for the exit code.
-pub fn deliver(
-    findings: &[Finding],
-    format: FormatArg,
-    output: Option<&Path>,
-    scope: &str,
-    dry_run: bool,
-) -> anyhow::Result<ExitCode> {
-    let to_terminal = output.is_none() && std::io::stdout().is_terminal();
-    let mut ctx = ReportContext::new(env!("CARGO_PKG_VERSION"), OffsetDateTime::now_utc(), scope);
-    ctx.colour = to_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    ctx.dry_run = dry_run;
-    let text = keyguard_report::render(findings, format.format(), &ctx);
-    match output {
-        Some(path) => {
-            std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!("{} finding(s) written to {}", findings.len(), path.display());
+    };
+    let scope = sweep::Scope::parse(&scope).map_err(|e| anyhow::anyhow!(e))?;
+    let context = settings.build_context().await?;
+    let request = sweep::ScanRequest {
+        scope,
+        types,
+        dry_run: dry_run || require.is_some(),
+        listing,
+        resume,
+        budget: time_budget,
+    };
+    let progress = Progress::new();
+    let report = sweep::scan(&context, &request, &|state| progress.update(state)).await;
+    progress.finish();
+    let report = report?;
+    eprintln!(
+        "{}{}: {} listed in {} page(s), {} evaluated, {} ARM request(s), {} throttled, {} ms{}",
+        report.scope,
+        if report.resumed { " (resumed)" } else { "" },
+        report.listed,
+        report.pages,
+        report.evaluated,
+        report.requests,
+        report.throttled,
+        report.duration_ms,
+        if report.complete {
+            ""
+        } else {
+            " — UNFINISHED: run again with --resume"
         }
-        None => {
-            print!("{text}");
-            if !text.ends_with('\n') {
-                println!();
-            }
-        }
-    }
-    Ok(ExitCode::from(keyguard_report::exit_code(findings).clamp(0, 255) as u8))
+    );
+    let code = deliver(
+        &report.findings,
+        format,
+        output.as_deref(),
+        &report.scope,
+        request.dry_run,
+    )?;
+    Ok(if report.complete { code } else { ExitCode::from(2) })
 }
 
 /// Evaluates Azure CLI exports: no credentials, no network, no state store.
@@ -210,6 +186,9 @@ pub fn parse_budget(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    use crate::cli::report::RequireArg;
 
     #[test]
     fn budgets_parse() {
@@ -220,16 +199,6 @@ mod tests {
         assert!(parse_budget("0").is_err());
         assert!(parse_budget("soon").is_err());
         assert!(parse_budget("5d").is_err());
-    }
-
-    #[test]
-    fn require_replaces_the_profiles_with_one_report_only_profile() {
-        let mut config = Config::builtin_default();
-        apply_requirement(&mut config, Some(RequireArg::Mmk));
-        assert_eq!(config.profiles.len(), 1);
-        assert_eq!(config.profiles[0].require, Requirement::Mmk);
-        assert_eq!(config.profiles[0].mode, Mode::Audit);
-        assert!(config.routes.is_empty());
     }
 
     #[test]
