@@ -1,14 +1,13 @@
 //! `keyguard`: keeps Azure encryption at rest on the key source a profile decides (CMK or MMK).
 
 mod alerting;
-mod api_auth;
-mod app;
 mod arm;
 mod audit;
 mod cli_scan;
 #[cfg(feature = "sim")]
 mod demo;
 mod egress;
+mod http;
 mod identity;
 mod infra_cli;
 mod instance;
@@ -30,7 +29,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use functions_runtime::{HostEnv, LogFormat};
 use keyguard_core::ResourceId;
 
-use crate::app::AppState;
+use crate::http::AppState;
 use crate::pipeline::Trigger;
 use crate::settings::Settings;
 
@@ -266,13 +265,13 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
                 .port
                 .or(port)
                 .context("no port: set FUNCTIONS_CUSTOMHANDLER_PORT or pass --port")?;
-            let launch = api_auth::launch::Launch::Serve {
+            let launch = http::auth::launch::Launch::Serve {
                 under_functions_host: host.port.is_some(),
             };
             let state = app_state(&settings, launch).await?;
             tracing::info!(port, config = %settings.config_source, store = %settings.store.describe(), dry_run = settings.dry_run, "keyguard custom handler starting");
             let store = state.pipeline.store().clone();
-            functions_runtime::serve(app::functions_router(state), port).await?;
+            functions_runtime::serve(http::functions_router(state), port).await?;
             store.flush().await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -282,13 +281,13 @@ async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
             insecure_no_auth,
         } => {
             let settings = Settings::from_env()?;
-            let launch = api_auth::launch::Launch::Webhook { bind, insecure_no_auth };
+            let launch = http::auth::launch::Launch::Webhook { bind, insecure_no_auth };
             let state = app_state(&settings, launch).await?;
             let listener = tokio::net::TcpListener::bind((bind, port)).await?;
             tracing::info!(addr = %listener.local_addr()?, "keyguard webhook listening on /api/events");
             let store = state.pipeline.store().clone();
             functions_runtime::serve_listener(
-                app::webhook_router(state),
+                http::webhook_router(state),
                 listener,
                 functions_runtime::shutdown_signal(),
             )
@@ -617,8 +616,8 @@ async fn open_store() -> anyhow::Result<store::StateStore> {
 /// Builds the authenticators for the command (`launch`) and the pipeline and, when alert routes
 /// are configured, starts the outbox sender. A credential setting that is missing or unusable
 /// stops start-up here, before anything listens.
-async fn app_state(settings: &Settings, launch: api_auth::launch::Launch) -> anyhow::Result<AppState> {
-    let modes = api_auth::launch::AccessModes::from_lookup(|name| std::env::var(name).ok(), launch)?;
+async fn app_state(settings: &Settings, launch: http::auth::launch::Launch) -> anyhow::Result<AppState> {
+    let modes = http::auth::launch::AccessModes::from_lookup(|name| std::env::var(name).ok(), launch)?;
     let auth = modes.authenticators(settings.http_client()?);
     let pipeline = Arc::new(settings.build_pipeline().await?);
     if let Some(alerter) = pipeline.alerter() {

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::*;
-use crate::api_auth::{ApiAuthMode, ApiAuthenticator, KeyLocation};
+use crate::http::auth::{ApiAuthMode, ApiAuthenticator, KeyLocation};
 use crate::identity::{TokenError, TokenFuture, TokenSource};
 use crate::keyvault::KeyVaultClient;
 use crate::pipeline::PipelineSettings;
@@ -119,8 +119,8 @@ fn the_document_is_openapi_3_1_with_unique_operation_ids_and_resolvable_refs() {
     for name in ["apiKey", "functionsKey", "entraToken"] {
         assert!(schemes.contains_key(name), "security scheme {name}");
     }
-    assert_eq!(schemes["apiKey"]["name"], crate::api_auth::API_KEY_HEADER);
-    assert_eq!(schemes["functionsKey"]["name"], crate::api_auth::FUNCTIONS_KEY_HEADER);
+    assert_eq!(schemes["apiKey"]["name"], crate::http::auth::API_KEY_HEADER);
+    assert_eq!(schemes["functionsKey"]["name"], crate::http::auth::FUNCTIONS_KEY_HEADER);
     assert_eq!(schemes["entraToken"]["scheme"], "bearer");
     // Every schema compiles as JSON Schema 2020-12.
     for name in doc["components"]["schemas"]
@@ -1006,9 +1006,9 @@ async fn send(router: &Router, case: &Case) -> (u16, Option<String>, Vec<u8>) {
     }
     request = match case.credential {
         Credential::None => request,
-        Credential::ApiKey => request.header(crate::api_auth::API_KEY_HEADER, API_KEY),
-        Credential::FunctionsKeyHeader => request.header(crate::api_auth::FUNCTIONS_KEY_HEADER, API_KEY),
-        Credential::WrongKey => request.header(crate::api_auth::API_KEY_HEADER, "not-the-api-key-at-all"),
+        Credential::ApiKey => request.header(crate::http::auth::API_KEY_HEADER, API_KEY),
+        Credential::FunctionsKeyHeader => request.header(crate::http::auth::FUNCTIONS_KEY_HEADER, API_KEY),
+        Credential::WrongKey => request.header(crate::http::auth::API_KEY_HEADER, "not-the-api-key-at-all"),
     };
     for (name, value) in &case.headers {
         request = request.header(*name, value);

@@ -15,9 +15,9 @@ use tower::ServiceExt;
 
 use super::openapi_tests::{API_KEY, CREDENTIAL_ERROR, Env, FailingCredential, WEBHOOK_KEY, app_state, pipeline};
 use super::*;
-use crate::api_auth::ApiAuthMode;
-use crate::api_auth::launch::{AccessModes, Launch};
-use crate::api_auth::test_tokens::{CLIENT_ID, JwksServer, SIGNER, TENANT, valid_claims, with};
+use crate::http::auth::ApiAuthMode;
+use crate::http::auth::launch::{AccessModes, Launch};
+use crate::http::auth::test_tokens::{CLIENT_ID, JwksServer, SIGNER, TENANT, valid_claims, with};
 use crate::store::{EmbeddedBackend, StateStore};
 use crate::test_support::{CapturedLogs, lookup};
 

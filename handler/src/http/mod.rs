@@ -8,9 +8,9 @@
 //! route missing from the list does not start) and the OpenAPI document `handler/openapi.json`,
 //! served at `GET /api/openapi.json`, is tested against it and against the real responses.
 //!
-//! - [`Access::Authenticated`] routes go through [`api_auth::require_auth`]: under the Functions
+//! - [`Access::Authenticated`] routes go through [`auth::require_auth`]: under the Functions
 //!   host the host has already checked the function key (`authLevel: function`), standalone an API
-//!   key or an Entra ID token is required (see [`api_auth`] for the settings; with neither
+//!   key or an Entra ID token is required (see [`auth`] for the settings; with neither
 //!   configured they answer 401). Each call is logged with the caller's kind and subject, never its
 //!   credential.
 //! - `/api/events` ([`Access::EventGrid`]) is Event Grid's webhook, behind its own authenticator:
@@ -25,6 +25,8 @@
 //!   dry-run) help an attacker more than a prober, so they stay behind authentication. A request
 //!   that presents a wrong credential still gets 401, so a misconfigured client learns about it.
 //!   Under the Functions host the host's key check applies to every forwarded route, health included.
+
+pub mod auth;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -46,8 +48,8 @@ use keyguard_report::{Finding, FindingVerdict, Format, ReportContext};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api_auth::{self, ApiAuthenticator, AuthError, Principal};
 use crate::arm::ArmClient;
+use crate::http::auth::{ApiAuthenticator, AuthError, Principal};
 use crate::pipeline::{Outcome, Pipeline, Trigger};
 
 pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
@@ -56,7 +58,7 @@ pub const EVENT_FUNCTION: (&str, &str) = ("EncryptionDrift", "eventGridEvent");
 pub const TIMER_FUNCTION: (&str, &str) = ("Reconcile", "timer");
 
 /// The API's description, kept in the repository and served verbatim.
-pub const OPENAPI_DOCUMENT: &str = include_str!("../openapi.json");
+pub const OPENAPI_DOCUMENT: &str = include_str!("../../openapi.json");
 
 /// How long `/api/health` waits for the store and for a token: a probe must answer in time even
 /// when a dependency hangs, and a dependency that slow is not healthy.
@@ -76,11 +78,11 @@ pub struct AppState {
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// Through [`api_auth::require_auth`].
+    /// Through [`auth::require_auth`].
     Authenticated,
     /// Anyone (`/api/health` shows its details to authenticated callers only).
     Open,
-    /// Through [`api_auth::require_auth`] with the events authenticator: Event Grid's webhook key
+    /// Through [`auth::require_auth`] with the events authenticator: Event Grid's webhook key
     /// or its Entra ID token.
     EventGrid,
 }
@@ -222,16 +224,13 @@ impl ApiRouter {
         let authenticated = self
             .authenticated
             .route_layer(middleware::from_fn(log_api_call))
-            .route_layer(middleware::from_fn_with_state(
-                state.auth.clone(),
-                api_auth::require_auth,
-            ));
+            .route_layer(middleware::from_fn_with_state(state.auth.clone(), auth::require_auth));
         // Under the Functions host no events route is registered, and axum refuses a route layer
         // over no route.
         let events = if self.has_events {
             self.events.route_layer(middleware::from_fn_with_state(
                 state.events_auth.clone(),
-                api_auth::require_auth,
+                auth::require_auth,
             ))
         } else {
             self.events
