@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::openapi_tests::{API_KEY, CREDENTIAL_ERROR, Env, FailingCredential, WEBHOOK_KEY, app_state, pipeline};
+use super::test_env::{API_KEY, CREDENTIAL_ERROR, Env, FailingCredential, WEBHOOK_KEY, app_state, pipeline};
 use super::*;
 use crate::http::auth::ApiAuthMode;
 use crate::http::auth::launch::{AccessModes, Launch};

@@ -25,44 +25,40 @@
 //!   dry-run) help an attacker more than a prober, so they stay behind authentication. A request
 //!   that presents a wrong credential still gets 401, so a misconfigured client learns about it.
 //!   Under the Functions host the host's key check applies to every forwarded route, health included.
+//!
+//! The route table and the plumbing every entry point shares are here; the handlers sit in
+//! [`functions`] (the Functions host's functions), [`api`] (`/api/*`) and [`webhook`]
+//! (`/api/events`), and who may call what in [`auth`].
 
+mod api;
 pub mod auth;
+mod functions;
+mod webhook;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Query, RawQuery, Request, State};
 use axum::handler::Handler;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use axum::middleware::{self, Next};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
-use functions_runtime::{FunctionApp, Invocation, InvocationError, InvocationResult};
-use keyguard_core::ResourceId;
-use keyguard_core::event::{EventKind, IncomingEvent, parse_delivery, parse_event};
-use keyguard_report::{Finding, FindingVerdict, Format, ReportContext};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use functions_runtime::{FunctionApp, InvocationError};
+use keyguard_core::event::IncomingEvent;
+use serde_json::json;
 
-use crate::arm::ArmClient;
-use crate::http::auth::{ApiAuthenticator, AuthError, Principal};
-use crate::pipeline::{Outcome, Pipeline, Trigger};
+use crate::pipeline::{Outcome, Pipeline};
+use api::{api_audit, api_check, api_findings, api_health, api_openapi, api_scan};
+use auth::{Access, ApiAuthenticator, log_api_call};
+use functions::{EVENT_FUNCTION, TIMER_FUNCTION, encryption_drift, reconcile_timer};
+use webhook::{webhook_events, webhook_options};
 
 pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
-/// (function folder name, trigger binding name) as declared in `function-app/*/function.json`.
-pub const EVENT_FUNCTION: (&str, &str) = ("EncryptionDrift", "eventGridEvent");
-pub const TIMER_FUNCTION: (&str, &str) = ("Reconcile", "timer");
 
 /// The API's description, kept in the repository and served verbatim.
 pub const OPENAPI_DOCUMENT: &str = include_str!("../../openapi.json");
-
-/// How long `/api/health` waits for the store and for a token: a probe must answer in time even
-/// when a dependency hangs, and a dependency that slow is not healthy.
-const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -73,18 +69,6 @@ pub struct AppState {
     pub events_auth: Arc<ApiAuthenticator>,
     /// Whether keyguard runs in dry run (configuration or `KEYGUARD_DRY_RUN`), for health and reports.
     pub dry_run: bool,
-}
-
-/// Who may call a route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// Through [`auth::require_auth`].
-    Authenticated,
-    /// Anyone (`/api/health` shows its details to authenticated callers only).
-    Open,
-    /// Through [`auth::require_auth`] with the events authenticator: Event Grid's webhook key
-    /// or its Entra ID token.
-    EventGrid,
 }
 
 /// One `/api/*` route. See the module docs.
@@ -243,35 +227,8 @@ impl ApiRouter {
     }
 }
 
-/// One line per authenticated API call: who (kind and subject, never the credential), what, how it ended.
-async fn log_api_call(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let principal = request.extensions().get::<Principal>().cloned();
-    let response = next.run(request).await;
-    tracing::info!(
-        %method,
-        path,
-        status = response.status().as_u16(),
-        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        caller_kind = principal.as_ref().map(|p| p.kind.as_str()),
-        caller = principal.as_ref().and_then(|p| p.subject.as_deref()),
-        "API call"
-    );
-    response
-}
-
-async fn encryption_drift(invocation: Invocation<Value>, state: AppState) -> Result<InvocationResult, InvocationError> {
-    let event =
-        parse_event(&invocation.data).map_err(|e| InvocationError::rejected(400, "InvalidEvent", e.to_string()))?;
-    let outcome = handle(&state.pipeline, &event).await?;
-    let mut result = InvocationResult::new();
-    result.log(outcome.summary());
-    result.return_value(serde_json::to_value(&outcome).unwrap_or(Value::Null));
-    Ok(result)
-}
-
+/// One event through the pipeline, for the `EncryptionDrift` function and the webhook alike: a
+/// retryable failure asks for redelivery, any other is refused with 422.
 async fn handle(pipeline: &Pipeline, event: &IncomingEvent) -> Result<Outcome, InvocationError> {
     pipeline.handle_event(event).await.map_err(|e| {
         tracing::error!(event_id = %event.id, error = %e, retryable = e.retryable(), "event processing failed");
@@ -287,528 +244,6 @@ async fn handle(pipeline: &Pipeline, event: &IncomingEvent) -> Result<Outcome, I
     })
 }
 
-/// The timer sweep: re-check every resource keyguard has seen, so a lost event never leaves
-/// drift unseen for longer than one schedule period. (Listing whole subscriptions comes with the scan API.)
-async fn reconcile_timer(_invocation: Invocation<Value>, state: AppState) -> Result<InvocationResult, InvocationError> {
-    let pipeline = &state.pipeline;
-    let now = time::OffsetDateTime::now_utc();
-    match pipeline.store().prune(now, pipeline.retention()).await {
-        Ok(report) => tracing::info!(?report, "pruned expired state"),
-        Err(e) => tracing::warn!(error = %e, "could not prune expired state"),
-    }
-    if pipeline.sweep_settings().scopes.is_empty() {
-        return recheck_known_resources(pipeline).await;
-    }
-    // Sweep each configured scope, resuming where the last run stopped.
-    let mut result = InvocationResult::new();
-    let mut summaries = Vec::new();
-    for scope in &pipeline.sweep_settings().scopes {
-        let request = crate::sweep::ScanRequest {
-            scope: scope.clone(),
-            types: Vec::new(),
-            dry_run: false,
-            listing: crate::sweep::Listing::Auto,
-            resume: true,
-            budget: pipeline.sweep_settings().timer_budget / pipeline.sweep_settings().scopes.len().max(1) as u32,
-        };
-        let report = crate::sweep::scan(pipeline, &request, &|progress| {
-            tracing::debug!(listed = progress.listed, evaluated = progress.evaluated, total = ?progress.total, "sweep progress");
-        })
-        .await
-        .map_err(|e| InvocationError::retryable(format!("sweep of {}: {e}", scope.path())))?;
-        result.log(format!(
-            "sweep {}: {} listed, {} evaluated, {} drift, {} error, {}",
-            report.scope,
-            report.listed,
-            report.evaluated,
-            report.summary.drift,
-            report.summary.error,
-            if report.complete {
-                "complete"
-            } else {
-                "unfinished: resumes next run"
-            }
-        ));
-        summaries.push(json!({
-            "scope": report.scope, "complete": report.complete, "listed": report.listed,
-            "evaluated": report.evaluated, "summary": report.summary,
-        }));
-    }
-    result.return_value(json!({ "sweeps": summaries }));
-    Ok(result)
-}
-
-/// Without configured sweep scopes: re-check every resource keyguard has seen, so a lost event
-/// never leaves drift unseen for longer than one schedule period.
-async fn recheck_known_resources(pipeline: &Pipeline) -> Result<InvocationResult, InvocationError> {
-    let resources = pipeline
-        .store()
-        .known_resources()
-        .await
-        .map_err(|e| InvocationError::retryable(e.to_string()))?;
-    let deadline = std::time::Instant::now() + pipeline.time_budget();
-    let correlation_id = uuid::Uuid::new_v4().to_string();
-    let mut result = InvocationResult::new();
-    let (mut checked, mut drift, mut failed) = (0u32, 0u32, 0u32);
-    for id in &resources {
-        if std::time::Instant::now() >= deadline {
-            result.log(format!(
-                "time budget reached after {checked} of {} resources",
-                resources.len()
-            ));
-            break;
-        }
-        match pipeline.reconcile(id, Trigger::Reconcile, &correlation_id, false).await {
-            Ok(outcome) => {
-                checked += 1;
-                if outcome.verdict == "drift" {
-                    drift += 1;
-                    result.log(outcome.summary());
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                result.log(format!("{id}: {e}"));
-            }
-        }
-    }
-    result.log(format!(
-        "reconcile: {checked} checked, {drift} drifted, {failed} failed"
-    ));
-    result.return_value(json!({"checked": checked, "drift": drift, "failed": failed, "correlationId": correlation_id}));
-    Ok(result)
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CheckRequest {
-    resource_id: String,
-    #[serde(default)]
-    dry_run: bool,
-}
-
-/// A JSON request body, or the answer that refuses it (413 too large, 415 not JSON, 400 bad JSON).
-#[allow(clippy::result_large_err)] // the refusal is the handler's whole answer, returned at once
-fn json_request<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, Response> {
-    let body = body.map_err(|rejection| body_rejected(&rejection))?;
-    if !is_json(headers, &["application/json"]) {
-        return Err(error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UnsupportedMediaType",
-            "send Content-Type: application/json",
-        ));
-    }
-    serde_json::from_slice(&body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "InvalidRequest", &format!("request body: {e}")))
-}
-
-async fn api_check(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    let request: CheckRequest = match json_request(&headers, body) {
-        Ok(r) => r,
-        Err(refused) => return refused,
-    };
-    let id = match ResourceId::parse(&request.resource_id) {
-        Ok(id) => id,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidResourceId", &e.to_string()),
-    };
-    let correlation_id = correlation_id(&headers);
-    match state
-        .pipeline
-        .reconcile(&id, Trigger::Manual, &correlation_id, request.dry_run)
-        .await
-    {
-        // Recorded like any decision (its finding is dropped), but the caller asked about a resource
-        // that is not there: that is a 404, not a verdict.
-        Ok(outcome) if outcome.verdict == "gone" => error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFound",
-            &format!("ARM has no resource {id}"),
-        ),
-        Ok(outcome) => (StatusCode::OK, axum::Json(outcome)).into_response(),
-        Err(e) => failure(e.retryable(), "the check", &correlation_id, &e),
-    }
-}
-
-/// A failure of keyguard's own dependencies (store, identity, ARM). Its text can carry credential,
-/// endpoint and tenant details, which `/api/health` hides for the same reason: it goes to the log
-/// under the correlation id, and the caller gets a fixed message naming that id. 503 when retrying
-/// may help, 502 when ARM refused.
-fn failure(retryable: bool, what: &str, correlation_id: &str, cause: &dyn std::fmt::Display) -> Response {
-    tracing::error!(correlation_id, retryable, error = %cause, "{what} failed");
-    let (status, code, reason) = if retryable {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Unavailable",
-            "the state store, keyguard's identity or ARM is not available now; try again later",
-        )
-    } else {
-        (StatusCode::BAD_GATEWAY, "ArmError", "ARM refused a call keyguard made")
-    };
-    let message = format!(
-        "{what} did not complete: {reason}. The details are in keyguard's log under correlation id {correlation_id}."
-    );
-    let mut response = error(status, code, &message);
-    if let Ok(value) = HeaderValue::from_str(correlation_id) {
-        response.headers_mut().insert("x-ms-correlation-request-id", value);
-    }
-    response
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ScanBody {
-    scope: String,
-    #[serde(default)]
-    types: Vec<String>,
-    #[serde(default)]
-    dry_run: bool,
-    #[serde(default)]
-    mode: ScanMode,
-    require: Option<crate::cli_scan::RequireArg>,
-    resume_token: Option<String>,
-}
-
-#[derive(Deserialize, Default, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-enum ScanMode {
-    /// Evaluate and record only: nothing is written to ARM.
-    #[default]
-    Report,
-    /// Act as the profiles say (revert in enforce mode).
-    Remediate,
-}
-
-/// `POST /api/scan`: a sweep of a scope within the API's budget; an unfinished one answers with a
-/// `resumeToken` to continue from.
-async fn api_scan(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    let request: ScanBody = match json_request(&headers, body) {
-        Ok(r) => r,
-        Err(refused) => return refused,
-    };
-    let scope = match crate::sweep::Scope::parse(&request.scope) {
-        Ok(s) => s,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidScope", &e),
-    };
-    let derived;
-    let pipeline: &Pipeline = match request.require {
-        Some(require) => {
-            let mut config = state.pipeline.config().clone();
-            crate::cli_scan::apply_requirement(&mut config, Some(require));
-            derived = state.pipeline.with_config(config);
-            &derived
-        }
-        None => &state.pipeline,
-    };
-    let scan = crate::sweep::ScanRequest {
-        scope,
-        types: request.types,
-        dry_run: request.dry_run || request.mode == ScanMode::Report || request.require.is_some(),
-        listing: crate::sweep::Listing::Auto,
-        resume: request.resume_token.is_some(),
-        budget: state.pipeline.sweep_settings().api_budget,
-    };
-    if let Some(token) = &request.resume_token
-        && *token != crate::sweep::checkpoint_key(&scan)
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "InvalidResumeToken",
-            "resumeToken belongs to a scan of another scope, type list or mode",
-        );
-    }
-    match crate::sweep::scan(pipeline, &scan, &|_| {}).await {
-        Ok(report) => (StatusCode::OK, axum::Json(report)).into_response(),
-        Err(crate::sweep::SweepError::Invalid(message)) => error(StatusCode::BAD_REQUEST, "InvalidRequest", &message),
-        Err(e) => failure(e.retryable(), "the scan", &correlation_id(&headers), &e),
-    }
-}
-
-/// `GET /api/findings` query: filters and the output format.
-#[derive(Debug, PartialEq)]
-struct FindingsQuery {
-    /// Empty: every verdict.
-    verdicts: BTreeSet<FindingVerdict>,
-    subscription: Option<String>,
-    resource_group: Option<String>,
-    resource_type: Option<String>,
-    format: Format,
-}
-
-const FINDINGS_PARAMETERS: &str = "verdict, subscription, resourceGroup, type, format";
-const FINDINGS_FORMATS: [Format; 4] = [Format::Json, Format::Csv, Format::Sarif, Format::Html];
-
-impl FindingsQuery {
-    /// Parsed by hand because `verdict` may repeat (`?verdict=drift&verdict=error`), which serde's
-    /// query deserializer cannot express next to unknown-key rejection.
-    fn parse(raw: Option<&str>) -> Result<Self, String> {
-        let mut query = FindingsQuery {
-            verdicts: BTreeSet::new(),
-            subscription: None,
-            resource_group: None,
-            resource_type: None,
-            format: Format::Json,
-        };
-        let mut format: Option<Format> = None;
-        for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-            let value = value.trim();
-            match key.as_ref() {
-                "verdict" => {
-                    for item in value.split(',').map(str::trim) {
-                        let verdict = FindingVerdict::ALL
-                            .into_iter()
-                            .find(|v| v.as_str().eq_ignore_ascii_case(item))
-                            .ok_or_else(|| {
-                                format!("verdict {item:?} is not one of compliant, drift, exempt, unsupported, error")
-                            })?;
-                        query.verdicts.insert(verdict);
-                    }
-                }
-                "subscription" => set_once(&mut query.subscription, "subscription", value)?,
-                "resourceGroup" => set_once(&mut query.resource_group, "resourceGroup", value)?,
-                "type" => set_once(&mut query.resource_type, "type", value)?,
-                "format" => {
-                    if format.is_some() {
-                        return Err("format is given more than once".into());
-                    }
-                    let parsed = value
-                        .parse::<Format>()
-                        .ok()
-                        .filter(|f| FINDINGS_FORMATS.contains(f))
-                        .ok_or_else(|| format!("format {value:?} is not one of json, csv, sarif, html"))?;
-                    format = Some(parsed);
-                }
-                // The Functions key: the host checks it before forwarding the request.
-                "code" => {}
-                other => {
-                    return Err(format!(
-                        "unknown query parameter {other:?}; expected {FINDINGS_PARAMETERS}"
-                    ));
-                }
-            }
-        }
-        query.format = format.unwrap_or(Format::Json);
-        Ok(query)
-    }
-
-    fn matches(&self, finding: &Finding) -> bool {
-        let same = |wanted: &Option<String>, actual: Option<&str>| {
-            wanted
-                .as_deref()
-                .is_none_or(|w| actual.is_some_and(|a| a.eq_ignore_ascii_case(w)))
-        };
-        (self.verdicts.is_empty() || self.verdicts.contains(&finding.verdict))
-            && same(&self.subscription, finding.subscription_id.as_deref())
-            && same(&self.resource_group, finding.resource_group.as_deref())
-            && same(&self.resource_type, Some(&finding.resource_type))
-    }
-
-    /// The report's scope line.
-    fn describe(&self) -> String {
-        let mut parts = vec!["latest finding per resource".to_string()];
-        if let Some(s) = &self.subscription {
-            parts.push(format!("subscription {s}"));
-        }
-        if let Some(g) = &self.resource_group {
-            parts.push(format!("resource group {g}"));
-        }
-        if let Some(t) = &self.resource_type {
-            parts.push(format!("type {t}"));
-        }
-        if !self.verdicts.is_empty() {
-            let verdicts: Vec<&str> = self.verdicts.iter().map(|v| v.as_str()).collect();
-            parts.push(format!("verdict {}", verdicts.join(",")));
-        }
-        parts.join(" / ")
-    }
-}
-
-fn set_once(slot: &mut Option<String>, name: &str, value: &str) -> Result<(), String> {
-    if value.is_empty() {
-        return Err(format!("{name} is empty"));
-    }
-    if slot.is_some() {
-        return Err(format!("{name} is given more than once"));
-    }
-    *slot = Some(value.to_string());
-    Ok(())
-}
-
-/// The latest finding per resource, as JSON with a summary or as a CSV, SARIF or HTML report.
-async fn api_findings(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let query = match FindingsQuery::parse(raw.as_deref()) {
-        Ok(q) => q,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "InvalidQuery", &message),
-    };
-    let findings = match state.pipeline.store().findings().await {
-        Ok(findings) => findings,
-        Err(e) => {
-            tracing::error!(error = %e, "findings unreadable");
-            return store_unavailable();
-        }
-    };
-    let findings: Vec<Finding> = findings.into_iter().filter(|f| query.matches(f)).collect();
-    if query.format == Format::Json {
-        let summary = keyguard_report::summarize(&findings);
-        return (
-            StatusCode::OK,
-            axum::Json(json!({"value": findings, "summary": summary})),
-        )
-            .into_response();
-    }
-    let context = ReportContext {
-        dry_run: state.dry_run,
-        ..ReportContext::new(
-            env!("CARGO_PKG_VERSION"),
-            time::OffsetDateTime::now_utc(),
-            &query.describe(),
-        )
-    };
-    let body = keyguard_report::render(&findings, query.format, &context);
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, query.format.media_type())],
-        body,
-    )
-        .into_response()
-}
-
-/// Status for anyone, details for authenticated callers (see the module docs for why).
-async fn api_health(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    let principal = match state.auth.authorize(&headers, &uri).await {
-        Ok(principal) => Some(principal),
-        Err(AuthError::Missing) => None,
-        Err(e) => {
-            tracing::warn!(reason = %e, "health details refused");
-            return state.auth.rejection(&e);
-        }
-    };
-    let pipeline = &state.pipeline;
-    // A point read proves the store answers without scanning it on every probe.
-    let (store, identity) = tokio::join!(
-        tokio::time::timeout(HEALTH_PROBE_TIMEOUT, pipeline.store().ping()),
-        token_check(pipeline.arm()),
-    );
-    let store_ok = match store {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "health: the state store did not answer");
-            false
-        }
-        Err(_) => {
-            tracing::warn!(
-                timeout_secs = HEALTH_PROBE_TIMEOUT.as_secs(),
-                "health: the state store timed out"
-            );
-            false
-        }
-    };
-    let healthy = store_ok && identity.is_ok();
-    let (status, label) = if healthy {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "degraded")
-    };
-    let Some(principal) = principal else {
-        return (status, axum::Json(json!({"status": label}))).into_response();
-    };
-    tracing::info!(
-        caller_kind = principal.kind.as_str(),
-        caller = principal.subject.as_deref(),
-        status = status.as_u16(),
-        "API call GET /api/health"
-    );
-    let mut identity_body = json!({"tokenObtainable": identity.is_ok()});
-    if let Err(message) = &identity {
-        identity_body["error"] = json!(message);
-    }
-    let body = json!({
-        "status": label,
-        "version": env!("CARGO_PKG_VERSION"),
-        "catalogTypes": keyguard_core::catalog::entries().len(),
-        "profiles": pipeline.config().profiles.len(),
-        "storeReachable": store_ok,
-        "store": pipeline.store().describe(),
-        "identity": identity_body,
-        "dryRun": state.dry_run,
-    });
-    (status, axum::Json(body)).into_response()
-}
-
-/// Whether keyguard's credential hands out an ARM token. The error is a fixed phrase: the
-/// credential's own message can carry endpoints and tenant details, so it goes to the log only.
-async fn token_check(arm: &ArmClient) -> Result<(), String> {
-    match tokio::time::timeout(HEALTH_PROBE_TIMEOUT, arm.tokens().token(arm.scope())).await {
-        Ok(Ok(_token)) => Ok(()),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "health: no ARM token");
-            Err("the credential did not issue a token (details in the log)".into())
-        }
-        Err(_) => {
-            tracing::warn!(
-                timeout_secs = HEALTH_PROBE_TIMEOUT.as_secs(),
-                "health: the token request timed out"
-            );
-            Err(format!("no token within {} s", HEALTH_PROBE_TIMEOUT.as_secs()))
-        }
-    }
-}
-
-async fn api_openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_DOCUMENT).into_response()
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct AuditParams {
-    /// A resource id: only its records.
-    resource: Option<String>,
-    /// RFC 3339 time or an age such as `24h`, `7d`.
-    since: Option<String>,
-    until: Option<String>,
-    limit: Option<usize>,
-    /// The Functions key (`?code=`): the host checks it before forwarding the request.
-    #[serde(rename = "code")]
-    _functions_key: Option<serde::de::IgnoredAny>,
-}
-
-/// The persisted audit trail, oldest first: the newest `limit` records (1,000 by default, at most
-/// 10,000), a bound the store's query applies.
-async fn api_audit(
-    State(state): State<AppState>,
-    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Query(params) = match params {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidQuery", &e.body_text()),
-    };
-    let now = time::OffsetDateTime::now_utc();
-    let query = match crate::audit::query_from(
-        params.resource.as_deref(),
-        params.since.as_deref(),
-        params.until.as_deref(),
-        params.limit,
-        now,
-    ) {
-        Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidQuery", &e),
-    };
-    match state
-        .pipeline
-        .store()
-        .audit_records::<crate::pipeline::AuditRecord>(&query)
-        .await
-    {
-        Ok(records) => (StatusCode::OK, axum::Json(json!({ "value": records }))).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "audit trail unreadable");
-            store_unavailable()
-        }
-    }
-}
-
 /// A body that could not be read (over [`BODY_LIMIT`], or a broken stream), in the API's error shape.
 fn body_rejected(rejection: &BytesRejection) -> Response {
     let status = rejection.status();
@@ -818,121 +253,6 @@ fn body_rejected(rejection: &BytesRejection) -> Response {
         "InvalidRequest"
     };
     error(status, code, &rejection.body_text())
-}
-
-fn store_unavailable() -> Response {
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "StoreUnavailable",
-        "the state store did not answer",
-    )
-}
-
-const EVENT_GRID_ORIGINS: [&str; 5] = [
-    "eventgrid.azure.net",
-    "eventgrid.azure.us",
-    "eventgrid.azure.cn",
-    "eventgrid.azure.eaglex.ic.gov",
-    "eventgrid.azure.microsoft.scloud",
-];
-
-/// CloudEvents abuse-protection handshake: grant only Event Grid's own origins.
-/// Authenticated before it gets here (the events authenticator), like `POST /api/events`.
-async fn webhook_options(headers: HeaderMap) -> Response {
-    let origin = header_value(&headers, "webhook-request-origin").unwrap_or_default();
-    if !EVENT_GRID_ORIGINS.iter().any(|o| o.eq_ignore_ascii_case(origin.trim())) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "OriginNotAllowed",
-            "WebHook-Request-Origin is not an Event Grid origin",
-        );
-    }
-    let mut response = StatusCode::OK.into_response();
-    let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(origin.trim()) {
-        h.insert("webhook-allowed-origin", v);
-    }
-    h.insert("webhook-allowed-rate", HeaderValue::from_static("*"));
-    h.insert("allow", HeaderValue::from_static("POST, OPTIONS"));
-    response
-}
-
-/// Event Grid's deliveries, authenticated before the body is read (see [`ApiRouter::finish`]).
-async fn webhook_events(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return body_rejected(&rejection),
-    };
-    if !is_json(
-        &headers,
-        &[
-            "application/json",
-            "application/cloudevents+json",
-            "application/cloudevents-batch+json",
-        ],
-    ) {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UnsupportedMediaType",
-            "send application/json or application/cloudevents+json",
-        );
-    }
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "InvalidJson",
-                &format!("body is not JSON: {e}"),
-            );
-        }
-    };
-    let events = match parse_delivery(&value) {
-        Ok(events) => events,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidEvent", &e.to_string()),
-    };
-    // The Event Grid-schema handshake: echo the code synchronously.
-    for event in events.iter().flatten() {
-        if let EventKind::SubscriptionValidation { validation_code, .. } = &event.kind {
-            tracing::info!(event_id = %event.id, subscription = header_value(&headers, "aeg-subscription-name").unwrap_or_default(), "Event Grid subscription validated");
-            return (
-                StatusCode::OK,
-                axum::Json(json!({"validationResponse": validation_code})),
-            )
-                .into_response();
-        }
-    }
-    let mut outcomes = Vec::new();
-    let mut rejected = Vec::new();
-    for event in events {
-        match event {
-            Ok(event) => match handle(&state.pipeline, &event).await {
-                Ok(outcome) => outcomes.push(outcome),
-                // Event Grid redelivers the whole batch; already-handled events are deduped.
-                Err(e) => {
-                    return error(
-                        StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                        "NotProcessed",
-                        &e.to_string(),
-                    );
-                }
-            },
-            Err(e) => rejected.push(e.to_string()),
-        }
-    }
-    if !rejected.is_empty() {
-        // 400 is not retried by Event Grid: the delivery goes to the dead-letter container, not lost.
-        return error(StatusCode::BAD_REQUEST, "InvalidEvent", &rejected.join("; "));
-    }
-    (
-        StatusCode::OK,
-        axum::Json(json!({"processed": outcomes.len(), "outcomes": outcomes})),
-    )
-        .into_response()
 }
 
 fn is_json(headers: &HeaderMap, accepted: &[&str]) -> bool {
@@ -948,19 +268,6 @@ fn is_json(headers: &HeaderMap, accepted: &[&str]) -> bool {
     accepted.contains(&essence.as_str())
 }
 
-/// The caller's `x-ms-correlation-request-id` (ARM's name for it) when it looks like an id, else a
-/// new one: it is logged and echoed, so it must not carry arbitrary text.
-fn correlation_id(headers: &HeaderMap) -> String {
-    header_value(headers, "x-ms-correlation-request-id")
-        .filter(|id| {
-            (1..=128).contains(&id.len())
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        })
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
-}
-
 fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
@@ -973,56 +280,16 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 mod access_tests;
 #[cfg(test)]
 mod openapi_tests;
+#[cfg(test)]
+mod response_tests;
+#[cfg(test)]
+mod test_env;
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
-
-    fn read_json(relative: &str) -> Value {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(relative);
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
-
-    /// The Functions host routes by folder name and keys `Data` by binding name: both must match the code.
-    #[test]
-    fn function_app_declarations_match_the_registered_functions() {
-        for ((folder, binding), trigger) in [(EVENT_FUNCTION, "eventGridTrigger"), (TIMER_FUNCTION, "timerTrigger")] {
-            let function = read_json(&format!("function-app/{folder}/function.json"));
-            let first = &function["bindings"][0];
-            assert_eq!(first["type"], trigger, "{folder}");
-            assert_eq!(first["name"], binding, "{folder}");
-            assert_eq!(first["direction"], "in", "{folder}");
-        }
-        let api = read_json("function-app/Api/function.json");
-        assert_eq!(api["bindings"][0]["type"], "httpTrigger");
-        assert_eq!(api["bindings"][0]["route"], "{*path}");
-        assert_eq!(api["bindings"][1]["type"], "http");
-        assert_eq!(
-            api["bindings"].as_array().map(Vec::len),
-            Some(2),
-            "forwarding needs exactly http in + http out"
-        );
-
-        let host = read_json("host.json");
-        assert_eq!(host["version"], "2.0");
-        assert_eq!(
-            host["customHandler"]["description"]["defaultExecutablePath"],
-            "keyguard"
-        );
-        assert_eq!(
-            host["customHandler"]["description"]["arguments"],
-            serde_json::json!(["serve"])
-        );
-        assert_eq!(host["customHandler"]["enableForwardingHttpRequest"], true);
-        assert_eq!(
-            host["extensionBundle"]["id"],
-            "Microsoft.Azure.Functions.ExtensionBundle"
-        );
-        assert_eq!(host["extensionBundle"]["version"], "[4.*, 5.0.0)");
-    }
 
     #[test]
     fn content_types() {
