@@ -3,14 +3,13 @@
 //! to `cli::run`.
 
 mod alerting;
-mod api_auth;
-mod app;
 mod arm;
 mod audit;
 mod cli;
 #[cfg(feature = "sim")]
 mod demo;
 mod egress;
+mod http;
 mod identity;
 mod instance;
 mod keyvault;

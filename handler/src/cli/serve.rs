@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use functions_runtime::HostEnv;
 
 use super::args::WebhookArgs;
-use crate::api_auth::launch::{AccessModes, Launch};
-use crate::app::{self, AppState};
+use crate::http::auth::launch::{AccessModes, Launch};
+use crate::http::{self, AppState};
 use crate::settings::Settings;
 
 pub async fn serve(port: Option<u16>, host: HostEnv) -> anyhow::Result<ExitCode> {
@@ -24,7 +24,7 @@ pub async fn serve(port: Option<u16>, host: HostEnv) -> anyhow::Result<ExitCode>
     let state = app_state(&settings, launch).await?;
     tracing::info!(port, config = %settings.config_source, store = %settings.store.describe(), dry_run = settings.dry_run, "keyguard custom handler starting");
     let store = state.reconcile.store.clone();
-    functions_runtime::serve(app::functions_router(state), port).await?;
+    functions_runtime::serve(http::functions_router(state), port).await?;
     store.flush().await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -42,7 +42,7 @@ pub async fn webhook(args: WebhookArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(addr = %listener.local_addr()?, "keyguard webhook listening on /api/events");
     let store = state.reconcile.store.clone();
     functions_runtime::serve_listener(
-        app::webhook_router(state),
+        http::webhook_router(state),
         listener,
         functions_runtime::shutdown_signal(),
     )

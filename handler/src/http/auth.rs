@@ -69,6 +69,8 @@
 //! while the endpoint is unreachable: Entra announces new keys weeks before signing with them.
 
 mod entra;
+#[cfg(test)]
+mod entra_tests;
 pub mod launch;
 #[cfg(test)]
 pub(crate) mod test_tokens;
@@ -77,6 +79,7 @@ mod tests;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 use aws_lc_rs::{constant_time, digest};
@@ -507,4 +510,35 @@ pub async fn require_auth(State(auth): State<Arc<ApiAuthenticator>>, mut req: Re
             auth.rejection(&error)
         }
     }
+}
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Through [`require_auth`].
+    Authenticated,
+    /// Anyone (`/api/health` shows its details to authenticated callers only).
+    Open,
+    /// Through [`require_auth`] with the events authenticator: Event Grid's webhook key
+    /// or its Entra ID token.
+    EventGrid,
+}
+
+/// One line per authenticated API call: who (kind and subject, never the credential), what, how it ended.
+pub(super) async fn log_api_call(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let principal = request.extensions().get::<Principal>().cloned();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        caller_kind = principal.as_ref().map(|p| p.kind.as_str()),
+        caller = principal.as_ref().and_then(|p| p.subject.as_deref()),
+        "API call"
+    );
+    response
 }

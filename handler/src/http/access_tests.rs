@@ -13,11 +13,11 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::openapi_tests::{API_KEY, CREDENTIAL_ERROR, Env, FailingCredential, WEBHOOK_KEY, app_state, pipeline};
+use super::test_env::{API_KEY, CREDENTIAL_ERROR, Env, FailingCredential, WEBHOOK_KEY, app_state, pipeline};
 use super::*;
-use crate::api_auth::ApiAuthMode;
-use crate::api_auth::launch::{AccessModes, Launch};
-use crate::api_auth::test_tokens::{CLIENT_ID, JwksServer, SIGNER, TENANT, valid_claims, with};
+use crate::http::auth::ApiAuthMode;
+use crate::http::auth::launch::{AccessModes, Launch};
+use crate::http::auth::test_tokens::{CLIENT_ID, JwksServer, SIGNER, TENANT, valid_claims, with};
 use crate::store::{EmbeddedBackend, StateStore};
 use crate::test_support::{CapturedLogs, lookup};
 
@@ -68,7 +68,7 @@ fn webhook_router_for(env: &Env, pairs: &[(&str, &str)], launch: Launch) -> anyh
     Ok(webhook_router(AppState {
         reconcile: env.pipeline.clone(),
         sweep: crate::sweep::SweepSettings::default(),
-        retention: super::openapi_tests::test_retention(),
+        retention: super::test_env::test_retention(),
         auth: auth.api,
         events_auth: auth.events,
         dry_run: false,
