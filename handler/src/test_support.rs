@@ -99,3 +99,34 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The reconcile's context over an in-process azure-sim, as every in-process test builds it:
+/// ARM and Key Vault through the egress wrapper to the sim, `tokens` as keyguard's credential.
+pub fn reconcile_context(
+    sim: &azure_sim::SimHandle,
+    tokens: std::sync::Arc<dyn crate::identity::TokenSource>,
+    store: crate::store::StateStore,
+    config: keyguard_core::config::Config,
+) -> crate::reconcile::Context {
+    let egress = egress(tokens, &sim.base_url(), None, Some(&sim.base_url()));
+    let settings = crate::reconcile::ReconcileSettings {
+        dry_run: false,
+        time_budget: std::time::Duration::from_secs(10),
+        instance: crate::instance::instance_name(),
+    };
+    crate::reconcile::Context::new(
+        std::sync::Arc::new(config),
+        crate::arm::ArmClient::new(egress.clone()),
+        crate::keyvault::KeyVaultClient::new(egress),
+        store,
+        settings,
+    )
+}
+
+/// What the timer's pruning keeps, in tests.
+pub fn retention() -> crate::store::Retention {
+    crate::store::Retention {
+        audit: time::Duration::days(90),
+        sent_alerts: time::Duration::days(7),
+    }
+}

@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::test_env::{API_KEY, CREDENTIAL_ERROR, Env, FailingCredential, WEBHOOK_KEY, app_state, pipeline};
+use super::test_env::{API_KEY, CREDENTIAL_ERROR, Env, FailingCredential, WEBHOOK_KEY, app_state, context};
 use super::*;
 use crate::http::auth::ApiAuthMode;
 use crate::http::auth::launch::{AccessModes, Launch};
@@ -66,9 +66,9 @@ fn webhook_router_for(env: &Env, pairs: &[(&str, &str)], launch: Launch) -> anyh
     let modes = AccessModes::from_lookup(lookup(pairs), launch)?;
     let auth = modes.authenticators(reqwest::Client::new());
     Ok(webhook_router(AppState {
-        reconcile: env.pipeline.clone(),
+        reconcile: env.context.clone(),
         sweep: crate::sweep::SweepSettings::default(),
-        retention: super::test_env::test_retention(),
+        retention: crate::test_support::retention(),
         auth: auth.api,
         events_auth: auth.events,
         dry_run: false,
@@ -310,7 +310,7 @@ async fn a_failed_check_names_its_correlation_id_and_logs_the_credential_error()
         .await
         .unwrap();
     let router = webhook_router(app_state(
-        Arc::new(pipeline(&env.sim, Arc::new(FailingCredential), store)),
+        Arc::new(context(&env.sim, Arc::new(FailingCredential), store)),
         ApiAuthMode::Key(API_KEY.to_string().into()),
         ApiAuthMode::Closed,
         false,

@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Body;
@@ -15,14 +14,10 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::*;
-use crate::arm::ArmClient;
 use crate::http::auth::{ApiAuthMode, ApiAuthenticator, KeyLocation};
 use crate::identity::{TokenError, TokenFuture, TokenSource};
-use crate::keyvault::KeyVaultClient;
-use crate::reconcile::{Context, ReconcileSettings};
-use crate::store::{
-    EmbeddedBackend, Entity, Retention, RowRange, StateStore, StoreError, Table, TableBackend, Written,
-};
+use crate::reconcile::Context;
+use crate::store::{EmbeddedBackend, Entity, RowRange, StateStore, StoreError, Table, TableBackend, Written};
 
 pub(super) const API_KEY: &str = "test-api-key-0123456789abcdef";
 pub(super) const WEBHOOK_KEY: &str = "test-webhook-key";
@@ -126,7 +121,7 @@ pub(super) struct Env {
     pub(super) sim: azure_sim::SimHandle,
     _dir: TempDir,
     /// Over the sim, with a working identity and store: for routers built by other tests.
-    pub(super) pipeline: Arc<Context>,
+    pub(super) context: Arc<Context>,
     /// `keyguard webhook` with an API key and a webhook key.
     webhook: Router,
     /// `keyguard serve` under the Functions host.
@@ -138,11 +133,11 @@ pub(super) struct Env {
 }
 
 /// The state a router gets: `api` guards the API routes, `events` guards `/api/events`.
-pub(super) fn app_state(pipeline: Arc<Context>, api: ApiAuthMode, events: ApiAuthMode, dry_run: bool) -> AppState {
+pub(super) fn app_state(context: Arc<Context>, api: ApiAuthMode, events: ApiAuthMode, dry_run: bool) -> AppState {
     AppState {
-        reconcile: pipeline,
+        reconcile: context,
         sweep: crate::sweep::SweepSettings::default(),
-        retention: test_retention(),
+        retention: crate::test_support::retention(),
         auth: Arc::new(ApiAuthenticator::new(
             api,
             KeyLocation::ApiHeaders,
@@ -157,28 +152,9 @@ pub(super) fn app_state(pipeline: Arc<Context>, api: ApiAuthMode, events: ApiAut
     }
 }
 
-pub(super) fn pipeline(sim: &azure_sim::SimHandle, tokens: Arc<dyn TokenSource>, store: StateStore) -> Context {
-    let egress = crate::test_support::egress(tokens, &sim.base_url(), None, Some(&sim.base_url()));
-    let arm = ArmClient::new(egress.clone());
-    let keyvault = KeyVaultClient::new(egress);
-    Context::new(
-        Arc::new(keyguard_core::config::Config::builtin_default()),
-        arm,
-        keyvault,
-        store,
-        ReconcileSettings {
-            dry_run: false,
-            time_budget: Duration::from_secs(10),
-            instance: "openapi-test".into(),
-        },
-    )
-}
-
-pub(super) fn test_retention() -> Retention {
-    Retention {
-        audit: time::Duration::days(90),
-        sent_alerts: time::Duration::days(7),
-    }
+/// The built-in profiles over the sim.
+pub(super) fn context(sim: &azure_sim::SimHandle, tokens: Arc<dyn TokenSource>, store: StateStore) -> Context {
+    crate::test_support::reconcile_context(sim, tokens, store, keyguard_core::config::Config::builtin_default())
 }
 
 impl Env {
@@ -200,7 +176,7 @@ impl Env {
                 header: header.to_string(),
             })
         };
-        let shared = Arc::new(pipeline(&sim, identity(&identity_header), store.clone()));
+        let shared = Arc::new(context(&sim, identity(&identity_header), store.clone()));
         let api_key = || ApiAuthMode::Key(API_KEY.to_string().into());
         let webhook = webhook_router(app_state(
             shared.clone(),
@@ -216,13 +192,13 @@ impl Env {
         ));
         let down = StateStore::new(Arc::new(UnreachableStore)).await.unwrap();
         let broken = webhook_router(app_state(
-            Arc::new(pipeline(&sim, identity("not-the-identity-header"), down)),
+            Arc::new(context(&sim, identity("not-the-identity-header"), down)),
             api_key(),
             ApiAuthMode::Closed,
             true,
         ));
         let no_token = webhook_router(app_state(
-            Arc::new(pipeline(&sim, Arc::new(FailingCredential), store)),
+            Arc::new(context(&sim, Arc::new(FailingCredential), store)),
             api_key(),
             ApiAuthMode::Closed,
             false,
@@ -230,7 +206,7 @@ impl Env {
         Env {
             sim,
             _dir: TempDir(dir),
-            pipeline: shared,
+            context: shared,
             webhook,
             functions,
             broken,

@@ -4,7 +4,6 @@
 //! keyguard's own, and when a write may still go out.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_sim::{Principal, SimHandle};
@@ -17,7 +16,6 @@ use time::OffsetDateTime;
 
 use super::*;
 use crate::alerting::Alerter;
-use crate::keyvault::KeyVaultClient;
 use crate::outbox::{ChannelResolver, Dispatcher};
 use crate::store::{AuditQuery, EmbeddedBackend, OutboxEntry, RevertIntent, StateStore, Table, TableBackend};
 use crate::test_support::{FixedToken, TempDir};
@@ -122,17 +120,10 @@ impl Harness {
         let config = Arc::new(Config::from_toml_str(&format!("{config}\n{ROUTES}"), "keyguard.toml").unwrap());
         let tokens: Arc<dyn crate::identity::TokenSource> =
             Arc::new(FixedToken::new(&sim.state().issue_token(&keyguard)));
-        let egress = crate::test_support::egress(tokens, &sim.base_url(), None, Some(&sim.base_url()));
-        let arm = ArmClient::new(egress.clone());
-        let keyvault = KeyVaultClient::new(egress);
         let dispatcher = Arc::new(Dispatcher::new(store.clone(), Arc::new(NoChannels), 3));
         let alerter = Arc::new(Alerter::new(config.clone(), store.clone(), dispatcher));
-        let settings = ReconcileSettings {
-            dry_run: false,
-            time_budget: Duration::from_secs(10),
-            instance: crate::instance::instance_name(),
-        };
-        let ctx = Context::new(config, arm, keyvault, store.clone(), settings).with_alerter(alerter);
+        let ctx = crate::test_support::reconcile_context(&sim, tokens, store.clone(), (*config).clone())
+            .with_alerter(alerter);
         Harness {
             sim,
             store,
