@@ -424,6 +424,22 @@ impl ConfigError {
 }
 
 impl Config {
+    /// One requirement for everything, in audit mode and with no alert routes: a look "against
+    /// one requirement" (`--require`, a scan's `require`) that records findings only, with no
+    /// configuration file needed. Exemptions from the configuration still apply.
+    pub fn require_only(&mut self, requirement: Requirement) {
+        self.profiles = vec![Profile {
+            name: format!("require-{}", requirement.as_str()),
+            require: requirement,
+            mode: Mode::Audit,
+            allowed_vaults: Vec::new(),
+            pinned_key: None,
+            allow_irreversible: false,
+            scope: Scope::default(),
+        }];
+        self.routes.clear();
+    }
+
     /// No config file: require a CMK everywhere, alert only. Safe to run anywhere, writes nothing.
     pub fn builtin_default() -> Config {
         Config {

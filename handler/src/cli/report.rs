@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use keyguard_core::config::{Config, Mode, Profile, Requirement, Scope as ProfileScope};
+use keyguard_core::config::{Config, Requirement};
 use keyguard_report::{Finding, Format, ReportContext};
 use time::OffsetDateTime;
 
@@ -63,21 +63,10 @@ pub struct ReportArgs {
     pub output: Option<PathBuf>,
 }
 
-/// `--require X`: one requirement for everything, findings only (no writes, no alerts), with no
-/// configuration file needed; exemptions from the configuration still apply.
+/// `--require X`: see [`Config::require_only`].
 pub fn apply_requirement(config: &mut Config, require: Option<RequireArg>) {
     if let Some(require) = require {
-        let requirement = require.requirement();
-        config.profiles = vec![Profile {
-            name: format!("require-{}", requirement.as_str()),
-            require: requirement,
-            mode: Mode::Audit,
-            allowed_vaults: Vec::new(),
-            pinned_key: None,
-            allow_irreversible: false,
-            scope: ProfileScope::default(),
-        }];
-        config.routes.clear();
+        config.require_only(require.requirement());
     }
 }
 
@@ -120,7 +109,7 @@ mod tests {
         apply_requirement(&mut config, Some(RequireArg::Mmk));
         assert_eq!(config.profiles.len(), 1);
         assert_eq!(config.profiles[0].require, Requirement::Mmk);
-        assert_eq!(config.profiles[0].mode, Mode::Audit);
+        assert_eq!(config.profiles[0].mode, keyguard_core::config::Mode::Audit);
         assert!(config.routes.is_empty());
     }
 }

@@ -21,7 +21,7 @@ struct ScanBody {
     dry_run: bool,
     #[serde(default)]
     mode: ScanMode,
-    require: Option<crate::cli::report::RequireArg>,
+    require: Option<keyguard_core::config::Requirement>,
     resume_token: Option<String>,
 }
 
@@ -54,7 +54,7 @@ pub(in crate::http) async fn api_scan(
     let context: &Context = match request.require {
         Some(require) => {
             let mut config = (*state.reconcile.config).clone();
-            crate::cli::report::apply_requirement(&mut config, Some(require));
+            config.require_only(require);
             derived = state.reconcile.with_config(config);
             &derived
         }
