@@ -6,6 +6,9 @@
 //!
 //!     cargo build --release -p keyguard && cargo bench -p keyguard-e2e --bench event_to_revert
 //!
+//! Third: the same harmless write on compliant accounts whose key's vault cannot be reached (every
+//! Key Vault request answers 503, as a firewalled vault does): the verdict must not wait for it.
+//!
 //! N defaults to 100 (`KEYGUARD_BENCH_N`).
 
 use std::time::{Duration, Instant};
@@ -86,8 +89,27 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(r["ReturnValue"]["result"] == "reverted", "{r}");
         revert.push(t);
     }
+    // Accounts on a key in a vault that now answers nothing but 503.
+    let firewalled: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut doc = storage_account("rg-cmk-bench", &format!("stfw{i:04}"), Some(APPROVED_VAULT), json!({}));
+            doc["properties"]["encryption"]["keyvaultproperties"]["keyname"] = json!("storage-cmk-firewalled");
+            doc
+        })
+        .collect();
+    env.seed(Value::Array(firewalled)).await?;
+    env.add_fault(json!({"path_contains": "/keys/", "status": 503})).await?;
+    let mut unreachable = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = account_id("rg-cmk-bench", &format!("stfw{i:04}"));
+        let event = drift_event(&env, &id, json!({"tags": {"run": i.to_string()}})).await?;
+        let (t, r) = timed_invoke(&env, &event).await?;
+        anyhow::ensure!(r["ReturnValue"]["result"] == "compliant", "{r}");
+        unreachable.push(t);
+    }
     baseline.sort();
     revert.sort();
+    unreachable.sort();
     let (b50, r50) = (percentile(&baseline, 0.5), percentile(&revert, 0.5));
     println!(
         "event -> verdict, compliant account (ARM GET + Key Vault key GET), n={n}: median {:.2} ms, p95 {:.2} ms",
@@ -102,6 +124,17 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "ratio revert/baseline (medians): {:.2}",
         r50.as_secs_f64() / b50.as_secs_f64()
+    );
+    let u50 = percentile(&unreachable, 0.5);
+    println!(
+        "event -> verdict, compliant account, its vault unreachable (503), n={n}: median {:.2} ms, p95 {:.2} ms, max {:.2} ms",
+        ms(u50),
+        ms(percentile(&unreachable, 0.95)),
+        ms(unreachable[unreachable.len() - 1])
+    );
+    println!(
+        "ratio unreachable-vault/baseline (medians): {:.2}",
+        u50.as_secs_f64() / b50.as_secs_f64()
     );
     Ok(())
 }

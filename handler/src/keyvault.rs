@@ -33,6 +33,9 @@ pub struct KeyVaultClient {
     /// Recent answers by key URL, for decisions that write nothing (a sweep reads the same few
     /// keys for thousands of resources); a revert always asks afresh.
     recent: std::sync::Mutex<std::collections::HashMap<String, RecentAnswer>>,
+    /// Vault hosts that recently could not be reached (a firewalled vault is common): read-only
+    /// decisions do not wait for them again until [`UNREACHABLE_FOR`] has passed.
+    unreachable: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 /// When Key Vault answered, and what.
@@ -41,31 +44,82 @@ type RecentAnswer = (Instant, Result<KeyFacts, KeyProblem>);
 /// How long a read-only decision may reuse what Key Vault said about a key.
 pub const READ_ONLY_MAX_AGE: Duration = Duration::from_secs(60);
 
+/// How long a vault that could not be reached is not asked again by read-only decisions.
+pub const UNREACHABLE_FOR: Duration = Duration::from_secs(30);
+
+/// The most an advisory read (the expiry warning of a compliant key) may take: it is news for
+/// people, not a condition of the verdict, so it never holds an event up for long.
+pub const ADVISORY_BUDGET: Duration = Duration::from_millis(1500);
+
+/// How patient a read is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Patience {
+    /// A revert's precondition: always asked afresh, retried within the budget.
+    Revert,
+    /// A decision that writes nothing: a recent answer will do, and a vault that could not be
+    /// reached a moment ago is not waited for again.
+    ReadOnly,
+    /// As `ReadOnly`, and one attempt within [`ADVISORY_BUDGET`].
+    Advisory,
+}
+
 impl KeyVaultClient {
     pub fn new(egress: Arc<Egress>) -> Self {
         Self {
             egress,
             recent: std::sync::Mutex::default(),
+            unreachable: std::sync::Mutex::default(),
         }
     }
 
-    /// As [`Self::key_facts`], reusing an answer at most `max_age` old (`ZERO`: always ask).
+    /// As [`Self::key_facts`], as patient as `patience` says.
     pub async fn key_facts_within(
         &self,
         key: &KeyRef,
         ctx: &CallContext,
-        max_age: Duration,
+        patience: Patience,
     ) -> Result<Result<KeyFacts, KeyProblem>, KeyVaultError> {
         let cache_key = key.key_id();
-        if !max_age.is_zero() {
+        let host = key.vault_host().unwrap_or_default().to_string();
+        if patience != Patience::Revert {
             let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((at, answer)) = recent.get(&cache_key)
-                && at.elapsed() <= max_age
+                && at.elapsed() <= READ_ONLY_MAX_AGE
             {
                 return Ok(answer.clone());
             }
+            drop(recent);
+            let unreachable = self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(at) = unreachable.get(&host)
+                && at.elapsed() <= UNREACHABLE_FOR
+            {
+                return Err(KeyVaultError::Transient(format!(
+                    "{host} could not be reached {} s ago; not asked again yet",
+                    at.elapsed().as_secs()
+                )));
+            }
         }
-        let answer = self.key_facts(key, ctx).await?;
+        let answer = match patience {
+            Patience::Advisory => {
+                let budget = ctx.deadline.min(Instant::now() + ADVISORY_BUDGET);
+                let quick = CallContext {
+                    correlation_id: ctx.correlation_id.clone(),
+                    deadline: budget,
+                };
+                self.key_facts_attempts(key, &quick, 1).await
+            }
+            Patience::Revert | Patience::ReadOnly => self.key_facts(key, ctx).await,
+        };
+        let answer = match answer {
+            Err(KeyVaultError::Transient(reason)) => {
+                let mut unreachable = self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+                unreachable.retain(|_, at| at.elapsed() <= UNREACHABLE_FOR);
+                unreachable.insert(host, Instant::now());
+                return Err(KeyVaultError::Transient(reason));
+            }
+            other => other?,
+        };
+        self.unreachable.lock().unwrap_or_else(|p| p.into_inner()).remove(&host);
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if recent.len() > 10_000 {
             recent.clear();
@@ -81,6 +135,16 @@ impl KeyVaultClient {
         &self,
         key: &KeyRef,
         ctx: &CallContext,
+    ) -> Result<Result<KeyFacts, KeyProblem>, KeyVaultError> {
+        self.key_facts_attempts(key, ctx, 3).await
+    }
+
+    /// The key's facts, trying at most `max_attempts` times within the budget.
+    async fn key_facts_attempts(
+        &self,
+        key: &KeyRef,
+        ctx: &CallContext,
+        max_attempts: u64,
     ) -> Result<Result<KeyFacts, KeyProblem>, KeyVaultError> {
         let Some(mut url) = key.key_url() else {
             return Ok(Err(KeyProblem::Unreadable {
@@ -126,7 +190,7 @@ impl KeyVaultClient {
                         reason: format!("Key Vault answered {status} for {host}: grant keyguard's identity keys/get"),
                     }));
                 }
-                (0 | 408 | 429 | 500..=599, _) if attempts < 3 && remaining > Duration::from_secs(2) => {
+                (0 | 408 | 429 | 500..=599, _) if attempts < max_attempts && remaining > Duration::from_secs(2) => {
                     tokio::time::sleep(Duration::from_millis(500 * attempts)).await;
                 }
                 (0, _) => return Err(KeyVaultError::Transient(format!("{host} unreachable"))),

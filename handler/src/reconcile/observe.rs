@@ -3,7 +3,6 @@
 //! and, for a disk, whether the VM it is attached to runs. Reads only; nothing here writes to ARM.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use keyguard_core::ResourceId;
 use keyguard_core::catalog::{CatalogEntry, Direction, EncryptionState, ResourceView, RevertTarget};
@@ -16,6 +15,7 @@ use time::OffsetDateTime;
 
 use super::{Context, ReconcileError};
 use crate::arm::{ArmError, CallContext};
+use crate::keyvault::Patience;
 
 /// The resource document and the child documents its key setting lives in.
 pub(super) struct View {
@@ -143,12 +143,8 @@ pub(super) async fn plan_context(
         // A disk encryption set holds its own key binding, and a key held outside ARM (Search)
         // names no vault; vault keys are checked here.
         if key.encryption_set_id().is_none() && key.vault().is_some() {
-            let max_age = if dry_run {
-                crate::keyvault::READ_ONLY_MAX_AGE
-            } else {
-                Duration::ZERO
-            };
-            plan.key_problems = match ctx.keyvault.key_facts_within(&key, call, max_age).await? {
+            let patience = if dry_run { Patience::ReadOnly } else { Patience::Revert };
+            plan.key_problems = match ctx.keyvault.key_facts_within(&key, call, patience).await? {
                 Ok(facts) => key_problems(&facts, now),
                 Err(problem) => vec![problem],
             };
@@ -219,11 +215,9 @@ pub(super) async fn expiry_warning(
     let EncryptionState::Cmk(key) = state else { return None };
     // Only a key in a vault has facts to read (a disk encryption set hides its key).
     key.vault()?;
-    match ctx
-        .keyvault
-        .key_facts_within(key, call, crate::keyvault::READ_ONLY_MAX_AGE)
-        .await
-    {
+    // Advisory: a recent answer, or one quick attempt; a vault that could not be reached a
+    // moment ago is not waited for on every event (a firewalled vault is common).
+    match ctx.keyvault.key_facts_within(key, call, Patience::Advisory).await {
         Ok(Ok(facts)) => expiring_within(&facts, now, ctx.config.settings.expiry_warning_days).map(|at| {
             format!(
                 "the key {} expires on {}: rotate it before then",

@@ -3,14 +3,6 @@
 
 use super::*;
 
-/// CMK required, enforced, with no vault allow-list (the built-in default's shape).
-const CMK_ENFORCE: &str = r#"
-[[profile]]
-name = "cmk-enforce"
-require = "cmk"
-mode = "enforce"
-"#;
-
 #[tokio::test]
 async fn a_key_in_an_events_carried_body_never_becomes_the_baseline_and_a_read_of_arm_does() {
     let h = Harness::start(CMK_ENFORCE).await;

@@ -32,6 +32,14 @@ require = "mmk"
 mode = "enforce"
 "#;
 
+/// CMK required, enforced, with no vault allow-list (the built-in default's shape).
+const CMK_ENFORCE: &str = r#"
+[[profile]]
+name = "cmk-enforce"
+require = "cmk"
+mode = "enforce"
+"#;
+
 /// Every alert goes to one route, unfolded; appended to each test's profiles.
 const ROUTES: &str = r#"
 [routes.secops]

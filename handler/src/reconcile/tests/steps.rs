@@ -160,3 +160,30 @@ async fn a_stale_carried_body_showing_drift_is_read_again_and_nothing_is_written
         .count();
     assert_eq!(reads, 1, "the live read that overruled the body");
 }
+
+#[tokio::test]
+async fn a_vault_that_cannot_be_reached_is_not_waited_for_on_every_compliant_look() {
+    let h = Harness::start(CMK_ENFORCE).await;
+    let id = account("stcmkpayments");
+    h.sim.state().add_fault(azure_sim::FaultSpec {
+        path_contains: Some("/keys/".into()),
+        status: Some(503),
+        ..Default::default()
+    });
+    let key_reads = || {
+        h.sim
+            .state()
+            .requests()
+            .iter()
+            .filter(|r| r.path.contains("/keys/"))
+            .count()
+    };
+
+    for _ in 0..3 {
+        let look = h.timer_look(&id).await;
+        assert_eq!(look.outcome.result, ResultKind::Compliant, "{look:?}");
+    }
+    // One quick attempt for the expiry warning, no retries, and the failure remembered: the
+    // verdict never waited for the vault again.
+    assert_eq!(key_reads(), 1);
+}
