@@ -249,6 +249,7 @@ fn alert_outcome_name(outcome: &AlertOutcome) -> &'static str {
         AlertOutcome::RateLimited => "rate-limited",
         AlertOutcome::Exempt => "exempt",
         AlertOutcome::SafeguardChanged => "safeguard-changed",
+        AlertOutcome::KeyChanged => "key-changed",
     }
 }
 

@@ -15,7 +15,7 @@ use crate::resource_id::ResourceId;
 
 /// Outcome names in the kebab-case keyguard-notify serialises, so a rule reads like the webhook
 /// payload its consumers already know.
-pub const OUTCOMES: [&str; 8] = [
+pub const OUTCOMES: [&str; 9] = [
     "reverted",
     "revert-failed",
     "manual-action-needed",
@@ -24,6 +24,7 @@ pub const OUTCOMES: [&str; 8] = [
     "rate-limited",
     "exempt",
     "safeguard-changed",
+    "key-changed",
 ];
 
 /// Longest suppression window accepted: a day. Anything longer hides a resource that keeps
@@ -155,7 +156,8 @@ impl AlertSeverity {
     /// An outcome this crate does not know is treated as the worst case rather than dropped.
     pub fn for_outcome(outcome: &str) -> AlertSeverity {
         match outcome.trim().to_ascii_lowercase().as_str() {
-            "reverted" | "dry-run-would-revert" => AlertSeverity::Warning,
+            // Someone changed something that may be legitimate: a person confirms it.
+            "reverted" | "dry-run-would-revert" | "key-changed" => AlertSeverity::Warning,
             "exempt" => AlertSeverity::Info,
             "safeguard-changed" => AlertSeverity::High,
             _ => AlertSeverity::High,
@@ -491,6 +493,8 @@ routes = ["legacy"]
             ("dry-run-would-revert", AlertSeverity::Warning),
             ("rate-limited", AlertSeverity::High),
             ("exempt", AlertSeverity::Info),
+            ("safeguard-changed", AlertSeverity::High),
+            ("key-changed", AlertSeverity::Warning),
             ("something-new", AlertSeverity::High),
             ("", AlertSeverity::High),
         ];

@@ -73,10 +73,13 @@ pub enum Outcome {
     /// Not drift: a write added, extended or changed an exemption tag, or retagged the resource
     /// into a profile that protects it less. Someone switched a safeguard; a person confirms it.
     SafeguardChanged,
+    /// Not drift: a compliant resource was pointed at another key (a new vault or key name; a
+    /// rotation to a new version of the same key is not this). A person confirms it was intended.
+    KeyChanged,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Reverted,
         Outcome::RevertFailed,
         Outcome::ManualActionNeeded,
@@ -85,6 +88,7 @@ impl Outcome {
         Outcome::RateLimited,
         Outcome::Exempt,
         Outcome::SafeguardChanged,
+        Outcome::KeyChanged,
     ];
 
     /// True when the resource is still on the wrong key source and nobody/nothing will fix it
@@ -153,6 +157,7 @@ impl Alert {
             Outcome::RateLimited => "Drift detected, revert postponed (rate limited)",
             Outcome::Exempt => "Drift on exempt resource",
             Outcome::SafeguardChanged => "Exemption or profile changed by a write",
+            Outcome::KeyChanged => "Customer-managed key changed",
         };
         let mut title = format!("{lead}: {what}");
         if self.repeats > 0 {

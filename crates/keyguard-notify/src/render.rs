@@ -86,6 +86,9 @@ pub(crate) fn outcome_sentence(outcome: Outcome) -> &'static str {
         Outcome::SafeguardChanged => {
             "A write changed what protects this resource (an exemption tag, or the tags that choose its profile). Confirm that the change was intended."
         }
+        Outcome::KeyChanged => {
+            "The resource now uses another customer-managed key (a new vault or key name, not a rotation). Confirm that the change was intended: whoever controls a key can disable it and make the data unreadable."
+        }
     }
 }
 
@@ -207,6 +210,7 @@ pub(crate) fn outcome_label(outcome: Outcome) -> &'static str {
         Outcome::RateLimited => "rate limited",
         Outcome::Exempt => "exempt",
         Outcome::SafeguardChanged => "safeguard changed",
+        Outcome::KeyChanged => "key changed",
     }
 }
 
