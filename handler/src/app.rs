@@ -266,10 +266,22 @@ async fn log_api_call(request: Request, next: Next) -> Response {
 async fn encryption_drift(invocation: Invocation<Value>, state: AppState) -> Result<InvocationResult, InvocationError> {
     let event =
         parse_event(&invocation.data).map_err(|e| InvocationError::rejected(400, "InvalidEvent", e.to_string()))?;
-    let outcome = handle(&state.pipeline, &event).await?;
     let mut result = InvocationResult::new();
-    result.log(outcome.summary());
-    result.return_value(serde_json::to_value(&outcome).unwrap_or(Value::Null));
+    match handle(&state.pipeline, &event).await {
+        Ok(outcome) => {
+            result.log(outcome.summary());
+            result.return_value(serde_json::to_value(&outcome).unwrap_or(Value::Null));
+        }
+        // The host fails an invocation on any error answer and Event Grid then redelivers for up
+        // to a day, to the same answer: one retrying cannot fix is answered as taken, the log
+        // says why, and the next timer reconcile looks at the resource again.
+        Err(InvocationError::Rejected { message, .. }) => {
+            tracing::warn!(event_id = %event.id, "not retryable: answered as taken, so Event Grid does not redeliver it");
+            result.log(format!("{message} (not retryable: not redelivered)"));
+            result.return_value(json!({"notProcessed": message, "retryable": false}));
+        }
+        Err(retry) => return Err(retry),
+    }
     Ok(result)
 }
 
@@ -279,9 +291,10 @@ async fn handle(pipeline: &Pipeline, event: &IncomingEvent) -> Result<Outcome, I
         if e.retryable() {
             InvocationError::retryable(format!("event {} not processed, retry: {e}", event.id))
         } else {
+            // 400: Event Grid dead-letters a webhook delivery at once (it retries a 422 for a day).
             InvocationError::rejected(
-                422,
-                "Unprocessable",
+                400,
+                "NotProcessed",
                 format!("event {} cannot be processed: {e}", event.id),
             )
         }
@@ -436,7 +449,7 @@ async fn api_check(State(state): State<AppState>, headers: HeaderMap, body: Resu
 /// A failure of keyguard's own dependencies (store, identity, ARM). Its text can carry credential,
 /// endpoint and tenant details, which `/api/health` hides for the same reason: it goes to the log
 /// under the correlation id, and the caller gets a fixed message naming that id. 503 when retrying
-/// may help, 502 when ARM refused.
+/// may help, 502 when a dependency refused or the stored state is unreadable.
 fn failure(retryable: bool, what: &str, correlation_id: &str, cause: &dyn std::fmt::Display) -> Response {
     tracing::error!(correlation_id, retryable, error = %cause, "{what} failed");
     let (status, code, reason) = if retryable {
@@ -446,7 +459,11 @@ fn failure(retryable: bool, what: &str, correlation_id: &str, cause: &dyn std::f
             "the state store, keyguard's identity or ARM is not available now; try again later",
         )
     } else {
-        (StatusCode::BAD_GATEWAY, "ArmError", "ARM refused a call keyguard made")
+        (
+            StatusCode::BAD_GATEWAY,
+            "NotRetryable",
+            "ARM, Key Vault, the token endpoint or the state store refused a call keyguard made, or keyguard's stored state is unreadable; retrying will not help",
+        )
     };
     let message = format!(
         "{what} did not complete: {reason}. The details are in keyguard's log under correlation id {correlation_id}."
@@ -491,7 +508,7 @@ async fn api_scan(State(state): State<AppState>, headers: HeaderMap, body: Resul
     };
     let scope = match crate::sweep::Scope::parse(&request.scope) {
         Ok(s) => s,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidScope", &e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidScope", &e.to_string()),
     };
     let derived;
     let pipeline: &Pipeline = match request.require {
@@ -544,7 +561,7 @@ const FINDINGS_FORMATS: [Format; 4] = [Format::Json, Format::Csv, Format::Sarif,
 impl FindingsQuery {
     /// Parsed by hand because `verdict` may repeat (`?verdict=drift&verdict=error`), which serde's
     /// query deserializer cannot express next to unknown-key rejection.
-    fn parse(raw: Option<&str>) -> Result<Self, String> {
+    fn parse(raw: Option<&str>) -> Result<Self, FindingsQueryError> {
         let mut query = FindingsQuery {
             verdicts: BTreeSet::new(),
             subscription: None,
@@ -561,9 +578,7 @@ impl FindingsQuery {
                         let verdict = FindingVerdict::ALL
                             .into_iter()
                             .find(|v| v.as_str().eq_ignore_ascii_case(item))
-                            .ok_or_else(|| {
-                                format!("verdict {item:?} is not one of compliant, drift, exempt, unsupported, error")
-                            })?;
+                            .ok_or_else(|| FindingsQueryError::UnknownVerdict(item.to_string()))?;
                         query.verdicts.insert(verdict);
                     }
                 }
@@ -572,22 +587,18 @@ impl FindingsQuery {
                 "type" => set_once(&mut query.resource_type, "type", value)?,
                 "format" => {
                     if format.is_some() {
-                        return Err("format is given more than once".into());
+                        return Err(FindingsQueryError::Repeated("format"));
                     }
                     let parsed = value
                         .parse::<Format>()
                         .ok()
                         .filter(|f| FINDINGS_FORMATS.contains(f))
-                        .ok_or_else(|| format!("format {value:?} is not one of json, csv, sarif, html"))?;
+                        .ok_or_else(|| FindingsQueryError::UnknownFormat(value.to_string()))?;
                     format = Some(parsed);
                 }
                 // The Functions key: the host checks it before forwarding the request.
                 "code" => {}
-                other => {
-                    return Err(format!(
-                        "unknown query parameter {other:?}; expected {FINDINGS_PARAMETERS}"
-                    ));
-                }
+                other => return Err(FindingsQueryError::UnknownParameter(other.to_string())),
             }
         }
         query.format = format.unwrap_or(Format::Json);
@@ -626,12 +637,27 @@ impl FindingsQuery {
     }
 }
 
-fn set_once(slot: &mut Option<String>, name: &str, value: &str) -> Result<(), String> {
+/// Why `GET /api/findings` refuses its query.
+#[derive(Debug, thiserror::Error)]
+enum FindingsQueryError {
+    #[error("verdict {0:?} is not one of compliant, drift, exempt, unsupported, error")]
+    UnknownVerdict(String),
+    #[error("format {0:?} is not one of json, csv, sarif, html")]
+    UnknownFormat(String),
+    #[error("{0} is empty")]
+    Empty(&'static str),
+    #[error("{0} is given more than once")]
+    Repeated(&'static str),
+    #[error("unknown query parameter {0:?}; expected {FINDINGS_PARAMETERS}")]
+    UnknownParameter(String),
+}
+
+fn set_once(slot: &mut Option<String>, name: &'static str, value: &str) -> Result<(), FindingsQueryError> {
     if value.is_empty() {
-        return Err(format!("{name} is empty"));
+        return Err(FindingsQueryError::Empty(name));
     }
     if slot.is_some() {
-        return Err(format!("{name} is given more than once"));
+        return Err(FindingsQueryError::Repeated(name));
     }
     *slot = Some(value.to_string());
     Ok(())
@@ -641,7 +667,7 @@ fn set_once(slot: &mut Option<String>, name: &str, value: &str) -> Result<(), St
 async fn api_findings(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
     let query = match FindingsQuery::parse(raw.as_deref()) {
         Ok(q) => q,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "InvalidQuery", &message),
+        Err(problem) => return error(StatusCode::BAD_REQUEST, "InvalidQuery", &problem.to_string()),
     };
     let findings = match state.pipeline.store().findings().await {
         Ok(findings) => findings,
@@ -722,8 +748,8 @@ async fn api_health(State(state): State<AppState>, headers: HeaderMap, uri: Uri)
         "API call GET /api/health"
     );
     let mut identity_body = json!({"tokenObtainable": identity.is_ok()});
-    if let Err(message) = &identity {
-        identity_body["error"] = json!(message);
+    if let Err(problem) = &identity {
+        identity_body["error"] = json!(problem.to_string());
     }
     let body = json!({
         "status": label,
@@ -738,21 +764,30 @@ async fn api_health(State(state): State<AppState>, headers: HeaderMap, uri: Uri)
     (status, axum::Json(body)).into_response()
 }
 
-/// Whether keyguard's credential hands out an ARM token. The error is a fixed phrase: the
-/// credential's own message can carry endpoints and tenant details, so it goes to the log only.
-async fn token_check(arm: &ArmClient) -> Result<(), String> {
+/// Why health says the identity is not working. Fixed phrases: the credential's own message can
+/// carry endpoints and tenant details, so it goes to the log only.
+#[derive(Debug, thiserror::Error)]
+enum TokenCheckError {
+    #[error("the credential did not issue a token (details in the log)")]
+    NotIssued,
+    #[error("no token within {} s", HEALTH_PROBE_TIMEOUT.as_secs())]
+    TimedOut,
+}
+
+/// Whether keyguard's credential hands out an ARM token.
+async fn token_check(arm: &ArmClient) -> Result<(), TokenCheckError> {
     match tokio::time::timeout(HEALTH_PROBE_TIMEOUT, arm.tokens().token(arm.scope())).await {
         Ok(Ok(_token)) => Ok(()),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "health: no ARM token");
-            Err("the credential did not issue a token (details in the log)".into())
+            Err(TokenCheckError::NotIssued)
         }
         Err(_) => {
             tracing::warn!(
                 timeout_secs = HEALTH_PROBE_TIMEOUT.as_secs(),
                 "health: the token request timed out"
             );
-            Err(format!("no token within {} s", HEALTH_PROBE_TIMEOUT.as_secs()))
+            Err(TokenCheckError::TimedOut)
         }
     }
 }
@@ -794,7 +829,7 @@ async fn api_audit(
         now,
     ) {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidQuery", &e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidQuery", &e.to_string()),
     };
     match state
         .pipeline
@@ -909,10 +944,13 @@ async fn webhook_events(
     }
     let mut outcomes = Vec::new();
     let mut rejected = Vec::new();
+    let mut not_processed = Vec::new();
     for event in events {
         match event {
             Ok(event) => match handle(&state.pipeline, &event).await {
                 Ok(outcome) => outcomes.push(outcome),
+                // Retrying cannot fix it: the batch's other events are still handled first.
+                Err(e @ InvocationError::Rejected { .. }) => not_processed.push(e.to_string()),
                 // Event Grid redelivers the whole batch; already-handled events are deduped.
                 Err(e) => {
                     return error(
@@ -928,6 +966,9 @@ async fn webhook_events(
     if !rejected.is_empty() {
         // 400 is not retried by Event Grid: the delivery goes to the dead-letter container, not lost.
         return error(StatusCode::BAD_REQUEST, "InvalidEvent", &rejected.join("; "));
+    }
+    if !not_processed.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "NotProcessed", &not_processed.join("; "));
     }
     (
         StatusCode::OK,
@@ -972,6 +1013,8 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 
 #[cfg(test)]
 mod access_tests;
+#[cfg(test)]
+mod event_failure_tests;
 #[cfg(test)]
 mod openapi_tests;
 

@@ -49,15 +49,15 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
-    /// Whether redelivery could succeed. Store and identity failures are transient; ARM says itself.
+    /// Whether redelivery could succeed. Each dependency's error says itself: a store or token
+    /// endpoint that is down, yes; corrupt stored data or a refused credential, never.
     pub fn retryable(&self) -> bool {
         match self {
             PipelineError::Arm(e) => e.retryable(),
-            PipelineError::Store(_)
-            | PipelineError::Token(_)
-            | PipelineError::KeyVault(_)
-            | PipelineError::Busy(_)
-            | PipelineError::LeaseLost(_) => true,
+            PipelineError::Store(e) => e.retryable(),
+            PipelineError::Token(e) => e.retryable(),
+            PipelineError::KeyVault(e) => e.retryable(),
+            PipelineError::Busy(_) | PipelineError::LeaseLost(_) => true,
         }
     }
 }

@@ -38,7 +38,7 @@ pub(super) fn document() -> Value {
     serde_json::from_str(OPENAPI_DOCUMENT).unwrap_or_else(|e| panic!("openapi.json is not JSON: {e}"))
 }
 
-fn account(name: &str) -> String {
+pub(super) fn account(name: &str) -> String {
     format!(
         "/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.Storage/storageAccounts/{name}"
     )
@@ -356,14 +356,21 @@ impl TokenSource for SimManagedIdentity {
                 .header("x-identity-header", &self.header)
                 .send()
                 .await
-                .map_err(|e| TokenError(e.to_string()))?;
-            if !response.status().is_success() {
-                return Err(TokenError(format!("identity endpoint answered {}", response.status())));
+                .map_err(|e| TokenError::Unavailable(e.to_string()))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(TokenError::from_status(
+                    status.as_u16(),
+                    format!("identity endpoint answered {status}"),
+                ));
             }
-            let body: Value = response.json().await.map_err(|e| TokenError(e.to_string()))?;
+            let body: Value = response
+                .json()
+                .await
+                .map_err(|e| TokenError::Unavailable(e.to_string()))?;
             let token = body["access_token"]
                 .as_str()
-                .ok_or_else(|| TokenError("no access_token".into()))?;
+                .ok_or_else(|| TokenError::Unavailable("no access_token".into()))?;
             Ok(azure_core::credentials::Secret::new(token.to_string()))
         })
     }
@@ -374,12 +381,12 @@ pub(super) struct FailingCredential;
 
 impl TokenSource for FailingCredential {
     fn token<'a>(&'a self, _scope: &'a str) -> TokenFuture<'a> {
-        Box::pin(async { Err(TokenError(CREDENTIAL_ERROR.into())) })
+        Box::pin(async { Err(TokenError::Refused(CREDENTIAL_ERROR.into())) })
     }
 }
 
 /// A store whose every call fails after start-up, like a Table Storage account gone away.
-struct UnreachableStore;
+pub(super) struct UnreachableStore;
 
 #[async_trait]
 impl TableBackend for UnreachableStore {
@@ -390,22 +397,22 @@ impl TableBackend for UnreachableStore {
         Ok(())
     }
     async fn get(&self, _: Table, _: &str, _: &str) -> Result<Option<Entity>, StoreError> {
-        Err(StoreError("connection refused".into()))
+        Err(StoreError::Unavailable("connection refused".into()))
     }
     async fn insert(&self, _: Table, _: &str, _: &str, _: &Value) -> Result<Written, StoreError> {
-        Err(StoreError("connection refused".into()))
+        Err(StoreError::Unavailable("connection refused".into()))
     }
     async fn replace(&self, _: Table, _: &str, _: &str, _: &Value, _: Option<&str>) -> Result<Written, StoreError> {
-        Err(StoreError("connection refused".into()))
+        Err(StoreError::Unavailable("connection refused".into()))
     }
     async fn delete(&self, _: Table, _: &str, _: &str, _: Option<&str>) -> Result<Written, StoreError> {
-        Err(StoreError("connection refused".into()))
+        Err(StoreError::Unavailable("connection refused".into()))
     }
     async fn query_first(&self, _: Table, _: &RowRange<'_>, _: usize) -> Result<Vec<Entity>, StoreError> {
-        Err(StoreError("connection refused".into()))
+        Err(StoreError::Unavailable("connection refused".into()))
     }
     async fn flush(&self) -> Result<(), StoreError> {
-        Err(StoreError("connection refused".into()))
+        Err(StoreError::Unavailable("connection refused".into()))
     }
 }
 
@@ -705,7 +712,7 @@ fn cases(events: Vec<Value>) -> Vec<Case> {
                 assert!(message.contains("correlation id"), "{b}");
                 assert!(!message.contains("connection refused"), "the store's error text: {b}");
             }),
-        Case::new("check when the credential issues no token", NoToken, "POST", "/api/check", 503)
+        Case::new("check when the credential is refused", NoToken, "POST", "/api/check", 502)
             .json(json!({"resourceId": cmk}))
             .header("x-ms-correlation-request-id", "corr-check-no-token")
             .expect(|b| {
@@ -1029,7 +1036,7 @@ async fn send(router: &Router, case: &Case) -> (u16, Option<String>, Vec<u8>) {
 }
 
 /// The events a person's change to an account makes, as Event Grid would deliver them.
-fn events_for_change(sim: &azure_sim::SimHandle, id: &str) -> Vec<Value> {
+pub(super) fn events_for_change(sim: &azure_sim::SimHandle, id: &str) -> Vec<Value> {
     let person = azure_sim::Principal {
         oid: "11111111-2222-3333-4444-555555555555".into(),
         appid: "04b07795-8ddb-461a-bbee-02f9e1bf7b46".into(),
@@ -1161,7 +1168,7 @@ fn the_findings_query_parses_filters_and_refuses_the_rest() {
         ("subscription=a&subscription=b", "more than once"),
         ("resourcegroup=rg", "resourcegroup"),
     ] {
-        let err = FindingsQuery::parse(Some(raw)).unwrap_err();
+        let err = FindingsQuery::parse(Some(raw)).unwrap_err().to_string();
         assert!(err.contains(needle), "{raw}: {err}");
     }
     let finding = keyguard_report::Finding::new(
