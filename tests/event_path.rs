@@ -308,6 +308,75 @@ async fn arm_errors_beyond_the_time_budget_fail_the_invocation_and_event_grid_re
     Ok(())
 }
 
+/// ARM refuses keyguard's read (403): every redelivery would meet the same answer. Under the
+/// Functions host the event is answered as taken on its first delivery (any failed invocation
+/// makes Event Grid redeliver for up to a day); on the webhook it is refused with 400, which Event
+/// Grid dead-letters at once. Either way it is delivered once.
+#[tokio::test]
+async fn an_error_retrying_cannot_fix_is_delivered_once_not_for_a_day() -> anyhow::Result<()> {
+    for webhook in [false, true] {
+        let env = Env::start(Options {
+            webhook,
+            ..Options::default()
+        })
+        .await?;
+        let id = compliant_cmk_account(&env, "rg-cmk", "stforbidden").await?;
+        env.add_fault(json!({"method": "GET", "path_contains": "stforbidden", "status": 403}))
+            .await?;
+        env.act_as_user(&id, mmk_patch()).await?;
+        let events = env.events().await?;
+        let drift = events
+            .last()
+            .and_then(|e| e["id"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        let attempts = || async {
+            let deliveries = env.sim_get("/_sim/deliveries").await?;
+            Ok::<Vec<Value>, anyhow::Error>(
+                deliveries
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|d| d["event_id"] == drift.as_str())
+                    .map(|d| d["status"].clone())
+                    .collect(),
+            )
+        };
+        if webhook {
+            env.wait_for(Duration::from_secs(30), "the event dead-lettered", || async {
+                let dead = env.sim_get("/_sim/deadletters").await?;
+                Ok(dead.as_array().into_iter().flatten().any(|d| d["id"] == drift.as_str()))
+            })
+            .await?;
+            let dead = env.sim_get("/_sim/deadletters").await?;
+            let record = dead
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|d| d["id"] == drift.as_str())
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(record["deadLetterReason"], "NonRetriableError", "{record}");
+            assert_eq!(record["lastHttpCode"], 400, "{record}");
+            assert_eq!(attempts().await?, vec![json!(400)], "webhook: one attempt");
+        } else {
+            env.wait_delivered(events.len()).await?;
+            assert_eq!(
+                attempts().await?,
+                vec![json!(200)],
+                "functions: one attempt, answered as taken"
+            );
+            assert!(
+                env.log_tail(200).contains("answered as taken"),
+                "the log says why:\n{}",
+                env.log_tail(30)
+            );
+        }
+        assert_eq!(env.keyguard_patches().await?, 0, "nothing was read, nothing written");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn dry_run_sends_no_patch() -> anyhow::Result<()> {
     let env = Env::start(Options {

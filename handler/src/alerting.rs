@@ -362,18 +362,29 @@ impl ChannelResolver for ConfiguredChannels {
     }
 }
 
+/// Why an SMTP URL is refused. No variant carries the URL: it may hold the password.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpUrlError {
+    #[error("the SMTP URL cannot be parsed")]
+    Unparsable,
+    #[error("SMTP URL scheme {0} is not smtp or smtps")]
+    Scheme(String),
+    #[error("the SMTP URL has no host")]
+    NoHost,
+}
+
 /// `smtps://user:pass@host:465` (implicit TLS), `smtp://user:pass@host:587` (STARTTLS), and
 /// `smtp://host:port?tls=none` for a local relay. The password never appears in errors.
-pub fn smtp_settings(url: &str, from: String, to: Vec<String>) -> Result<SmtpSettings, String> {
-    let parsed = url::Url::parse(url).map_err(|_| "the SMTP URL cannot be parsed".to_string())?;
+pub fn smtp_settings(url: &str, from: String, to: Vec<String>) -> Result<SmtpSettings, SmtpUrlError> {
+    let parsed = url::Url::parse(url).map_err(|_| SmtpUrlError::Unparsable)?;
     let tls_none = parsed.query_pairs().any(|(k, v)| k == "tls" && v == "none");
     let (security, default_port) = match (parsed.scheme(), tls_none) {
         ("smtps", _) => (SmtpSecurity::ImplicitTls, 465),
         ("smtp", true) => (SmtpSecurity::None, 25),
         ("smtp", false) => (SmtpSecurity::StartTls, 587),
-        (other, _) => return Err(format!("SMTP URL scheme {other} is not smtp or smtps")),
+        (other, _) => return Err(SmtpUrlError::Scheme(other.to_string())),
     };
-    let host = parsed.host_str().ok_or("the SMTP URL has no host")?.to_string();
+    let host = parsed.host_str().ok_or(SmtpUrlError::NoHost)?.to_string();
     let decode = |s: &str| {
         url::form_urlencoded::parse(format!("x={s}").as_bytes())
             .next()
@@ -434,7 +445,9 @@ mod tests {
                 .security,
             SmtpSecurity::None
         ));
-        let err = smtp_settings("http://u:hunter2@h", String::new(), vec![]).unwrap_err();
+        let err = smtp_settings("http://u:hunter2@h", String::new(), vec![])
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2"));
         assert!(!format!("{s:?}").contains("p@ss"));
     }

@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use keyguard_core::egress::{Credential, EgressRefusal};
+use keyguard_core::operation::PendingOperation;
 use url::Url;
 
 use crate::egress::{Egress, EgressError};
@@ -23,14 +24,6 @@ use provisioning::Provisioning;
 pub const PUBLIC_CLOUD_ENDPOINT: &str = "https://management.azure.com";
 
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(250);
-
-/// A write ARM accepted whose outcome is still to be read: where to poll and how.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PendingOperation {
-    pub url: String,
-    pub is_async_operation: bool,
-}
 
 /// Per-call context: the correlation id that ties an event to every ARM call made for it, and
 /// the deadline of the invocation (Event Grid stops waiting after 30 s).
@@ -77,7 +70,14 @@ pub enum ArmError {
 impl ArmError {
     /// Whether the invocation should fail so that the trigger source (Event Grid) redelivers.
     pub fn retryable(&self) -> bool {
-        matches!(self, ArmError::BudgetExhausted { .. } | ArmError::Token(_))
+        match self {
+            ArmError::BudgetExhausted { .. } => true,
+            ArmError::Token(e) => e.retryable(),
+            ArmError::Rejected { .. }
+            | ArmError::StillRunning(_)
+            | ArmError::Refused(_)
+            | ArmError::InvalidResponse(_) => false,
+        }
     }
 }
 

@@ -1,36 +1,69 @@
 //! Reading the audit trail back: the query people ask (`--resource`, `--since`), and the shapes
 //! they want it in (a table to read, JSON to process, CSV for the auditor's spreadsheet).
 
-use keyguard_core::ResourceId;
+use keyguard_core::{ResourceId, ResourceIdError};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::reconcile::AuditRecord;
 use crate::store::{AuditQuery, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
 
+/// Why a time (`--since`, `until=` ...) is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TimeError {
+    #[error("{0:?} is neither an RFC 3339 time nor an age like 24h or 7d")]
+    NotATime(String),
+    #[error("{0:?}: an age's unit is m, h or d")]
+    Unit(String),
+    #[error("{0:?} reaches back beyond the calendar keyguard can represent")]
+    BeyondCalendar(String),
+}
+
+/// Why an audit query is refused; each names the parameter at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("resource: {0}")]
+    Resource(ResourceIdError),
+    #[error("since: {0}")]
+    Since(TimeError),
+    #[error("until: {0}")]
+    Until(TimeError),
+    #[error("limit {0} is not 1..={MAX_AUDIT_LIMIT}; for more, page back with `until` set to the oldest record's time")]
+    Limit(usize),
+}
+
+/// Why the records could not be written out in the format asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Csv(#[from] csv::Error),
+    #[error(transparent)]
+    Utf8(#[from] std::string::FromUtf8Error),
+}
+
 /// An RFC 3339 time, or an age before `now`: `90m`, `24h`, `7d`. An age that reaches beyond the
 /// calendar (`99999999999999d`) is an error, not an overflow.
-pub fn parse_time(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String> {
+pub fn parse_time(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, TimeError> {
     let text = text.trim();
     if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
         return Ok(t);
     }
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let amount: i64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor an age like 24h or 7d"))?;
+    let amount: i64 = number.parse().map_err(|_| TimeError::NotATime(text.to_string()))?;
     let unit_secs: i64 = match unit {
         "m" => 60,
         "h" => 3_600,
         "d" => 86_400,
-        _ => return Err(format!("{text:?}: an age's unit is m, h or d")),
+        _ => return Err(TimeError::Unit(text.to_string())),
     };
     amount
         .checked_mul(unit_secs)
         .map(time::Duration::seconds)
         .and_then(|age| now.checked_sub(age))
-        .ok_or_else(|| format!("{text:?} reaches back beyond the calendar keyguard can represent"))
+        .ok_or_else(|| TimeError::BeyondCalendar(text.to_string()))
 }
 
 /// The query of `keyguard audit` and `GET /api/audit`. `limit` defaults to
@@ -41,23 +74,21 @@ pub fn query_from(
     until: Option<&str>,
     limit: Option<usize>,
     now: OffsetDateTime,
-) -> Result<AuditQuery, String> {
+) -> Result<AuditQuery, QueryError> {
     let resource = resource
-        .map(|r| ResourceId::parse(r).map_err(|e| format!("resource: {e}")))
+        .map(|r| ResourceId::parse(r).map_err(QueryError::Resource))
         .transpose()?;
     let limit = limit.unwrap_or(DEFAULT_AUDIT_LIMIT);
     if !(1..=MAX_AUDIT_LIMIT).contains(&limit) {
-        return Err(format!(
-            "limit {limit} is not 1..={MAX_AUDIT_LIMIT}; for more, page back with `until` set to the oldest record's time"
-        ));
+        return Err(QueryError::Limit(limit));
     }
     Ok(AuditQuery {
         resource,
         since: since
-            .map(|t| parse_time(t, now).map_err(|e| format!("since: {e}")))
+            .map(|t| parse_time(t, now).map_err(QueryError::Since))
             .transpose()?,
         until: until
-            .map(|t| parse_time(t, now).map_err(|e| format!("until: {e}")))
+            .map(|t| parse_time(t, now).map_err(QueryError::Until))
             .transpose()?,
         limit,
     })
@@ -118,20 +149,18 @@ fn row(record: &AuditRecord) -> [String; 13] {
     ]
 }
 
-pub fn render(records: &[AuditRecord], format: AuditFormat) -> Result<String, String> {
+pub fn render(records: &[AuditRecord], format: AuditFormat) -> Result<String, RenderError> {
     match format {
-        AuditFormat::Json => serde_json::to_string_pretty(records).map_err(|e| e.to_string()),
+        AuditFormat::Json => Ok(serde_json::to_string_pretty(records)?),
         AuditFormat::Csv => {
             let mut writer = csv::Writer::from_writer(Vec::new());
-            writer.write_record(COLUMNS).map_err(|e| e.to_string())?;
+            writer.write_record(COLUMNS)?;
             for record in records {
                 // A cell a spreadsheet would run as a formula is written as text.
-                writer
-                    .write_record(row(record).iter().map(|cell| spreadsheet_safe(cell).into_owned()))
-                    .map_err(|e| e.to_string())?;
+                writer.write_record(row(record).iter().map(|cell| spreadsheet_safe(cell).into_owned()))?;
             }
-            let bytes = writer.into_inner().map_err(|e| e.to_string())?;
-            String::from_utf8(bytes).map_err(|e| e.to_string())
+            let bytes = writer.into_inner().map_err(|e| csv::Error::from(e.into_error()))?;
+            Ok(String::from_utf8(bytes)?)
         }
         AuditFormat::Table => Ok(table(records)),
     }
@@ -215,8 +244,13 @@ mod tests {
             parse_time("2026-01-02T03:04:05Z", now).unwrap(),
             datetime!(2026-01-02 03:04:05 UTC)
         );
-        assert!(parse_time("yesterday", now).unwrap_err().contains("yesterday"));
-        assert!(parse_time("5w", now).unwrap_err().contains("unit"));
+        assert!(
+            parse_time("yesterday", now)
+                .unwrap_err()
+                .to_string()
+                .contains("yesterday")
+        );
+        assert!(parse_time("5w", now).unwrap_err().to_string().contains("unit"));
         assert!(query_from(Some("not-an-id"), None, None, None, now).is_err());
     }
 
@@ -230,7 +264,7 @@ mod tests {
             "2562047788015216h",
             "5000000d",
         ] {
-            let err = parse_time(text, now).unwrap_err();
+            let err = parse_time(text, now).unwrap_err().to_string();
             assert!(
                 err.contains(text) && err.contains("beyond the calendar"),
                 "{text}: {err}"
@@ -241,7 +275,7 @@ mod tests {
         // The edge of what time can represent still works.
         assert!(parse_time("4000000d", now).is_ok());
         for (since, until) in [(Some("99999999999999d"), None), (None, Some("99999999999999d"))] {
-            let err = query_from(None, since, until, None, now).unwrap_err();
+            let err = query_from(None, since, until, None, now).unwrap_err().to_string();
             let which = if since.is_some() { "since" } else { "until" };
             assert!(err.starts_with(which), "{err}");
         }
@@ -259,7 +293,7 @@ mod tests {
             MAX_AUDIT_LIMIT
         );
         for bad in [0, MAX_AUDIT_LIMIT + 1, usize::MAX] {
-            let err = query_from(None, None, None, Some(bad), now).unwrap_err();
+            let err = query_from(None, None, None, Some(bad), now).unwrap_err().to_string();
             assert!(err.contains("limit") && err.contains("10000"), "{err}");
         }
     }

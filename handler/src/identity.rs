@@ -87,9 +87,56 @@ pub trait TokenSource: Send + Sync {
     fn token<'a>(&'a self, scope: &'a str) -> TokenFuture<'a>;
 }
 
+/// Why no token came, by what a caller can do about it.
 #[derive(Debug, thiserror::Error)]
-#[error("could not obtain an access token: {0}")]
-pub struct TokenError(pub String);
+pub enum TokenError {
+    /// The token endpoint could not be reached, timed out, or answered 5xx, 408 or 429: a later
+    /// request may get a token.
+    #[error("could not obtain an access token: {0}")]
+    Unavailable(String),
+    /// The credential was refused or cannot be used as configured: the token endpoint's 400 or 401
+    /// (an identity not assigned, a wrong secret, an unknown client), no signed-in Azure CLI, a
+    /// setting missing. Every request gets the same answer until a person fixes it.
+    #[error("could not obtain an access token: {0}")]
+    Refused(String),
+}
+
+impl TokenError {
+    /// Whether asking again later may get a token.
+    pub fn retryable(&self) -> bool {
+        matches!(self, TokenError::Unavailable(_))
+    }
+
+    /// What a token endpoint's failed answer means.
+    pub fn from_status(status: u16, message: String) -> Self {
+        if matches!(status, 408 | 429) || status >= 500 {
+            TokenError::Unavailable(message)
+        } else {
+            TokenError::Refused(message)
+        }
+    }
+
+    /// What an `azure_identity` credential's failure means. The credential wraps the cause (the
+    /// token endpoint's HTTP answer, or the transport's failure) in an error of its own; the
+    /// first cause that says is decisive. Without one the credential itself gave up on its
+    /// configuration or its tool (the Azure CLI not signed in), which retrying does not change.
+    fn from_credential(error: &azure_core::Error) -> Self {
+        use azure_core::error::ErrorKind;
+        let message = error.to_string();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(current) = cause {
+            if let Some(azure) = current.downcast_ref::<azure_core::Error>() {
+                match azure.kind() {
+                    ErrorKind::HttpResponse { status, .. } => return Self::from_status(u16::from(*status), message),
+                    ErrorKind::Connection | ErrorKind::Io => return TokenError::Unavailable(message),
+                    _ => {}
+                }
+            }
+            cause = current.source();
+        }
+        TokenError::Refused(message)
+    }
+}
 
 /// Wraps an `azure_identity` credential. The credential caches tokens until shortly before expiry,
 /// so calling it per request is cheap.
@@ -131,7 +178,7 @@ impl TokenSource for CredentialTokenSource {
                 .get_token(&[scope], None)
                 .await
                 .map(|t| t.token)
-                .map_err(|e| TokenError(e.to_string()))
+                .map_err(|e| TokenError::from_credential(&e))
         })
     }
 }
@@ -297,6 +344,61 @@ mod tests {
     }
 
     const AZURE_CLI: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+
+    /// What `azure_identity`'s credentials return: an error of their own around the cause.
+    fn credential_failure(cause: azure_core::Error) -> azure_core::Error {
+        azure_core::Error::with_error(
+            azure_core::error::ErrorKind::Credential,
+            cause,
+            "ManagedIdentityCredential authentication failed. the cause",
+        )
+    }
+
+    fn endpoint_answered(status: azure_core::http::StatusCode) -> azure_core::Error {
+        azure_core::Error::with_message(
+            azure_core::error::ErrorKind::HttpResponse {
+                status,
+                error_code: None,
+                raw_response: None,
+            },
+            "The request failed",
+        )
+    }
+
+    #[test]
+    fn a_token_endpoint_that_is_down_is_retried_and_a_refused_credential_is_not() {
+        use azure_core::error::ErrorKind;
+        use azure_core::http::StatusCode;
+        let retryable = |error: azure_core::Error| TokenError::from_credential(&credential_failure(error)).retryable();
+        for status in [
+            StatusCode::InternalServerError,
+            StatusCode::BadGateway,
+            StatusCode::ServiceUnavailable,
+            StatusCode::GatewayTimeout,
+            StatusCode::TooManyRequests,
+            StatusCode::RequestTimeout,
+        ] {
+            assert!(retryable(endpoint_answered(status)), "{status:?}");
+        }
+        // The identity is not assigned to this app, a wrong secret, an unknown client.
+        for status in [StatusCode::BadRequest, StatusCode::Unauthorized, StatusCode::Forbidden] {
+            assert!(!retryable(endpoint_answered(status)), "{status:?}");
+        }
+        // The transport's failures: the endpoint was not reached, or the answer broke off.
+        assert!(retryable(azure_core::Error::with_message(
+            ErrorKind::Connection,
+            "refused"
+        )));
+        assert!(retryable(azure_core::Error::with_message(ErrorKind::Io, "timed out")));
+        // The credential gave up on its own: no signed-in Azure CLI, a setting missing.
+        let cli = azure_core::Error::with_message(ErrorKind::Credential, "Please run 'az login' to set up an account");
+        let error = TokenError::from_credential(&cli);
+        assert!(matches!(error, TokenError::Refused(_)) && !error.retryable(), "{error}");
+        assert!(
+            error.to_string().contains("az login"),
+            "the credential's words are kept: {error}"
+        );
+    }
 
     #[test]
     fn an_app_only_token_gives_the_object_id_and_the_applications_id() {

@@ -28,6 +28,16 @@ pub enum KeyVaultError {
     Token(#[from] TokenError),
 }
 
+impl KeyVaultError {
+    /// Whether the invocation should fail so that Event Grid redelivers.
+    pub fn retryable(&self) -> bool {
+        match self {
+            KeyVaultError::Transient(_) => true,
+            KeyVaultError::Token(e) => e.retryable(),
+        }
+    }
+}
+
 pub struct KeyVaultClient {
     egress: Arc<Egress>,
     /// Recent answers by key URL, for decisions that write nothing (a sweep reads the same few

@@ -47,6 +47,18 @@ impl Default for SweepSettings {
     }
 }
 
+/// Why a text is not a sweep scope.
+#[derive(Debug, thiserror::Error)]
+pub enum ScopeError {
+    #[error(
+        "{0:?} is not a scope: use /subscriptions/{{id}}, /subscriptions/{{id}}/resourceGroups/{{name}} \
+         or /providers/Microsoft.Management/managementGroups/{{name}}"
+    )]
+    NotAScope(String),
+    #[error("{0:?} is not a valid subscription, group or management group name")]
+    BadName(String),
+}
+
 /// What a sweep covers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
@@ -59,7 +71,7 @@ pub enum Scope {
 impl Scope {
     /// `/subscriptions/{id}`, `/subscriptions/{id}/resourceGroups/{name}`,
     /// `/providers/Microsoft.Management/managementGroups/{name}`, or a bare subscription id.
-    pub fn parse(text: &str) -> Result<Scope, String> {
+    pub fn parse(text: &str) -> Result<Scope, ScopeError> {
         let text = text.trim().trim_end_matches('/');
         let segments: Vec<&str> = text.trim_start_matches('/').split('/').collect();
         let valid = |s: &str| {
@@ -87,12 +99,7 @@ impl Scope {
             {
                 Scope::ManagementGroup { name: name.to_string() }
             }
-            _ => {
-                return Err(format!(
-                    "{text:?} is not a scope: use /subscriptions/{{id}}, /subscriptions/{{id}}/resourceGroups/{{name}} \
-                     or /providers/Microsoft.Management/managementGroups/{{name}}"
-                ));
-            }
+            _ => return Err(ScopeError::NotAScope(text.to_string())),
         };
         let names: Vec<&str> = match &scope {
             Scope::Subscription { subscription } => vec![subscription],
@@ -100,9 +107,7 @@ impl Scope {
             Scope::ManagementGroup { name } => vec![name],
         };
         match names.iter().find(|n| !valid(n)) {
-            Some(bad) => Err(format!(
-                "{bad:?} is not a valid subscription, group or management group name"
-            )),
+            Some(bad) => Err(ScopeError::BadName(bad.to_string())),
             None => Ok(scope),
         }
     }

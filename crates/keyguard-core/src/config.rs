@@ -13,7 +13,7 @@ use time::{Date, OffsetDateTime, Time};
 use toml::Spanned;
 
 use crate::catalog::{self, KeyRef};
-use crate::keyref::VaultHost;
+use crate::keyref::{KeyRefError, VaultHost};
 use crate::resource_id::ResourceId;
 use crate::routing::{
     AlertRule, AlertSettings, AlertSeverity, MAX_DIGEST_MINUTES, MAX_SUPPRESS_MINUTES, OUTCOMES, Route, RouteKind,
@@ -546,12 +546,21 @@ impl Config {
     }
 }
 
+/// Why an exemption's expiry (a tag's or the profile file's) is refused. The text is clipped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExpiryError {
+    #[error("\"{0}\" is not a valid date (expected YYYY-MM-DD)")]
+    NotADate(String),
+    #[error("\"{0}\" is neither a date (YYYY-MM-DD) nor an RFC 3339 date-time with an offset")]
+    NotAnInstant(String),
+}
+
 /// `2027-01-31` (the end of that day, UTC) or an RFC 3339 instant with an offset.
-pub fn parse_expiry(text: &str) -> Result<OffsetDateTime, String> {
+pub fn parse_expiry(text: &str) -> Result<OffsetDateTime, ExpiryError> {
     let t = text.trim();
     if t.len() == 10 {
         let date = Date::parse(t, time::macros::format_description!("[year]-[month]-[day]"))
-            .map_err(|_| format!("\"{t}\" is not a valid date (expected YYYY-MM-DD)"))?;
+            .map_err(|_| ExpiryError::NotADate(t.to_string()))?;
         return Ok(date.with_time(end_of_day()).assume_utc());
     }
     // TOML allows a space instead of 'T'; RFC 3339 allows lower-case 't' and 'z'.
@@ -559,12 +568,7 @@ pub fn parse_expiry(text: &str) -> Result<OffsetDateTime, String> {
     if normalised.len() > 10 && normalised.as_bytes().get(10) == Some(&b' ') {
         normalised.replace_range(10..11, "T");
     }
-    OffsetDateTime::parse(&normalised, &Rfc3339).map_err(|_| {
-        format!(
-            "\"{}\" is neither a date (YYYY-MM-DD) nor an RFC 3339 date-time with an offset",
-            t.chars().take(64).collect::<String>()
-        )
-    })
+    OffsetDateTime::parse(&normalised, &Rfc3339).map_err(|_| ExpiryError::NotAnInstant(clip(t)))
 }
 
 fn end_of_day() -> Time {
@@ -1370,14 +1374,24 @@ fn clip(s: &str) -> String {
 
 /// Accepts `https://{host}[/]` or a bare host; the host must be a Key Vault or Managed HSM name.
 /// An allow-list entry or pinned vault: a vault URI or host, parsed as keys are, kept as the host.
-fn validate_vault(entry: &str) -> Result<String, String> {
+fn validate_vault(entry: &str) -> Result<String, NotAVault> {
     let e = entry.trim();
-    VaultHost::parse(e).map(|v| v.as_str().to_string()).map_err(|problem| {
-        format!(
-            "\"{}\" is not a Key Vault or Managed HSM URI or host ({problem}; expected e.g. https://kv-prod.vault.azure.net)",
-            clip(e)
-        )
-    })
+    VaultHost::parse(e)
+        .map(|v| v.as_str().to_string())
+        .map_err(|problem| NotAVault {
+            entry: clip(e),
+            problem,
+        })
+}
+
+/// An allow-list entry or pinned vault that names no vault. The entry is clipped.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "\"{entry}\" is not a Key Vault or Managed HSM URI or host ({problem}; expected e.g. https://kv-prod.vault.azure.net)"
+)]
+struct NotAVault {
+    entry: String,
+    problem: KeyRefError,
 }
 
 #[cfg(test)]

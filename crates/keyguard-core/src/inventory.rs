@@ -397,7 +397,7 @@ impl Reader<'_> {
         if catalog::lookup(&id_type).is_some() {
             return match to_arm_shape(&id_type, object) {
                 Ok(document) => self.assembly.add_resource(id, document, location),
-                Err(why) => self.warn(location, Some(id.as_str()), &why),
+                Err(why) => self.warn(location, Some(id.as_str()), &why.to_string()),
             };
         }
         if let Some(parent) = id.parent() {
@@ -439,7 +439,7 @@ impl Reader<'_> {
         }
         match to_arm_shape(child_type, object) {
             Ok(document) => self.assembly.add_child(parent, relative, document, location),
-            Err(why) => self.warn(location, Some(&format!("{parent}/{relative}")), &why),
+            Err(why) => self.warn(location, Some(&format!("{parent}/{relative}")), &why.to_string()),
         }
     }
 }
@@ -581,27 +581,51 @@ const CLI_MODELS: &[CliModel] = &[
     },
 ];
 
-fn to_arm_shape(resource_type: &str, mut object: Map<String, Value>) -> Result<Value, String> {
+/// Why an export row is not read as an ARM document.
+#[derive(Debug, thiserror::Error)]
+enum NotArmShape {
+    /// No `properties` object, and the type is not one `az` prints flattened.
+    #[error("{0}, skipped")]
+    NoProperties(MissingProperties),
+    /// No `properties` object, nor any of the fields `az` prints for the type.
+    #[error("{missing} and no `{}` as `az` prints it, skipped", .fields.join("` or `"))]
+    NoFields {
+        missing: MissingProperties,
+        fields: &'static [&'static str],
+    },
+}
+
+/// How a row lacks its `properties` object, which says how the export was made.
+#[derive(Clone, Copy, Debug, thiserror::Error)]
+enum MissingProperties {
+    #[error(
+        "`properties` is null (`az resource list` leaves it out: export with `az graph query` or `az resource show`)"
+    )]
+    Null,
+    #[error("no `properties` object (a Resource Graph query must keep the `properties` column)")]
+    Absent,
+}
+
+fn to_arm_shape(resource_type: &str, mut object: Map<String, Value>) -> Result<Value, NotArmShape> {
     if get_ci(&object, "properties").is_some_and(Value::is_object) {
         return Ok(Value::Object(object));
     }
-    let null_properties = get_ci(&object, "properties").is_some_and(Value::is_null);
-    let why_no_properties = if null_properties {
-        "`properties` is null (`az resource list` leaves it out: export with `az graph query` or `az resource show`)"
+    let missing = if get_ci(&object, "properties").is_some_and(Value::is_null) {
+        MissingProperties::Null
     } else {
-        "no `properties` object (a Resource Graph query must keep the `properties` column)"
+        MissingProperties::Absent
     };
     let Some(model) = CLI_MODELS
         .iter()
         .find(|m| m.resource_type.eq_ignore_ascii_case(resource_type))
     else {
-        return Err(format!("{why_no_properties}, skipped"));
+        return Err(NotArmShape::NoProperties(missing));
     };
     if !model.needs_one_of.is_empty() && !model.needs_one_of.iter().any(|f| get_ci(&object, f).is_some()) {
-        return Err(format!(
-            "{why_no_properties} and no `{}` as `az` prints it, skipped",
-            model.needs_one_of.join("` or `")
-        ));
+        return Err(NotArmShape::NoFields {
+            missing,
+            fields: model.needs_one_of,
+        });
     }
     object.retain(|k, v| !(k.eq_ignore_ascii_case("properties") && v.is_null()));
     let (envelope, mut properties): (Map<String, Value>, Map<String, Value>) = object
@@ -922,11 +946,15 @@ mod tests {
     fn projected_rows_without_the_fields_are_not_mistaken_for_missing_key_sources() {
         let row = json!({"id": format!("{SUB}/providers/Microsoft.Storage/storageAccounts/st"), "type": "microsoft.storage/storageaccounts"});
         let Value::Object(row) = row else { unreachable!() };
-        let why = to_arm_shape("microsoft.storage/storageaccounts", row).unwrap_err();
+        let why = to_arm_shape("microsoft.storage/storageaccounts", row)
+            .unwrap_err()
+            .to_string();
         assert!(why.contains("no `properties` object"), "{why}");
         let row = json!({"id": format!("{SUB}/providers/Microsoft.Storage/storageAccounts/st"), "properties": null});
         let Value::Object(row) = row else { unreachable!() };
-        let why = to_arm_shape("Microsoft.Storage/storageAccounts", row).unwrap_err();
+        let why = to_arm_shape("Microsoft.Storage/storageAccounts", row)
+            .unwrap_err()
+            .to_string();
         assert!(why.contains("az resource list"), "{why}");
     }
 

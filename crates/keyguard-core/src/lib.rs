@@ -17,6 +17,7 @@ pub mod infra;
 pub mod inventory;
 pub mod keyref;
 pub mod keyvault;
+pub mod operation;
 pub mod outcome;
 pub mod plan;
 pub mod resource_id;

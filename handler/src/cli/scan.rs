@@ -163,22 +163,36 @@ impl Progress {
     }
 }
 
+/// Why a `--time-budget` is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BudgetError {
+    #[error("{0:?} is not a duration like 90s, 10m or 2h")]
+    NotADuration(String),
+    #[error("{0:?}: the unit is s, m or h")]
+    Unit(String),
+    #[error("the time budget must be more than zero")]
+    Zero,
+}
+
 /// `90s`, `10m`, `2h`, or plain seconds.
-pub fn parse_budget(text: &str) -> Result<Duration, String> {
+pub fn parse_budget(text: &str) -> Result<Duration, BudgetError> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: u64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 90s, 10m or 2h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("{text:?}: the unit is s, m or h")),
+        .map_err(|_| BudgetError::NotADuration(text.to_string()))?;
+    let unit_secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(BudgetError::Unit(text.to_string())),
     };
+    let secs = n
+        .checked_mul(unit_secs)
+        .ok_or_else(|| BudgetError::NotADuration(text.to_string()))?;
     if secs == 0 {
-        return Err("the time budget must be more than zero".into());
+        return Err(BudgetError::Zero);
     }
     Ok(Duration::from_secs(secs))
 }
@@ -199,6 +213,8 @@ mod tests {
         assert!(parse_budget("0").is_err());
         assert!(parse_budget("soon").is_err());
         assert!(parse_budget("5d").is_err());
+        // Past u64 seconds: refused, not an overflow.
+        assert!(parse_budget("9999999999999999999h").is_err());
     }
 
     #[test]

@@ -41,7 +41,7 @@ fn json_request<T: serde::de::DeserializeOwned>(
 /// A failure of keyguard's own dependencies (store, identity, ARM). Its text can carry credential,
 /// endpoint and tenant details, which `/api/health` hides for the same reason: it goes to the log
 /// under the correlation id, and the caller gets a fixed message naming that id. 503 when retrying
-/// may help, 502 when ARM refused.
+/// may help, 502 when a dependency refused or the stored state is unreadable.
 fn failure(retryable: bool, what: &str, correlation_id: &str, cause: &dyn std::fmt::Display) -> Response {
     tracing::error!(correlation_id, retryable, error = %cause, "{what} failed");
     let (status, code, reason) = if retryable {
@@ -51,7 +51,11 @@ fn failure(retryable: bool, what: &str, correlation_id: &str, cause: &dyn std::f
             "the state store, keyguard's identity or ARM is not available now; try again later",
         )
     } else {
-        (StatusCode::BAD_GATEWAY, "ArmError", "ARM refused a call keyguard made")
+        (
+            StatusCode::BAD_GATEWAY,
+            "NotRetryable",
+            "ARM, Key Vault, the token endpoint or the state store refused a call keyguard made, or keyguard's stored state is unreadable; retrying will not help",
+        )
     };
     let message = format!(
         "{what} did not complete: {reason}. The details are in keyguard's log under correlation id {correlation_id}."

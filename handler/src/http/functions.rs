@@ -18,10 +18,22 @@ pub(super) async fn encryption_drift(
 ) -> Result<InvocationResult, InvocationError> {
     let event =
         parse_event(&invocation.data).map_err(|e| InvocationError::rejected(400, "InvalidEvent", e.to_string()))?;
-    let outcome = handle(&state.reconcile, &event).await?;
     let mut result = InvocationResult::new();
-    result.log(outcome.outcome.summary());
-    result.return_value(serde_json::to_value(&outcome).unwrap_or(Value::Null));
+    match handle(&state.reconcile, &event).await {
+        Ok(decision) => {
+            result.log(decision.outcome.summary());
+            result.return_value(serde_json::to_value(&decision).unwrap_or(Value::Null));
+        }
+        // The host fails an invocation on any error answer and Event Grid then redelivers for up
+        // to a day, to the same answer: one retrying cannot fix is answered as taken, the log
+        // says why, and the next timer reconcile looks at the resource again.
+        Err(InvocationError::Rejected { message, .. }) => {
+            tracing::warn!(event_id = %event.id, "not retryable: answered as taken, so Event Grid does not redeliver it");
+            result.log(format!("{message} (not retryable: not redelivered)"));
+            result.return_value(serde_json::json!({"notProcessed": message, "retryable": false}));
+        }
+        Err(retry) => return Err(retry),
+    }
     Ok(result)
 }
 

@@ -232,16 +232,17 @@ impl ApiRouter {
 }
 
 /// One event through the pipeline, for the `EncryptionDrift` function and the webhook alike: a
-/// retryable failure asks for redelivery, any other is refused with 422.
+/// retryable failure asks for redelivery, any other is refused with 400.
 async fn handle(context: &Context, event: &IncomingEvent) -> Result<Decision, InvocationError> {
     reconcile::handle_event(context, event).await.map_err(|e| {
         tracing::error!(event_id = %event.id, error = %e, retryable = e.retryable(), "event processing failed");
         if e.retryable() {
             InvocationError::retryable(format!("event {} not processed, retry: {e}", event.id))
         } else {
+            // 400: Event Grid dead-letters a webhook delivery at once (it retries a 422 for a day).
             InvocationError::rejected(
-                422,
-                "Unprocessable",
+                400,
+                "NotProcessed",
                 format!("event {} cannot be processed: {e}", event.id),
             )
         }
@@ -282,6 +283,8 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 
 #[cfg(test)]
 mod access_tests;
+#[cfg(test)]
+mod event_failure_tests;
 #[cfg(test)]
 mod openapi_tests;
 #[cfg(test)]

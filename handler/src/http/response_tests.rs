@@ -100,7 +100,7 @@ fn cases(events: Vec<Value>) -> Vec<Case> {
                 assert!(message.contains("correlation id"), "{b}");
                 assert!(!message.contains("connection refused"), "the store's error text: {b}");
             }),
-        Case::new("check when the credential issues no token", NoToken, "POST", "/api/check", 503)
+        Case::new("check when the credential is refused", NoToken, "POST", "/api/check", 502)
             .json(json!({"resourceId": cmk}))
             .header("x-ms-correlation-request-id", "corr-check-no-token")
             .expect(|b| {
@@ -388,7 +388,7 @@ fn cases(events: Vec<Value>) -> Vec<Case> {
 }
 
 /// The events a person's change to an account makes, as Event Grid would deliver them.
-fn events_for_change(sim: &azure_sim::SimHandle, id: &str) -> Vec<Value> {
+pub(super) fn events_for_change(sim: &azure_sim::SimHandle, id: &str) -> Vec<Value> {
     let person = azure_sim::Principal {
         oid: "11111111-2222-3333-4444-555555555555".into(),
         appid: "04b07795-8ddb-461a-bbee-02f9e1bf7b46".into(),

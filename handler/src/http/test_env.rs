@@ -55,14 +55,21 @@ impl TokenSource for SimManagedIdentity {
                 .header("x-identity-header", &self.header)
                 .send()
                 .await
-                .map_err(|e| TokenError(e.to_string()))?;
-            if !response.status().is_success() {
-                return Err(TokenError(format!("identity endpoint answered {}", response.status())));
+                .map_err(|e| TokenError::Unavailable(e.to_string()))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(TokenError::from_status(
+                    status.as_u16(),
+                    format!("identity endpoint answered {status}"),
+                ));
             }
-            let body: Value = response.json().await.map_err(|e| TokenError(e.to_string()))?;
+            let body: Value = response
+                .json()
+                .await
+                .map_err(|e| TokenError::Unavailable(e.to_string()))?;
             let token = body["access_token"]
                 .as_str()
-                .ok_or_else(|| TokenError("no access_token".into()))?;
+                .ok_or_else(|| TokenError::Unavailable("no access_token".into()))?;
             Ok(azure_core::credentials::Secret::new(token.to_string()))
         })
     }
@@ -73,12 +80,12 @@ pub(super) struct FailingCredential;
 
 impl TokenSource for FailingCredential {
     fn token<'a>(&'a self, _scope: &'a str) -> TokenFuture<'a> {
-        Box::pin(async { Err(TokenError(CREDENTIAL_ERROR.into())) })
+        Box::pin(async { Err(TokenError::Refused(CREDENTIAL_ERROR.into())) })
     }
 }
 
 /// A store whose every call fails after start-up, like a Table Storage account gone away.
-struct UnreachableStore;
+pub(super) struct UnreachableStore;
 
 #[async_trait]
 impl TableBackend for UnreachableStore {
@@ -89,22 +96,22 @@ impl TableBackend for UnreachableStore {
         Ok(())
     }
     async fn get(&self, _: Table, _: &str, _: &str) -> Result<Option<Entity>, StoreError> {
-        Err(StoreError("connection refused".into()))
+        Err(StoreError::Unavailable("connection refused".into()))
     }
     async fn insert(&self, _: Table, _: &str, _: &str, _: &Value) -> Result<Written, StoreError> {
-        Err(StoreError("connection refused".into()))
+        Err(StoreError::Unavailable("connection refused".into()))
     }
     async fn replace(&self, _: Table, _: &str, _: &str, _: &Value, _: Option<&str>) -> Result<Written, StoreError> {
-        Err(StoreError("connection refused".into()))
+        Err(StoreError::Unavailable("connection refused".into()))
     }
     async fn delete(&self, _: Table, _: &str, _: &str, _: Option<&str>) -> Result<Written, StoreError> {
-        Err(StoreError("connection refused".into()))
+        Err(StoreError::Unavailable("connection refused".into()))
     }
     async fn query_first(&self, _: Table, _: &RowRange<'_>, _: usize) -> Result<Vec<Entity>, StoreError> {
-        Err(StoreError("connection refused".into()))
+        Err(StoreError::Unavailable("connection refused".into()))
     }
     async fn flush(&self) -> Result<(), StoreError> {
-        Err(StoreError("connection refused".into()))
+        Err(StoreError::Unavailable("connection refused".into()))
     }
 }
 

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use functions_runtime::InvocationError;
 use keyguard_core::event::{EventKind, parse_delivery};
 use serde_json::{Value, json};
 
@@ -91,10 +92,13 @@ pub(super) async fn webhook_events(
     }
     let mut outcomes = Vec::new();
     let mut rejected = Vec::new();
+    let mut not_processed = Vec::new();
     for event in events {
         match event {
             Ok(event) => match handle(&state.reconcile, &event).await {
                 Ok(outcome) => outcomes.push(outcome),
+                // Retrying cannot fix it: the batch's other events are still handled first.
+                Err(e @ InvocationError::Rejected { .. }) => not_processed.push(e.to_string()),
                 // Event Grid redelivers the whole batch; already-handled events are deduped.
                 Err(e) => {
                     return error(
@@ -110,6 +114,12 @@ pub(super) async fn webhook_events(
     if !rejected.is_empty() {
         // 400 is not retried by Event Grid: the delivery goes to the dead-letter container, not lost.
         return error(StatusCode::BAD_REQUEST, "InvalidEvent", &rejected.join("; "));
+    }
+    if !not_processed.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "NotProcessed", &not_processed.join("; "));
+    }
+    if !not_processed.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "NotProcessed", &not_processed.join("; "));
     }
     (
         StatusCode::OK,

@@ -57,15 +57,15 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
-    /// Whether redelivery could succeed. Store and identity failures are transient; ARM says itself.
+    /// Whether redelivery could succeed. Each dependency's error says itself: a store or token
+    /// endpoint that is down, yes; corrupt stored data or a refused credential, never.
     pub fn retryable(&self) -> bool {
         match self {
             ReconcileError::Arm(e) => e.retryable(),
-            ReconcileError::Store(_)
-            | ReconcileError::Token(_)
-            | ReconcileError::KeyVault(_)
-            | ReconcileError::Busy(_)
-            | ReconcileError::LeaseLost(_) => true,
+            ReconcileError::Store(e) => e.retryable(),
+            ReconcileError::Token(e) => e.retryable(),
+            ReconcileError::KeyVault(e) => e.retryable(),
+            ReconcileError::Busy(_) | ReconcileError::LeaseLost(_) => true,
         }
     }
 }

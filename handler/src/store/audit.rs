@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
-use super::{RowRange, StateStore, StoreError, Table, Written, store_err, table_key, v7_floor};
+use super::{RowRange, StateStore, StoreError, Table, Written, table_key, to_json, v7_floor};
 use keyguard_core::ResourceId;
 
 /// Records per query unless the caller asks for another number.
@@ -112,7 +112,7 @@ impl StateStore {
     /// Appends one record under the resource it concerns; `id` is a UUID v7 (time order).
     /// Insert-only: a record is never rewritten. `false`: a record with this id exists already.
     pub async fn append_audit<T: Serialize>(&self, resource: &str, id: &str, record: &T) -> Result<bool, StoreError> {
-        let data = serde_json::to_value(record).map_err(store_err)?;
+        let data = to_json(record)?;
         let Filed { ms, row } = filed(id);
         // The timeline first: a failure between the two writes leaves a timeline entry whose
         // record the retry then writes, never a record missing from the timeline. An entry that
@@ -148,7 +148,7 @@ impl StateStore {
         rows.into_iter()
             .map(|e| {
                 serde_json::from_value(e.data)
-                    .map_err(|err| StoreError(format!("audit record {} is unreadable: {err}", e.row)))
+                    .map_err(|err| StoreError::Corrupt(format!("audit record {} is unreadable: {err}", e.row)))
             })
             .collect()
     }

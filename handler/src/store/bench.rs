@@ -65,7 +65,7 @@ async fn event_start(
     let lease = store
         .try_lease(id, holder, ttl, now)
         .await?
-        .ok_or_else(|| StoreError("bench lease taken".into()))?;
+        .ok_or_else(|| StoreError::Conflict("bench lease taken".into()))?;
     store.event_seen(event_id, now).await?;
     store.revert_intent(id).await?;
     store.remember_resource(id, Some(&steady_safeguards())).await?;
@@ -81,11 +81,11 @@ pub async fn run(store: &StateStore, events: usize) -> Result<BenchReport, Store
             ResourceId::parse(&format!(
                 "/subscriptions/{run}/resourceGroups/rg-bench/providers/Microsoft.Storage/storageAccounts/st{n:05}"
             ))
-            .map_err(|e| StoreError(e.to_string()))
+            .map_err(|e| StoreError::Corrupt(format!("bench resource id: {e}")))
         })
         .collect::<Result<_, _>>()?;
     let key = KeyRef::from_key_uri("https://kv-bench.vault.azure.net/keys/bench", None)
-        .map_err(|e| StoreError(format!("bench key URI: {e}")))?;
+        .map_err(|e| StoreError::Corrupt(format!("bench key URI: {e}")))?;
     let ttl = time::Duration::seconds(55);
     let holder = format!("bench/{run}");
 
@@ -144,7 +144,7 @@ pub async fn run(store: &StateStore, events: usize) -> Result<BenchReport, Store
         lease = store
             .renew_lease(&lease, ttl, now)
             .await?
-            .ok_or_else(|| StoreError("bench lease lost".into()))?;
+            .ok_or_else(|| StoreError::Conflict("bench lease lost".into()))?;
         store
             .append_audit(id.as_str(), &intent.id, &serde_json::json!({"result": "reverted"}))
             .await?;

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
 
-use super::{Entity, RowRange, StoreError, Table, TableBackend, Written, store_err};
+use super::{Entity, RowRange, StoreError, Table, TableBackend, Written};
 
 /// Partition and row keys are joined with NUL, which an escaped key never contains, so a
 /// partition's rows are one contiguous key range.
@@ -35,6 +35,9 @@ fn compound(partition: &str, row: &str) -> String {
     format!("{partition}{SEPARATOR}{row}")
 }
 
+/// The tag an unreadable row is treated as having: never one [`new_etag`] makes (those are hex).
+const UNREADABLE_ETAG: &str = "unreadable";
+
 fn new_etag() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
@@ -42,15 +45,19 @@ fn new_etag() -> String {
 impl EmbeddedBackend {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(store_err)?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", parent.display())))?;
         }
         let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError(format!(
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
                 "{} is in use by another keyguard process (the embedded store serves one process; \
                  read a running instance's audit trail with GET /api/audit, or share state through Table Storage)",
                 path.display()
             )),
-            other => StoreError(format!("{}: {other}", path.display())),
+            other => match redb_error(other) {
+                StoreError::Corrupt(why) => StoreError::Corrupt(format!("{}: {why}", path.display())),
+                other => StoreError::Unavailable(format!("{}: {other}", path.display())),
+            },
         })?;
         Ok(Self {
             db: Arc::new(db),
@@ -66,7 +73,7 @@ impl EmbeddedBackend {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db))
             .await
-            .map_err(|e| StoreError(format!("store task failed: {e}")))?
+            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
 
     /// Reads and non-durable commits take microseconds: handing them to another thread would
@@ -89,33 +96,38 @@ impl EmbeddedBackend {
     ) -> Result<Written, StoreError> {
         let key = compound(partition, row);
         let work = move |db: &Database| {
-            let mut txn = db.begin_write().map_err(store_err)?;
+            let mut txn = db.begin_write().map_err(redb_error)?;
             if !table.durable() {
-                txn.set_durability(Durability::None).map_err(store_err)?;
+                txn.set_durability(Durability::None).map_err(redb_error)?;
             }
             let written = {
-                let mut t = txn.open_table(definition(table)).map_err(store_err)?;
-                let current: Option<Stored> = match t.get(key.as_str()).map_err(store_err)? {
-                    Some(v) => Some(serde_json::from_str(v.value()).map_err(store_err)?),
-                    None => None,
-                };
+                let mut t = txn.open_table(definition(table)).map_err(redb_error)?;
+                // A row that does not read is still there: an insert conflicts with it, no tag a
+                // caller holds matches it, and an unconditional write replaces it, as Table
+                // Storage's would (so the next write of the row heals it on both backends).
+                let current: Option<Stored> = t.get(key.as_str()).map_err(redb_error)?.map(|v| {
+                    serde_json::from_str(v.value()).unwrap_or_else(|_| Stored {
+                        etag: UNREADABLE_ETAG.to_string(),
+                        data: Value::Null,
+                    })
+                });
                 match decide(current.as_ref()) {
                     None => Written::Conflict,
                     Some(Some(data)) => {
                         let stored = Stored { etag: new_etag(), data };
-                        let text = serde_json::to_string(&stored).map_err(store_err)?;
-                        t.insert(key.as_str(), text.as_str()).map_err(store_err)?;
+                        let text = serde_json::to_string(&stored).map_err(StoreError::unwritable)?;
+                        t.insert(key.as_str(), text.as_str()).map_err(redb_error)?;
                         Written::Done { etag: stored.etag }
                     }
                     Some(None) => {
-                        t.remove(key.as_str()).map_err(store_err)?;
+                        t.remove(key.as_str()).map_err(redb_error)?;
                         Written::Done { etag: String::new() }
                     }
                 }
             };
             match written {
-                Written::Conflict => txn.abort().map_err(store_err)?,
-                Written::Done { .. } => txn.commit().map_err(store_err)?,
+                Written::Conflict => txn.abort().map_err(redb_error)?,
+                Written::Done { .. } => txn.commit().map_err(redb_error)?,
             }
             Ok(written)
         };
@@ -127,9 +139,32 @@ impl EmbeddedBackend {
     }
 }
 
+/// redb's failures by what they mean to a caller: a damaged file, or one whose tables are not
+/// keyguard's, reads the same next time; I/O and the rest may pass.
+fn redb_error(error: impl Into<redb::Error>) -> StoreError {
+    let error: redb::Error = error.into();
+    let corrupt = match &error {
+        redb::Error::Corrupted(_)
+        | redb::Error::UpgradeRequired(_)
+        | redb::Error::TableTypeMismatch { .. }
+        | redb::Error::TypeDefinitionChanged { .. }
+        | redb::Error::TableIsMultimap(_)
+        | redb::Error::TableIsNotMultimap(_) => true,
+        // How redb says that a file does not hold a redb database at all.
+        redb::Error::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
+    };
+    if corrupt {
+        StoreError::Corrupt(error.to_string())
+    } else {
+        StoreError::Unavailable(error.to_string())
+    }
+}
+
 fn entity_from(key: &str, text: &str) -> Result<Entity, StoreError> {
     let (partition, row) = key.split_once(SEPARATOR).unwrap_or((key, ""));
-    let stored: Stored = serde_json::from_str(text).map_err(store_err)?;
+    let stored: Stored = serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("stored row {partition}/{row} is not a stored entity: {e}")))?;
     Ok(Entity {
         partition: partition.to_string(),
         row: row.to_string(),
@@ -146,11 +181,11 @@ impl TableBackend for EmbeddedBackend {
 
     async fn prepare(&self) -> Result<(), StoreError> {
         self.blocking(|db| {
-            let txn = db.begin_write().map_err(store_err)?;
+            let txn = db.begin_write().map_err(redb_error)?;
             for table in Table::ALL {
-                txn.open_table(definition(table)).map_err(store_err)?;
+                txn.open_table(definition(table)).map_err(redb_error)?;
             }
-            txn.commit().map_err(store_err)
+            txn.commit().map_err(redb_error)
         })
         .await
     }
@@ -158,9 +193,9 @@ impl TableBackend for EmbeddedBackend {
     async fn get(&self, table: Table, partition: &str, row: &str) -> Result<Option<Entity>, StoreError> {
         let key = compound(partition, row);
         self.quick(move |db| {
-            let txn = db.begin_read().map_err(store_err)?;
-            let t = txn.open_table(definition(table)).map_err(store_err)?;
-            match t.get(key.as_str()).map_err(store_err)? {
+            let txn = db.begin_read().map_err(redb_error)?;
+            let t = txn.open_table(definition(table)).map_err(redb_error)?;
+            match t.get(key.as_str()).map_err(redb_error)? {
                 Some(v) => entity_from(&key, v.value()).map(Some),
                 None => Ok(None),
             }
@@ -212,8 +247,8 @@ impl TableBackend for EmbeddedBackend {
 
     async fn flush(&self) -> Result<(), StoreError> {
         self.blocking(|db| {
-            let txn = db.begin_write().map_err(store_err)?;
-            txn.commit().map_err(store_err)
+            let txn = db.begin_write().map_err(redb_error)?;
+            txn.commit().map_err(redb_error)
         })
         .await
     }
@@ -223,8 +258,8 @@ impl TableBackend for EmbeddedBackend {
         let row_from = range.row_from.map(str::to_string);
         let row_before = range.row_before.map(str::to_string);
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(store_err)?;
-            let t = txn.open_table(definition(table)).map_err(store_err)?;
+            let txn = db.begin_read().map_err(redb_error)?;
+            let t = txn.open_table(definition(table)).map_err(redb_error)?;
             let range = RowRange {
                 partition: partition.as_deref(),
                 row_from: row_from.as_deref(),
@@ -236,15 +271,15 @@ impl TableBackend for EmbeddedBackend {
                 Some(p) => {
                     let start = format!("{p}{SEPARATOR}{}", row_from.as_deref().unwrap_or(""));
                     let end = format!("{p}\u{1}");
-                    t.range::<&str>(start.as_str()..end.as_str()).map_err(store_err)?
+                    t.range::<&str>(start.as_str()..end.as_str()).map_err(redb_error)?
                 }
-                None => t.iter().map_err(store_err)?,
+                None => t.iter().map_err(redb_error)?,
             };
             for item in iter {
                 if out.len() >= max {
                     break;
                 }
-                let (key, value) = item.map_err(store_err)?;
+                let (key, value) = item.map_err(redb_error)?;
                 // The keys decide before the value is parsed: skipped rows cost no JSON parsing.
                 let (p, r) = key.value().split_once(SEPARATOR).unwrap_or((key.value(), ""));
                 if range.contains(p, r) {
@@ -254,5 +289,36 @@ impl TableBackend for EmbeddedBackend {
             Ok(out)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+impl EmbeddedBackend {
+    /// Stores `text` as the row's bytes, as a damaged or tampered file would hold them.
+    pub(super) fn write_raw(&self, table: Table, partition: &str, row: &str, text: &str) {
+        let txn = self.db.begin_write().unwrap();
+        txn.open_table(definition(table))
+            .unwrap()
+            .insert(compound(partition, row).as_str(), text)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file that is not a redb database (a truncated copy, another program's file) is refused
+    /// as corrupt: opening it again gives the same answer.
+    #[test]
+    fn a_file_that_is_not_a_store_is_corrupt_not_unavailable() {
+        let dir = crate::test_support::TempDir::new("keyguard-embedded-foreign");
+        let path = dir.path().join("state.redb");
+        std::fs::write(&path, vec![0x5a_u8; 64 * 1024]).unwrap();
+        let error = EmbeddedBackend::open(&path).err().expect("a foreign file is refused");
+        assert!(matches!(error, StoreError::Corrupt(_)), "{error}");
+        assert!(!error.retryable());
+        assert!(error.to_string().contains("state.redb"), "names the file: {error}");
     }
 }

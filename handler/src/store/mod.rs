@@ -11,13 +11,16 @@
 
 mod audit;
 pub mod bench;
+mod connection;
 mod embedded;
+mod error;
 mod table;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use keyguard_core::operation::PendingOperation;
 use keyguard_core::safeguards::SafeguardState;
 use keyguard_core::{KeyRef, ResourceId};
 use serde::de::DeserializeOwned;
@@ -25,18 +28,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::arm::PendingOperation;
-
 pub use audit::{AuditQuery, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
+pub use connection::TableConnection;
 pub use embedded::EmbeddedBackend;
-pub use table::{AzureTableBackend, TableConnection};
+pub use error::StoreError;
+pub use table::AzureTableBackend;
 
-#[derive(Debug, thiserror::Error)]
-#[error("state store: {0}")]
-pub struct StoreError(pub String);
-
-pub(crate) fn store_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
+/// `value` as the JSON a backend stores.
+fn to_json(value: &impl Serialize) -> Result<Value, StoreError> {
+    serde_json::to_value(value).map_err(StoreError::unwritable)
 }
 
 /// The kinds of entity keyguard keeps; each is one table (one Azure table, one redb table).
@@ -384,8 +384,9 @@ impl StateStore {
         let Some(entity) = self.backend.get(table, partition, row).await? else {
             return Ok(None);
         };
-        let value = serde_json::from_value(entity.data)
-            .map_err(|e| StoreError(format!("{} entity {partition}/{row} is unreadable: {e}", table.name())))?;
+        let value = serde_json::from_value(entity.data).map_err(|e| {
+            StoreError::Corrupt(format!("{} entity {partition}/{row} is unreadable: {e}", table.name()))
+        })?;
         Ok(Some(Versioned {
             value,
             etag: entity.etag,
@@ -393,7 +394,7 @@ impl StateStore {
     }
 
     async fn upsert_json<T: Serialize>(&self, table: Table, partition: &str, value: &T) -> Result<(), StoreError> {
-        let data = serde_json::to_value(value).map_err(store_err)?;
+        let data = to_json(value)?;
         self.backend
             .replace(table, partition, SINGLE_ROW, &data, None)
             .await
@@ -493,7 +494,7 @@ impl StateStore {
             holder: holder.to_string(),
             expires_at: now + ttl,
         };
-        let value = serde_json::to_value(&data).map_err(store_err)?;
+        let value = to_json(&data)?;
         let written = match self.get_json::<LeaseData>(Table::Leases, &key, SINGLE_ROW).await? {
             None => self.backend.insert(Table::Leases, &key, SINGLE_ROW, &value).await?,
             Some(current)
@@ -532,7 +533,7 @@ impl StateStore {
             holder: lease.holder.clone(),
             expires_at: now + ttl,
         };
-        let value = serde_json::to_value(&data).map_err(store_err)?;
+        let value = to_json(&data)?;
         let written = self
             .backend
             .replace(
@@ -611,7 +612,7 @@ impl StateStore {
             recorded_at: now,
             set_by: set_by.map(str::to_string),
         };
-        let data = serde_json::to_value(&baseline).map_err(store_err)?;
+        let data = to_json(&baseline)?;
         // Every round of a race has a winner, so a few rounds settle any realistic contention.
         for attempt in 0..16u64 {
             if attempt > 0 {
@@ -642,7 +643,7 @@ impl StateStore {
                 return Ok(BaselineWrite::Recorded);
             }
         }
-        Err(StoreError(format!(
+        Err(StoreError::Conflict(format!(
             "the baseline of {resource} kept changing while it was being written"
         )))
     }
@@ -700,7 +701,7 @@ impl StateStore {
             resource_id: resource.as_str().to_string(),
             safeguards: safeguards.cloned().or_else(|| previous.clone()),
         };
-        let data = serde_json::to_value(&wanted).map_err(store_err)?;
+        let data = to_json(&wanted)?;
         let written = match &current {
             None => self.backend.insert(Table::Resources, &key, SINGLE_ROW, &data).await?,
             Some(c) if c.value.safeguards != wanted.safeguards => {
@@ -758,7 +759,7 @@ impl StateStore {
     /// A new entry; an alert is written here before any attempt to send it. `false`: an entry
     /// with this id was queued already (a retry of the same decision).
     pub async fn outbox_add(&self, entry: &OutboxEntry) -> Result<bool, StoreError> {
-        let data = serde_json::to_value(entry).map_err(store_err)?;
+        let data = to_json(entry)?;
         let written = self
             .backend
             .insert(Table::Outbox, OUTBOX_PARTITION, &entry.id, &data)
@@ -772,7 +773,7 @@ impl StateStore {
 
     /// Replaces an entry if nobody changed it since it was read; `None` when someone did.
     pub async fn outbox_replace(&self, entry: &OutboxEntry, etag: &str) -> Result<Option<String>, StoreError> {
-        let data = serde_json::to_value(entry).map_err(store_err)?;
+        let data = to_json(entry)?;
         Ok(
             match self
                 .backend
@@ -967,6 +968,8 @@ impl StoreLocation {
     }
 }
 
+#[cfg(test)]
+mod corrupt_tests;
 #[cfg(test)]
 pub(crate) mod tapped;
 #[cfg(test)]

@@ -10,157 +10,17 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
-use url::Url;
 
+use super::connection::{TableAuth, TableConnection};
 use super::{Entity, RowRange, StoreError, Table, TableBackend, Written};
 use keyguard_core::egress::Credential;
 
-use crate::egress::Egress;
+use crate::egress::{Egress, EgressError};
 
 /// The Table service version; 2019-02-02 is the first to accept Entra ID tokens.
 const API_VERSION: &str = "2019-02-02";
-/// Azurite's documented development account.
-const DEV_ACCOUNT: &str = "devstoreaccount1";
-const DEV_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-const DEV_ENDPOINT: &str = "http://127.0.0.1:10002/devstoreaccount1";
 const ATTEMPTS: u32 = 4;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-
-#[derive(Clone)]
-pub enum TableAuth {
-    /// The account key, decoded. Never printed.
-    SharedKey(Arc<Vec<u8>>),
-    /// A token for `https://storage.azure.com` from keyguard's own identity
-    /// (role: Storage Table Data Contributor).
-    Entra,
-}
-
-impl std::fmt::Debug for TableAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TableAuth::SharedKey(_) => f.write_str("SharedKey(<redacted>)"),
-            TableAuth::Entra => f.write_str("Entra"),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct TableConnection {
-    /// The table service base, e.g. `https://acct.table.core.windows.net` or Azurite's
-    /// path-style `http://127.0.0.1:10002/devstoreaccount1`.
-    pub endpoint: Url,
-    pub account: String,
-    pub auth: TableAuth,
-    /// Prefix of every table name, so several deployments can share one account.
-    pub table_prefix: String,
-}
-
-impl TableConnection {
-    /// A connection string (`AccountName=..;AccountKey=..[;TableEndpoint=..|EndpointSuffix=..]`,
-    /// `UseDevelopmentStorage=true`) or a table service URL (then Entra ID).
-    pub fn parse(value: &str, table_prefix: &str) -> Result<Self, String> {
-        let value = value.trim();
-        check_prefix(table_prefix)?;
-        if value.starts_with("https://") || value.starts_with("http://") {
-            let endpoint = Url::parse(value.trim_end_matches('/')).map_err(|e| format!("not a URL: {e}"))?;
-            let account = account_of(&endpoint).ok_or("the URL names no storage account")?;
-            return Ok(Self {
-                endpoint,
-                account,
-                auth: TableAuth::Entra,
-                table_prefix: table_prefix.to_string(),
-            });
-        }
-        let mut parts = std::collections::BTreeMap::new();
-        for part in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            // Never echo the part: it may be (a piece of) the account key.
-            let (k, v) = part
-                .split_once('=')
-                .ok_or("a part of the connection string is not key=value (parts are separated by ';')")?;
-            parts.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-        if parts
-            .get("usedevelopmentstorage")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-        {
-            let endpoint = Url::parse(DEV_ENDPOINT).map_err(|e| e.to_string())?;
-            return Self::with_key(endpoint, DEV_ACCOUNT, DEV_KEY, table_prefix);
-        }
-        if parts.contains_key("sharedaccesssignature") {
-            return Err("SAS connection strings are not supported: use an account key or managed identity".into());
-        }
-        let account = parts.get("accountname").ok_or("AccountName is missing")?;
-        let endpoint = match parts.get("tableendpoint") {
-            Some(e) => Url::parse(e.trim_end_matches('/')).map_err(|e| format!("TableEndpoint: {e}"))?,
-            None => {
-                let protocol = parts.get("defaultendpointsprotocol").map_or("https", String::as_str);
-                let suffix = parts.get("endpointsuffix").map_or("core.windows.net", String::as_str);
-                Url::parse(&format!("{protocol}://{account}.table.{suffix}")).map_err(|e| e.to_string())?
-            }
-        };
-        match parts.get("accountkey") {
-            Some(key) => Self::with_key(endpoint, account, key, table_prefix),
-            None => Ok(Self {
-                endpoint,
-                account: account.clone(),
-                auth: TableAuth::Entra,
-                table_prefix: table_prefix.to_string(),
-            }),
-        }
-    }
-
-    /// Identity-based connection (`AzureWebJobsStorage__accountName`).
-    pub fn for_account(account: &str, table_prefix: &str) -> Self {
-        let endpoint = Url::parse(&format!("https://{account}.table.core.windows.net"))
-            .unwrap_or_else(|_| Url::parse("https://invalid.table.core.windows.net").expect("static URL"));
-        Self {
-            endpoint,
-            account: account.to_string(),
-            auth: TableAuth::Entra,
-            table_prefix: table_prefix.to_string(),
-        }
-    }
-
-    fn with_key(endpoint: Url, account: &str, key: &str, table_prefix: &str) -> Result<Self, String> {
-        let key = base64::engine::general_purpose::STANDARD
-            .decode(key)
-            .map_err(|_| "AccountKey is not base64".to_string())?;
-        Ok(Self {
-            endpoint,
-            account: account.to_string(),
-            auth: TableAuth::SharedKey(Arc::new(key)),
-            table_prefix: table_prefix.to_string(),
-        })
-    }
-}
-
-fn check_prefix(prefix: &str) -> Result<(), String> {
-    let ok = prefix.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && prefix.chars().all(|c| c.is_ascii_alphanumeric())
-        && prefix.len() <= 40;
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "table prefix {prefix:?} must be letters and digits, start with a letter, at most 40 characters"
-        ))
-    }
-}
-
-/// `acct` from `https://acct.table.core.windows.net`, or from a path-style emulator URL.
-fn account_of(endpoint: &Url) -> Option<String> {
-    let host = endpoint.host_str()?;
-    let path_account = endpoint
-        .path_segments()
-        .and_then(|mut s| s.next())
-        .filter(|s| !s.is_empty());
-    let is_ip_or_local = host.parse::<std::net::IpAddr>().is_ok() || host == "localhost";
-    if is_ip_or_local {
-        path_account.map(str::to_string)
-    } else {
-        host.split('.').next().map(str::to_string)
-    }
-}
 
 pub struct AzureTableBackend {
     /// Every request goes through the egress policy, whose storage origin is `connection.endpoint`.
@@ -208,8 +68,8 @@ impl AzureTableBackend {
         loop {
             let result = self.send_once(call).await;
             let transient = match &result {
-                Ok(answer) => matches!(answer.status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504),
-                Err(_) => true,
+                Ok(answer) => transient_status(answer.status),
+                Err(e) => e.retryable(),
             };
             if !transient || attempt >= ATTEMPTS {
                 return result;
@@ -239,7 +99,13 @@ impl AzureTableBackend {
             .egress
             .request(credential, call.method.clone(), &url, "")
             .await
-            .map_err(|e| StoreError(format!("table storage {}: {e}", self.describe())))?
+            .map_err(|e| {
+                let message = format!("table storage {}: {e}", self.describe());
+                match e {
+                    EgressError::Token(token) if token.retryable() => StoreError::Unavailable(message),
+                    EgressError::Token(_) | EgressError::Refused(_) => StoreError::Refused(message),
+                }
+            })?
             .timeout(REQUEST_TIMEOUT)
             .header("x-ms-date", &date)
             .header("x-ms-version", API_VERSION)
@@ -250,7 +116,7 @@ impl AzureTableBackend {
             request = request
                 .header("Content-Type", content_type)
                 .header("Prefer", "return-no-content")
-                .body(serde_json::to_vec(body).map_err(super::store_err)?);
+                .body(serde_json::to_vec(body).map_err(StoreError::unwritable)?);
         }
         if let Some(etag) = call.if_match {
             request = request.header("If-Match", etag);
@@ -282,7 +148,7 @@ impl AzureTableBackend {
             );
         }
         let response = request.send().await.map_err(|e| {
-            StoreError(format!(
+            StoreError::Unavailable(format!(
                 "table storage {} unreachable: {}",
                 self.describe(),
                 e.without_url()
@@ -293,7 +159,7 @@ impl AzureTableBackend {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| StoreError(e.without_url().to_string()))?;
+            .map_err(|e| StoreError::Unavailable(format!("table storage answer unreadable: {}", e.without_url())))?;
         let body = if bytes.is_empty() {
             Value::Null
         } else {
@@ -312,10 +178,10 @@ impl AzureTableBackend {
             .lines()
             .next()
             .unwrap_or("");
-        StoreError(format!(
-            "table storage {what}: {} {code} {message}",
-            answer.status.as_u16()
-        ))
+        failure_by_status(
+            answer.status,
+            format!("table storage {what}: {} {code} {message}", answer.status.as_u16()),
+        )
     }
 
     fn etag(headers: &HeaderMap) -> String {
@@ -332,20 +198,39 @@ impl AzureTableBackend {
             partition: row["PartitionKey"].as_str().unwrap_or_default().to_string(),
             row: row["RowKey"].as_str().unwrap_or_default().to_string(),
             etag: row["odata.etag"].as_str().unwrap_or("*").to_string(),
-            data: serde_json::from_str(text).map_err(|e| StoreError(format!("entity data is not JSON: {e}")))?,
+            data: serde_json::from_str(text)
+                .map_err(|e| StoreError::Corrupt(format!("entity data is not JSON: {e}")))?,
         })
     }
 
     fn entity_body(partition: &str, row: &str, data: &Value) -> Result<Value, StoreError> {
-        let text = serde_json::to_string(data).map_err(super::store_err)?;
+        let text = serde_json::to_string(data).map_err(StoreError::unwritable)?;
         // A string property holds 64 KiB of UTF-16; records are far smaller, but say so if not.
         if text.encode_utf16().count() > 32 * 1024 {
-            return Err(StoreError(format!(
+            return Err(StoreError::Refused(format!(
                 "entity {partition}/{row} is {} characters, over Table Storage's property limit",
                 text.len()
             )));
         }
         Ok(json!({ "PartitionKey": partition, "RowKey": row, "Data": text }))
+    }
+}
+
+/// Throttling, timeouts and the service's own failures: the answer may differ next time.
+fn transient_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// A failed answer that a call did not expect, by what a caller can do about it. The conditions a
+/// call expects (409 on insert, 412 and 404 on a conditional write, 404 on a read) never get here.
+fn failure_by_status(status: StatusCode, message: String) -> StoreError {
+    match status.as_u16() {
+        _ if transient_status(status) => StoreError::Unavailable(message),
+        // A conditional write lost after all (e.g. a 409 on a table being re-created).
+        409 | 412 => StoreError::Conflict(message),
+        // The credential, a request the service never accepts, a table that is gone.
+        400..=499 => StoreError::Refused(message),
+        _ => StoreError::Unavailable(message),
     }
 }
 
@@ -531,36 +416,50 @@ impl TableBackend for AzureTableBackend {
 }
 
 #[cfg(test)]
+impl AzureTableBackend {
+    /// Stores `text` as the row's `Data` property, as a tampered or foreign row would hold it.
+    pub(super) async fn write_raw(&self, table: Table, partition: &str, row: &str, text: &str) {
+        let call = Call {
+            method: Method::PUT,
+            path: self.entity_path(table, partition, row),
+            query: vec![],
+            body: Some(json!({ "PartitionKey": partition, "RowKey": row, "Data": text })),
+            if_match: None,
+        };
+        let answer = self.send(&call).await.unwrap();
+        assert!(answer.status.is_success(), "{}", answer.status);
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
+    /// What a failed answer nobody expected means to a caller.
     #[test]
-    fn connection_strings_of_every_documented_shape() {
-        let dev = TableConnection::parse("UseDevelopmentStorage=true", "keyguard").unwrap();
-        assert_eq!(dev.endpoint.as_str(), "http://127.0.0.1:10002/devstoreaccount1");
-        assert_eq!(dev.account, "devstoreaccount1");
-        assert!(matches!(dev.auth, TableAuth::SharedKey(_)));
-
-        let prod = TableConnection::parse(
-            "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.windows.net",
-            "kg",
-        )
-        .unwrap();
-        assert_eq!(prod.endpoint.as_str(), "https://acct.table.core.windows.net/");
-        assert_eq!(prod.account, "acct");
-
-        let explicit = TableConnection::parse(
-            "AccountName=devstoreaccount1;AccountKey=a2V5;TableEndpoint=http://127.0.0.1:4000/devstoreaccount1;",
-            "kg",
-        )
-        .unwrap();
-        assert_eq!(explicit.endpoint.as_str(), "http://127.0.0.1:4000/devstoreaccount1");
-
-        let url = TableConnection::parse("https://acct.table.core.windows.net/", "kg").unwrap();
-        assert!(matches!(url.auth, TableAuth::Entra));
-        assert_eq!(url.account, "acct");
-        let identity = TableConnection::for_account("acct2", "kg");
-        assert_eq!(identity.endpoint.host_str(), Some("acct2.table.core.windows.net"));
+    fn unexpected_answers_are_classified_by_status() {
+        let kind = |status: u16| {
+            let error = failure_by_status(StatusCode::from_u16(status).unwrap(), format!("status {status}"));
+            (
+                match error {
+                    StoreError::Unavailable(_) => "unavailable",
+                    StoreError::Conflict(_) => "conflict",
+                    StoreError::Corrupt(_) => "corrupt",
+                    StoreError::Refused(_) => "refused",
+                },
+                error.retryable(),
+            )
+        };
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(kind(status), ("unavailable", true), "{status}");
+        }
+        for status in [409, 412] {
+            assert_eq!(kind(status), ("conflict", true), "{status}");
+        }
+        // A wrong key or a missing role, a request the service never takes, a table that is gone.
+        for status in [400, 401, 403, 404, 413] {
+            assert_eq!(kind(status), ("refused", false), "{status}");
+        }
     }
 
     /// Managed identity: no key, a bearer token for the storage audience, on a service version
@@ -604,36 +503,5 @@ mod tests {
         );
         assert_eq!(headers["x-ms-version"], API_VERSION);
         assert!(headers.contains_key("x-ms-date"));
-    }
-
-    #[test]
-    fn bad_connection_strings_are_named_and_keys_never_print() {
-        assert!(
-            TableConnection::parse("AccountKey=a2V5", "kg")
-                .unwrap_err()
-                .contains("AccountName")
-        );
-        assert!(
-            TableConnection::parse("AccountName=a;AccountKey=%%%", "kg")
-                .unwrap_err()
-                .contains("base64")
-        );
-        assert!(
-            TableConnection::parse("AccountName=a;SharedAccessSignature=sv=1", "kg")
-                .unwrap_err()
-                .contains("SAS")
-        );
-        assert!(TableConnection::parse("UseDevelopmentStorage=true", "bad-prefix").is_err());
-        let stray = TableConnection::parse("AccountName=a;c2VjcmV0LWtleQ", "kg").unwrap_err();
-        assert!(
-            stray.contains("not key=value") && !stray.contains("c2VjcmV0"),
-            "{stray}"
-        );
-        let c = TableConnection::parse("AccountName=a;AccountKey=c2VjcmV0LWtleQ==", "kg").unwrap();
-        let printed = format!("{c:?}");
-        assert!(
-            !printed.contains("c2VjcmV0") && !printed.contains("secret-key"),
-            "{printed}"
-        );
     }
 }

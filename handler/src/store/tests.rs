@@ -26,13 +26,17 @@ pub(super) async fn stores() -> Vec<(&'static str, StateStore)> {
 }
 
 /// A unique table prefix, so every test has tables of its own on the shared Azurite.
-fn table_prefix() -> String {
+pub(super) fn table_prefix() -> String {
     format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
 }
 
 /// A Table Storage client for the tables under `prefix` on the shared Azurite, through the
 /// egress layer as in production.
 fn azurite_tables(prefix: &str) -> Arc<dyn TableBackend> {
+    Arc::new(azurite_backend(prefix))
+}
+
+pub(super) fn azurite_backend(prefix: &str) -> AzureTableBackend {
     let connection = TableConnection::parse(&azurite().connection_string(), prefix).unwrap();
     let egress = crate::test_support::egress(
         Arc::new(FixedToken::new("unused")),
@@ -40,7 +44,7 @@ fn azurite_tables(prefix: &str) -> Arc<dyn TableBackend> {
         Some(&connection.endpoint),
         None,
     );
-    Arc::new(AzureTableBackend::new(egress, connection))
+    AzureTableBackend::new(egress, connection)
 }
 
 /// Two stores over the same tables, as two instances on two hosts see them: one redb file

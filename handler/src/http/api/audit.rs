@@ -42,7 +42,7 @@ pub(in crate::http) async fn api_audit(
         now,
     ) {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidQuery", &e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidQuery", &e.to_string()),
     };
     match state
         .reconcile

@@ -28,7 +28,7 @@ const FINDINGS_FORMATS: [Format; 4] = [Format::Json, Format::Csv, Format::Sarif,
 impl FindingsQuery {
     /// Parsed by hand because `verdict` may repeat (`?verdict=drift&verdict=error`), which serde's
     /// query deserializer cannot express next to unknown-key rejection.
-    fn parse(raw: Option<&str>) -> Result<Self, String> {
+    fn parse(raw: Option<&str>) -> Result<Self, FindingsQueryError> {
         let mut query = FindingsQuery {
             verdicts: BTreeSet::new(),
             subscription: None,
@@ -45,9 +45,7 @@ impl FindingsQuery {
                         let verdict = FindingVerdict::ALL
                             .into_iter()
                             .find(|v| v.as_str().eq_ignore_ascii_case(item))
-                            .ok_or_else(|| {
-                                format!("verdict {item:?} is not one of compliant, drift, exempt, unsupported, error")
-                            })?;
+                            .ok_or_else(|| FindingsQueryError::UnknownVerdict(item.to_string()))?;
                         query.verdicts.insert(verdict);
                     }
                 }
@@ -56,22 +54,18 @@ impl FindingsQuery {
                 "type" => set_once(&mut query.resource_type, "type", value)?,
                 "format" => {
                     if format.is_some() {
-                        return Err("format is given more than once".into());
+                        return Err(FindingsQueryError::Repeated("format"));
                     }
                     let parsed = value
                         .parse::<Format>()
                         .ok()
                         .filter(|f| FINDINGS_FORMATS.contains(f))
-                        .ok_or_else(|| format!("format {value:?} is not one of json, csv, sarif, html"))?;
+                        .ok_or_else(|| FindingsQueryError::UnknownFormat(value.to_string()))?;
                     format = Some(parsed);
                 }
                 // The Functions key: the host checks it before forwarding the request.
                 "code" => {}
-                other => {
-                    return Err(format!(
-                        "unknown query parameter {other:?}; expected {FINDINGS_PARAMETERS}"
-                    ));
-                }
+                other => return Err(FindingsQueryError::UnknownParameter(other.to_string())),
             }
         }
         query.format = format.unwrap_or(Format::Json);
@@ -110,12 +104,27 @@ impl FindingsQuery {
     }
 }
 
-fn set_once(slot: &mut Option<String>, name: &str, value: &str) -> Result<(), String> {
+/// Why `GET /api/findings` refuses its query.
+#[derive(Debug, thiserror::Error)]
+enum FindingsQueryError {
+    #[error("verdict {0:?} is not one of compliant, drift, exempt, unsupported, error")]
+    UnknownVerdict(String),
+    #[error("format {0:?} is not one of json, csv, sarif, html")]
+    UnknownFormat(String),
+    #[error("{0} is empty")]
+    Empty(&'static str),
+    #[error("{0} is given more than once")]
+    Repeated(&'static str),
+    #[error("unknown query parameter {0:?}; expected {FINDINGS_PARAMETERS}")]
+    UnknownParameter(String),
+}
+
+fn set_once(slot: &mut Option<String>, name: &'static str, value: &str) -> Result<(), FindingsQueryError> {
     if value.is_empty() {
-        return Err(format!("{name} is empty"));
+        return Err(FindingsQueryError::Empty(name));
     }
     if slot.is_some() {
-        return Err(format!("{name} is given more than once"));
+        return Err(FindingsQueryError::Repeated(name));
     }
     *slot = Some(value.to_string());
     Ok(())
@@ -125,7 +134,7 @@ fn set_once(slot: &mut Option<String>, name: &str, value: &str) -> Result<(), St
 pub(in crate::http) async fn api_findings(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
     let query = match FindingsQuery::parse(raw.as_deref()) {
         Ok(q) => q,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "InvalidQuery", &message),
+        Err(problem) => return error(StatusCode::BAD_REQUEST, "InvalidQuery", &problem.to_string()),
     };
     let findings = match state.reconcile.store.findings().await {
         Ok(findings) => findings,
@@ -187,7 +196,7 @@ mod tests {
             ("subscription=a&subscription=b", "more than once"),
             ("resourcegroup=rg", "resourcegroup"),
         ] {
-            let err = FindingsQuery::parse(Some(raw)).unwrap_err();
+            let err = FindingsQuery::parse(Some(raw)).unwrap_err().to_string();
             assert!(err.contains(needle), "{raw}: {err}");
         }
         let finding = keyguard_report::Finding::new(

@@ -61,8 +61,8 @@ pub(in crate::http) async fn api_health(State(state): State<AppState>, headers: 
         "API call GET /api/health"
     );
     let mut identity_body = json!({"tokenObtainable": identity.is_ok()});
-    if let Err(message) = &identity {
-        identity_body["error"] = json!(message);
+    if let Err(problem) = &identity {
+        identity_body["error"] = json!(problem.to_string());
     }
     let body = json!({
         "status": label,
@@ -77,21 +77,30 @@ pub(in crate::http) async fn api_health(State(state): State<AppState>, headers: 
     (status, axum::Json(body)).into_response()
 }
 
-/// Whether keyguard's credential hands out an ARM token. The error is a fixed phrase: the
-/// credential's own message can carry endpoints and tenant details, so it goes to the log only.
-async fn token_check(arm: &ArmClient) -> Result<(), String> {
+/// Why health says the identity is not working. Fixed phrases: the credential's own message can
+/// carry endpoints and tenant details, so it goes to the log only.
+#[derive(Debug, thiserror::Error)]
+enum TokenCheckError {
+    #[error("the credential did not issue a token (details in the log)")]
+    NotIssued,
+    #[error("no token within {} s", HEALTH_PROBE_TIMEOUT.as_secs())]
+    TimedOut,
+}
+
+/// Whether keyguard's credential hands out an ARM token.
+async fn token_check(arm: &ArmClient) -> Result<(), TokenCheckError> {
     match tokio::time::timeout(HEALTH_PROBE_TIMEOUT, arm.tokens().token(arm.scope())).await {
         Ok(Ok(_token)) => Ok(()),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "health: no ARM token");
-            Err("the credential did not issue a token (details in the log)".into())
+            Err(TokenCheckError::NotIssued)
         }
         Err(_) => {
             tracing::warn!(
                 timeout_secs = HEALTH_PROBE_TIMEOUT.as_secs(),
                 "health: the token request timed out"
             );
-            Err(format!("no token within {} s", HEALTH_PROBE_TIMEOUT.as_secs()))
+            Err(TokenCheckError::TimedOut)
         }
     }
 }

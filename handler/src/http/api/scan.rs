@@ -48,7 +48,7 @@ pub(in crate::http) async fn api_scan(
     };
     let scope = match crate::sweep::Scope::parse(&request.scope) {
         Ok(s) => s,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidScope", &e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidScope", &e.to_string()),
     };
     let derived;
     let context: &Context = match request.require {

@@ -306,7 +306,7 @@ impl EntraVerifier {
         }
     }
 
-    async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, String> {
+    async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, JwksError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let response = self
             .http
@@ -314,30 +314,45 @@ impl EntraVerifier {
             .timeout(self.policy.fetch_timeout)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(JwksError::Request)?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("HTTP {status}"));
+            return Err(JwksError::Status(status));
         }
         if response.content_length().is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
-            return Err("JWKS document too large".into());
+            return Err(JwksError::TooLarge);
         }
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        let body = response.bytes().await.map_err(JwksError::Request)?;
         if body.len() > MAX_JWKS_BYTES {
-            return Err("JWKS document too large".into());
+            return Err(JwksError::TooLarge);
         }
         parse_jwks(&body)
     }
 }
 
+/// Why the signing keys could not be had: logged, never shown to a caller.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum JwksError {
+    #[error("{0}")]
+    Request(reqwest::Error),
+    #[error("HTTP {0}")]
+    Status(reqwest::StatusCode),
+    #[error("JWKS document too large")]
+    TooLarge,
+    #[error("not a JWKS document: {0}")]
+    NotJwks(serde_json::Error),
+    #[error("the JWKS holds no RSA signing key")]
+    NoSigningKey,
+}
+
 /// RSA signing keys by `kid`. Keys of other types or uses are skipped rather than failing the
 /// whole set, so a key Microsoft adds in a new format does not lock everyone out.
-pub(super) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, DecodingKey>, String> {
+pub(super) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, DecodingKey>, JwksError> {
     #[derive(Deserialize)]
     struct RawSet {
         keys: Vec<serde_json::Value>,
     }
-    let raw: RawSet = serde_json::from_slice(body).map_err(|e| format!("not a JWKS document: {e}"))?;
+    let raw: RawSet = serde_json::from_slice(body).map_err(JwksError::NotJwks)?;
     let mut keys = HashMap::new();
     for value in raw.keys {
         let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
@@ -360,7 +375,7 @@ pub(super) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, DecodingKey>, St
         }
     }
     if keys.is_empty() {
-        return Err("the JWKS holds no RSA signing key".into());
+        return Err(JwksError::NoSigningKey);
     }
     Ok(keys)
 }

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use jsonwebtoken::Algorithm;
 
-use super::entra::parse_jwks;
+use super::entra::{JwksError, parse_jwks};
 use super::test_tokens::*;
 use super::tests::{API_KEY, api, entra_auth};
 use super::*;
@@ -355,8 +355,8 @@ fn jwks_parsing_keeps_rsa_signing_keys_and_skips_the_rest() {
     let mut kids: Vec<_> = keys.keys().cloned().collect();
     kids.sort();
     assert_eq!(kids, vec!["test-kid-1", "test-kid-2"]);
-    assert!(parse_jwks(b"<html>").is_err());
-    assert!(parse_jwks(br#"{"keys": []}"#).is_err());
+    assert!(matches!(parse_jwks(b"<html>"), Err(JwksError::NotJwks(_))));
+    assert!(matches!(parse_jwks(br#"{"keys": []}"#), Err(JwksError::NoSigningKey)));
 }
 
 #[tokio::test]
