@@ -15,7 +15,7 @@ use keyguard_notify::{
 };
 use time::OffsetDateTime;
 
-use crate::outbox::{ChannelResolver, Dispatcher};
+use crate::outbox::{ChannelError, ChannelResolver, Dispatcher};
 use crate::store::{StateStore, StoreError, SuppressionState};
 use keyguard_core::outcome::{Outcome, ResultKind};
 
@@ -343,12 +343,12 @@ impl ConfiguredChannels {
 }
 
 impl ChannelResolver for ConfiguredChannels {
-    fn channel(&self, route: &str, extra_recipients: &[String]) -> Result<Arc<dyn Channel>, String> {
+    fn channel(&self, route: &str, extra_recipients: &[String]) -> Result<Arc<dyn Channel>, ChannelError> {
         if let Some(channel) = self.http.get(route) {
             return Ok(channel.clone());
         }
         let Some(settings) = self.email.get(route) else {
-            return Err(format!("no route named {route} is configured"));
+            return Err(ChannelError::NoRoute(route.to_string()));
         };
         let mut settings = settings.clone();
         for extra in extra_recipients {
@@ -358,7 +358,7 @@ impl ChannelResolver for ConfiguredChannels {
         }
         EmailChannel::new(settings)
             .map(|c| Arc::new(c.named(route.to_string())) as Arc<dyn Channel>)
-            .map_err(|e| e.to_string())
+            .map_err(ChannelError::from)
     }
 }
 

@@ -3,6 +3,8 @@
 //! to `cli::run`.
 
 mod alerting;
+#[cfg(test)]
+mod architecture_tests;
 mod arm;
 mod audit;
 mod cli;

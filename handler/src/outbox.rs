@@ -14,7 +14,21 @@ use crate::store::{OutboxEntry, OutboxStatus, StateStore, StoreError, Versioned}
 
 /// Builds the channel for a route. Email routes add per-alert recipients (the owner tag).
 pub trait ChannelResolver: Send + Sync {
-    fn channel(&self, route: &str, extra_recipients: &[String]) -> Result<Arc<dyn Channel>, String>;
+    fn channel(&self, route: &str, extra_recipients: &[String]) -> Result<Arc<dyn Channel>, ChannelError>;
+}
+
+/// Why no channel can be built for a route. Sending would fail the same way every time, so the
+/// alert is parked for a person (`keyguard alerts --failed`), never retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("no route named {0} is configured")]
+    NoRoute(String),
+    #[error(transparent)]
+    Config(#[from] keyguard_notify::ConfigError),
+    /// Only in tests: a route that is deliberately not sent.
+    #[cfg(test)]
+    #[error("route {0} is not sent in this test")]
+    NotSent(String),
 }
 
 #[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -277,9 +291,9 @@ mod tests {
 
     struct One(Arc<Scripted>);
     impl ChannelResolver for One {
-        fn channel(&self, route: &str, _extra: &[String]) -> Result<Arc<dyn Channel>, String> {
+        fn channel(&self, route: &str, _extra: &[String]) -> Result<Arc<dyn Channel>, ChannelError> {
             if route == "missing" {
-                Err("no such route".into())
+                Err(ChannelError::NoRoute(route.to_string()))
             } else {
                 Ok(self.0.clone())
             }

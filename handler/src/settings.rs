@@ -89,7 +89,8 @@ impl Settings {
         if let Some(scopes) = get("KEYGUARD_SWEEP_SCOPES") {
             for scope in scopes.split([',', ';']).map(str::trim).filter(|s| !s.is_empty()) {
                 sweep.scopes.push(
-                    crate::sweep::Scope::parse(scope).map_err(|e| anyhow::anyhow!("KEYGUARD_SWEEP_SCOPES: {e}"))?,
+                    keyguard_core::arm_scope::ArmScope::parse(scope)
+                        .map_err(|e| anyhow::anyhow!("KEYGUARD_SWEEP_SCOPES: {e}"))?,
                 );
             }
         }

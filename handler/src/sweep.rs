@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::arm::{ArmError, CallContext, Page};
+use keyguard_core::arm_scope::ArmScope;
+
 use crate::reconcile::{self, Attempt, Context, ReconcileError, Trigger};
 
 pub const RESOURCE_GRAPH_API_VERSION: &str = "2022-10-01";
@@ -30,7 +32,7 @@ const CONCURRENCY: usize = 8;
 pub struct SweepSettings {
     /// `KEYGUARD_SWEEP_SCOPES`: the scopes the Reconcile timer sweeps. Empty: it re-checks the
     /// resources keyguard has seen instead.
-    pub scopes: Vec<Scope>,
+    pub scopes: Vec<ArmScope>,
     /// The timer's sweep budget (inside the Functions timeout; it resumes next time).
     pub timer_budget: Duration,
     /// `POST /api/scan`'s budget (inside the HTTP front end's 230 s).
@@ -47,82 +49,6 @@ impl Default for SweepSettings {
     }
 }
 
-/// Why a text is not a sweep scope.
-#[derive(Debug, thiserror::Error)]
-pub enum ScopeError {
-    #[error(
-        "{0:?} is not a scope: use /subscriptions/{{id}}, /subscriptions/{{id}}/resourceGroups/{{name}} \
-         or /providers/Microsoft.Management/managementGroups/{{name}}"
-    )]
-    NotAScope(String),
-    #[error("{0:?} is not a valid subscription, group or management group name")]
-    BadName(String),
-}
-
-/// What a sweep covers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
-pub enum Scope {
-    Subscription { subscription: String },
-    ResourceGroup { subscription: String, group: String },
-    ManagementGroup { name: String },
-}
-
-impl Scope {
-    /// `/subscriptions/{id}`, `/subscriptions/{id}/resourceGroups/{name}`,
-    /// `/providers/Microsoft.Management/managementGroups/{name}`, or a bare subscription id.
-    pub fn parse(text: &str) -> Result<Scope, ScopeError> {
-        let text = text.trim().trim_end_matches('/');
-        let segments: Vec<&str> = text.trim_start_matches('/').split('/').collect();
-        let valid = |s: &str| {
-            !s.is_empty() && s.len() <= 90 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c))
-        };
-        let scope = match segments.as_slice() {
-            [sub] if !text.starts_with('/') => Scope::Subscription {
-                subscription: sub.to_string(),
-            },
-            [s, sub] if s.eq_ignore_ascii_case("subscriptions") => Scope::Subscription {
-                subscription: sub.to_string(),
-            },
-            [s, sub, rg, group]
-                if s.eq_ignore_ascii_case("subscriptions") && rg.eq_ignore_ascii_case("resourceGroups") =>
-            {
-                Scope::ResourceGroup {
-                    subscription: sub.to_string(),
-                    group: group.to_string(),
-                }
-            }
-            [p, ns, mgs, name]
-                if p.eq_ignore_ascii_case("providers")
-                    && ns.eq_ignore_ascii_case("Microsoft.Management")
-                    && mgs.eq_ignore_ascii_case("managementGroups") =>
-            {
-                Scope::ManagementGroup { name: name.to_string() }
-            }
-            _ => return Err(ScopeError::NotAScope(text.to_string())),
-        };
-        let names: Vec<&str> = match &scope {
-            Scope::Subscription { subscription } => vec![subscription],
-            Scope::ResourceGroup { subscription, group } => vec![subscription, group],
-            Scope::ManagementGroup { name } => vec![name],
-        };
-        match names.iter().find(|n| !valid(n)) {
-            Some(bad) => Err(ScopeError::BadName(bad.to_string())),
-            None => Ok(scope),
-        }
-    }
-
-    pub fn path(&self) -> String {
-        match self {
-            Scope::Subscription { subscription } => format!("/subscriptions/{subscription}"),
-            Scope::ResourceGroup { subscription, group } => {
-                format!("/subscriptions/{subscription}/resourceGroups/{group}")
-            }
-            Scope::ManagementGroup { name } => format!("/providers/Microsoft.Management/managementGroups/{name}"),
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "camelCase")]
 pub enum Listing {
@@ -135,7 +61,7 @@ pub enum Listing {
 
 #[derive(Clone, Debug)]
 pub struct ScanRequest {
-    pub scope: Scope,
+    pub scope: ArmScope,
     /// Catalog types to cover; empty: all of them.
     pub types: Vec<String>,
     pub dry_run: bool,
@@ -190,14 +116,14 @@ struct Checkpoint {
     evaluated: usize,
 }
 
-fn types_in(request: &ScanRequest) -> Result<Vec<&'static CatalogEntry>, String> {
+fn types_in(request: &ScanRequest) -> Result<Vec<&'static CatalogEntry>, SweepError> {
     if request.types.is_empty() {
         return Ok(catalog::entries().iter().collect());
     }
     request
         .types
         .iter()
-        .map(|t| catalog::lookup(t).ok_or_else(|| format!("{t} is not a catalog type (see `keyguard catalog`)")))
+        .map(|t| catalog::lookup(t).ok_or_else(|| SweepError::UnknownType(t.clone())))
         .collect()
 }
 
@@ -214,13 +140,13 @@ pub fn checkpoint_key(request: &ScanRequest) -> String {
 }
 
 /// The Resource Graph query for the catalog types in a scope; ids sort the pages stably.
-pub fn graph_query(types: &[&CatalogEntry], scope: &Scope) -> String {
+pub fn graph_query(types: &[&CatalogEntry], scope: &ArmScope) -> String {
     let list: Vec<String> = types
         .iter()
         .map(|e| format!("'{}'", e.resource_type.to_ascii_lowercase()))
         .collect();
     let group = match scope {
-        Scope::ResourceGroup { group, .. } => format!(" and resourceGroup =~ '{}'", group.replace('\'', "")),
+        ArmScope::ResourceGroup { group, .. } => format!(" and resourceGroup =~ '{}'", group.replace('\'', "")),
         _ => String::new(),
     };
     format!(
@@ -245,7 +171,7 @@ pub async fn scan(
 ) -> Result<ScanReport, SweepError> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + request.budget;
-    let types = types_in(request).map_err(SweepError::Invalid)?;
+    let types = types_in(request)?;
     let key = checkpoint_key(request);
     let store = &context.store;
     let saved: Option<Checkpoint> = if request.resume {
@@ -410,7 +336,7 @@ struct Tally {
 
 async fn finish(
     context: &Context,
-    scope: &Scope,
+    scope: &ArmScope,
     run: Run,
     complete: bool,
     tally: Tally,
@@ -489,7 +415,7 @@ async fn evaluate_rows(
 
 async fn graph_page(
     context: &Context,
-    scope: &Scope,
+    scope: &ArmScope,
     types: &[&CatalogEntry],
     skip_token: Option<&str>,
     ctx: &CallContext,
@@ -500,10 +426,10 @@ async fn graph_page(
     }
     let mut body = json!({ "query": graph_query(types, scope), "options": options });
     match scope {
-        Scope::Subscription { subscription } | Scope::ResourceGroup { subscription, .. } => {
+        ArmScope::Subscription { subscription } | ArmScope::ResourceGroup { subscription, .. } => {
             body["subscriptions"] = json!([subscription]);
         }
-        Scope::ManagementGroup { name } => body["managementGroups"] = json!([name]),
+        ArmScope::ManagementGroup { name } => body["managementGroups"] = json!([name]),
     }
     let path = format!("{RESOURCE_GRAPH_PATH}?api-version={RESOURCE_GRAPH_API_VERSION}");
     let page = context.arm.post_page(&path, &body, ctx).await?;
@@ -551,15 +477,15 @@ async fn arm_page(context: &Context, target: &str, ctx: &CallContext) -> Result<
 /// The subscriptions an ARM-list sweep covers (a management group's, listed through ARM).
 async fn subscriptions_in(
     context: &Context,
-    scope: &Scope,
+    scope: &ArmScope,
     deadline: tokio::time::Instant,
     correlation_id: &str,
 ) -> Result<Vec<String>, SweepError> {
     match scope {
-        Scope::Subscription { subscription } | Scope::ResourceGroup { subscription, .. } => {
+        ArmScope::Subscription { subscription } | ArmScope::ResourceGroup { subscription, .. } => {
             Ok(vec![subscription.clone()])
         }
-        Scope::ManagementGroup { name } => {
+        ArmScope::ManagementGroup { name } => {
             let mut subscriptions = Vec::new();
             let mut next = Some(format!(
                 "/providers/Microsoft.Management/managementGroups/{name}/descendants?api-version={MANAGEMENT_GROUPS_API_VERSION}"
@@ -586,7 +512,7 @@ async fn subscriptions_in(
 
 /// One ARM list URL per (subscription, top-level type). Child types (SQL databases) are not
 /// listable at subscription level; a Resource Graph sweep covers them.
-fn arm_lists_for(subscriptions: &[String], types: &[&CatalogEntry], scope: &Scope) -> Vec<String> {
+fn arm_lists_for(subscriptions: &[String], types: &[&CatalogEntry], scope: &ArmScope) -> Vec<String> {
     let mut lists = Vec::new();
     for subscription in subscriptions {
         for entry in types {
@@ -594,7 +520,7 @@ fn arm_lists_for(subscriptions: &[String], types: &[&CatalogEntry], scope: &Scop
                 continue;
             }
             let group = match scope {
-                Scope::ResourceGroup { group, .. } => format!("/resourceGroups/{group}"),
+                ArmScope::ResourceGroup { group, .. } => format!("/resourceGroups/{group}"),
                 _ => String::new(),
             };
             lists.push(format!(
@@ -608,8 +534,9 @@ fn arm_lists_for(subscriptions: &[String], types: &[&CatalogEntry], scope: &Scop
 
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
-    #[error("{0}")]
-    Invalid(String),
+    /// The request names a type the catalog does not have.
+    #[error("{0} is not a catalog type (see `keyguard catalog`)")]
+    UnknownType(String),
     #[error(transparent)]
     Arm(#[from] ArmError),
     #[error(transparent)]
@@ -621,9 +548,9 @@ pub enum SweepError {
 impl SweepError {
     pub fn retryable(&self) -> bool {
         match self {
-            SweepError::Invalid(_) => false,
+            SweepError::UnknownType(_) => false,
             SweepError::Arm(e) => e.retryable(),
-            SweepError::Store(_) => true,
+            SweepError::Store(e) => e.retryable(),
             SweepError::Reconcile(e) => e.retryable(),
         }
     }
@@ -634,49 +561,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scopes_parse_from_arm_paths_and_bad_ones_are_named() {
-        assert_eq!(
-            Scope::parse("/subscriptions/abc").unwrap(),
-            Scope::Subscription {
-                subscription: "abc".into()
-            }
-        );
-        assert_eq!(
-            Scope::parse("abc").unwrap(),
-            Scope::Subscription {
-                subscription: "abc".into()
-            }
-        );
-        assert_eq!(
-            Scope::parse("/subscriptions/abc/resourceGroups/rg-1/").unwrap(),
-            Scope::ResourceGroup {
-                subscription: "abc".into(),
-                group: "rg-1".into()
-            }
-        );
-        assert_eq!(
-            Scope::parse("/providers/Microsoft.Management/managementGroups/mg").unwrap(),
-            Scope::ManagementGroup { name: "mg".into() }
-        );
-        for bad in [
-            "/subscriptions",
-            "/subscriptions/a/b",
-            "/subscriptions/a b",
-            "/subscriptions/x'y",
-            "",
-        ] {
-            assert!(Scope::parse(bad).is_err(), "{bad:?}");
-        }
-        let scope = Scope::parse("/subscriptions/abc/resourceGroups/rg").unwrap();
-        assert_eq!(scope.path(), "/subscriptions/abc/resourceGroups/rg");
-    }
-
-    #[test]
     fn the_graph_query_names_every_type_and_the_group() {
         let types: Vec<&CatalogEntry> = catalog::entries().iter().collect();
         let q = graph_query(
             &types,
-            &Scope::ResourceGroup {
+            &ArmScope::ResourceGroup {
                 subscription: "s".into(),
                 group: "rg".into(),
             },
@@ -705,7 +594,7 @@ mod tests {
         let lists = arm_lists_for(
             &["s1".into(), "s2".into()],
             &types,
-            &Scope::Subscription {
+            &ArmScope::Subscription {
                 subscription: "s1".into(),
             },
         );

@@ -51,7 +51,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("give --subscription (with an optional --resource-group), --management-group, or --from-file")
         }
     };
-    let scope = sweep::Scope::parse(&scope).map_err(|e| anyhow::anyhow!(e))?;
+    let scope = keyguard_core::arm_scope::ArmScope::parse(&scope).map_err(|e| anyhow::anyhow!(e))?;
     let context = settings.build_context().await?;
     let request = sweep::ScanRequest {
         scope,

@@ -10,340 +10,40 @@
 //! take a lease or overwrite a baseline they did not read.
 
 mod audit;
+mod backend;
 pub mod bench;
 mod connection;
 mod embedded;
 mod error;
+mod location;
+mod records;
 mod table;
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use keyguard_core::operation::PendingOperation;
 use keyguard_core::safeguards::SafeguardState;
 use keyguard_core::{KeyRef, ResourceId};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
 pub use audit::{AuditQuery, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
+pub use backend::{Entity, RowRange, Table, TableBackend, Written, table_key, v7_floor};
 pub use connection::TableConnection;
 pub use embedded::EmbeddedBackend;
 pub use error::StoreError;
+pub use location::StoreLocation;
+pub use records::{
+    Baseline, BaselineSource, BaselineWrite, Lease, OutboxEntry, OutboxStatus, PruneReport, Retention, RevertIntent,
+    SuppressionState, Versioned,
+};
+use records::{KnownResource, LeaseData, RevertTimes};
 pub use table::AzureTableBackend;
 
 /// `value` as the JSON a backend stores.
 fn to_json(value: &impl Serialize) -> Result<Value, StoreError> {
     serde_json::to_value(value).map_err(StoreError::unwritable)
-}
-
-/// The kinds of entity keyguard keeps; each is one table (one Azure table, one redb table).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Table {
-    Events,
-    Leases,
-    Baselines,
-    Reverts,
-    Resources,
-    Intents,
-    /// The audit trail by resource (one partition each).
-    Audit,
-    /// The same records by time, newest first, so the latest records of all resources are read
-    /// without reading the rest (see `audit.rs`).
-    AuditTimeline,
-    Outbox,
-    Suppression,
-    Findings,
-    Checkpoints,
-}
-
-impl Table {
-    pub const ALL: [Table; 12] = [
-        Table::Events,
-        Table::Leases,
-        Table::Baselines,
-        Table::Reverts,
-        Table::Resources,
-        Table::Intents,
-        Table::Audit,
-        Table::AuditTimeline,
-        Table::Outbox,
-        Table::Suppression,
-        Table::Findings,
-        Table::Checkpoints,
-    ];
-
-    /// Letters only: Azure table names are alphanumeric and start with a letter.
-    pub fn name(self) -> &'static str {
-        match self {
-            Table::Events => "events",
-            Table::Leases => "leases",
-            Table::Baselines => "baselines",
-            Table::Reverts => "reverts",
-            Table::Resources => "resources",
-            Table::Intents => "intents",
-            Table::Audit => "audit",
-            Table::AuditTimeline => "audittimeline",
-            Table::Outbox => "outbox",
-            Table::Suppression => "suppression",
-            Table::Findings => "findings",
-            Table::Checkpoints => "checkpoints",
-        }
-    }
-
-    /// Whether an embedded commit must reach the disk before the call returns. Leases matter only
-    /// while their holder lives; findings, known resources and observed baselines are re-derived
-    /// by the next look at the resource, and every decision that acts on them also writes a
-    /// durable record (intent, audit, checkpoint) whose commit persists them. Skipping their fsync
-    /// is what lets a sweep of 10,000 resources take seconds; the cost of a power cut is at most a
-    /// baseline observed since the last durable commit, re-observed next time. A timeline entry
-    /// is written just before its record's durable commit, which persists it too: one fsync per
-    /// record, not two.
-    pub fn durable(self) -> bool {
-        !matches!(
-            self,
-            Table::Leases | Table::Findings | Table::Resources | Table::Baselines | Table::AuditTimeline
-        )
-    }
-}
-
-/// One stored entity: its keys, its version tag and its data.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Entity {
-    pub partition: String,
-    pub row: String,
-    pub etag: String,
-    pub data: Value,
-}
-
-/// The result of a conditional write.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Written {
-    Done {
-        etag: String,
-    },
-    /// The entity exists already (insert) or has changed since it was read (replace, delete).
-    Conflict,
-}
-
-/// Which rows a query returns: one partition or all, and a half-open row-key range.
-#[derive(Clone, Debug, Default)]
-pub struct RowRange<'a> {
-    pub partition: Option<&'a str>,
-    pub row_from: Option<&'a str>,
-    pub row_before: Option<&'a str>,
-}
-
-impl RowRange<'_> {
-    pub fn contains(&self, partition: &str, row: &str) -> bool {
-        self.partition.is_none_or(|p| p == partition)
-            && self.row_from.is_none_or(|from| row >= from)
-            && self.row_before.is_none_or(|before| row < before)
-    }
-}
-
-/// The entity interface both backends implement. Keys are already Table-Storage-safe
-/// ([`table_key`]); data is any JSON object.
-#[async_trait]
-pub trait TableBackend: Send + Sync {
-    fn describe(&self) -> String;
-    /// Creates the tables if they do not exist.
-    async fn prepare(&self) -> Result<(), StoreError>;
-    async fn get(&self, table: Table, partition: &str, row: &str) -> Result<Option<Entity>, StoreError>;
-    /// Writes only if no entity has these keys.
-    async fn insert(&self, table: Table, partition: &str, row: &str, data: &Value) -> Result<Written, StoreError>;
-    /// Replaces the entity if its tag is still `if_match`; `None` writes whatever is there (upsert).
-    async fn replace(
-        &self,
-        table: Table,
-        partition: &str,
-        row: &str,
-        data: &Value,
-        if_match: Option<&str>,
-    ) -> Result<Written, StoreError>;
-    /// Deletes if the tag is still `if_match` (`None`: whatever is there). Absent counts as done.
-    async fn delete(
-        &self,
-        table: Table,
-        partition: &str,
-        row: &str,
-        if_match: Option<&str>,
-    ) -> Result<Written, StoreError>;
-    /// Rows in key order within a partition (across partitions, partition order first).
-    async fn query(&self, table: Table, range: &RowRange<'_>) -> Result<Vec<Entity>, StoreError> {
-        self.query_first(table, range, usize::MAX).await
-    }
-    /// The first `max` rows of [`query`](Self::query), reading no further: its cost is bounded by
-    /// `max`, not by the size of the table.
-    async fn query_first(&self, table: Table, range: &RowRange<'_>, max: usize) -> Result<Vec<Entity>, StoreError>;
-    /// Makes every write so far durable (the embedded store's non-durable tables).
-    async fn flush(&self) -> Result<(), StoreError>;
-}
-
-/// Table Storage keys forbid `/`, `\`, `#`, `?` and control characters and hold at most 1 KiB;
-/// ARM ids are full of `/`. Every byte outside `[A-Za-z0-9._-]` becomes `~xx`, which keeps keys
-/// readable in Storage Explorer, URL-safe and injective; a key that would grow past 512 bytes is a
-/// SHA-256 instead (`~~` never occurs in an escaped key, so the two forms cannot collide).
-pub fn table_key(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len() + 16);
-    for b in raw.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "~{b:02x}");
-        }
-    }
-    if out.len() <= 512 {
-        return out;
-    }
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, raw.as_bytes());
-    let mut hashed = String::from("~~");
-    for b in digest.as_ref() {
-        let _ = write!(hashed, "{b:02x}");
-    }
-    hashed
-}
-
-/// The smallest UUID v7 text of the given instant: audit row keys (UUID v7) at or after `t`
-/// sort at or after it, so a time range is a row-key range.
-pub fn v7_floor(t: OffsetDateTime) -> String {
-    let ms = (t.unix_timestamp_nanos() / 1_000_000).clamp(0, (1 << 48) - 1) as u64;
-    let hex = format!("{ms:012x}");
-    format!("{}-{}-7000-8000-000000000000", &hex[..8], &hex[8..])
-}
-
-/// A held lease: proof that this instance, and only it, reconciles the resource until `expires_at`.
-#[derive(Clone, Debug)]
-pub struct Lease {
-    pub resource_key: String,
-    resource_id: String,
-    holder: String,
-    etag: String,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LeaseData {
-    resource_id: String,
-    holder: String,
-    #[serde(with = "time::serde::rfc3339")]
-    expires_at: OffsetDateTime,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum BaselineSource {
-    /// Read from the resource while it was compliant.
-    Observed,
-    /// Set by a person (`keyguard baseline set`), e.g. for a resource first seen already drifted.
-    Manual,
-}
-
-/// The last known-good key of a resource: what a revert goes back to.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Baseline {
-    pub resource_id: String,
-    pub key: KeyRef,
-    pub source: BaselineSource,
-    #[serde(with = "time::serde::rfc3339")]
-    pub recorded_at: OffsetDateTime,
-    /// Who set a manual baseline (the operator's name, from the CLI).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub set_by: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BaselineWrite {
-    Recorded,
-    Unchanged,
-}
-
-/// A revert started: written before the first write to ARM and cleared once the result is
-/// recorded, so a crash in between is finished (or re-decided on a fresh read) by the next
-/// reconcile of the resource, never repeated blindly.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RevertIntent {
-    pub id: String,
-    pub resource_id: String,
-    pub correlation_id: String,
-    pub event_id: Option<String>,
-    pub holder: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub started_at: OffsetDateTime,
-    /// What the revert goes back to, for people.
-    pub target: String,
-    pub writes: Vec<String>,
-    pub caller: Option<String>,
-    /// Set once ARM accepted a long-running write that had not finished within the budget.
-    pub operation: Option<PendingOperation>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum OutboxStatus {
-    Pending,
-    /// Gave up: a permanent refusal or too many failures. Visible and re-sendable by a person.
-    Parked,
-    Sent,
-}
-
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OutboxEntry {
-    /// UUID v7: time-ordered, so the table iterates oldest first.
-    pub id: String,
-    pub route: String,
-    #[serde(default)]
-    pub extra_recipients: Vec<String>,
-    pub alert: keyguard_notify::Alert,
-    pub status: OutboxStatus,
-    pub attempts: u32,
-    /// Unix seconds. While an instance sends the entry it is pushed ahead (a claim), so another
-    /// instance does not send it too, and a crashed sender's claim simply runs out.
-    pub next_attempt_at: i64,
-    pub last_error: Option<String>,
-    pub created_at: i64,
-    /// Part of the route's periodic digest: sent together with the other digest entries due then.
-    #[serde(default)]
-    pub digest: bool,
-    /// The instance (`host/boot/pidns/pid/nonce`) sending it right now, while `next_attempt_at` is pushed ahead.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub claimed_by: Option<String>,
-}
-
-/// A stored value with the tag a conditional write must match.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Versioned<T> {
-    pub value: T,
-    pub etag: String,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SuppressionState {
-    /// Unix seconds of the last alert actually queued.
-    pub last_sent: Option<i64>,
-    pub folded: u32,
-}
-
-/// How long things are kept. Handled-event keys expire with their own TTL.
-#[derive(Clone, Copy, Debug)]
-pub struct Retention {
-    pub audit: time::Duration,
-    pub sent_alerts: time::Duration,
-}
-
-#[derive(Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PruneReport {
-    pub events: usize,
-    pub audit_records: usize,
-    pub sent_alerts: usize,
-    pub leases: usize,
 }
 
 const OUTBOX_PARTITION: &str = "outbox";
@@ -881,90 +581,6 @@ impl StateStore {
 
     pub async fn set_alert_suppression(&self, key: &str, state: &SuppressionState) -> Result<(), StoreError> {
         self.upsert_json(Table::Suppression, &table_key(key), state).await
-    }
-}
-
-/// A resource keyguard has seen, with its safeguards as the last real look saw them.
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct KnownResource {
-    resource_id: String,
-    /// Absent in rows written before safeguards were recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    safeguards: Option<SafeguardState>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RevertTimes {
-    resource_id: String,
-    times: Vec<i64>,
-}
-
-/// Where the state lives, from configuration.
-#[derive(Clone, Debug)]
-pub enum StoreLocation {
-    Embedded(std::path::PathBuf),
-    Table(TableConnection),
-}
-
-impl StoreLocation {
-    /// `KEYGUARD_STATE_STORE` = `embedded` | `table` | unset (auto). Table Storage comes from
-    /// `KEYGUARD_STORAGE` (a connection string or an account's table URL), else the Functions
-    /// host's own `AzureWebJobsStorage` (connection string, or identity-based
-    /// `AzureWebJobsStorage__accountName` / `__tableServiceUri`): on a scaled-out Functions app
-    /// every instance then shares one store. Without any of these: the embedded file.
-    pub fn from_lookup(
-        get: &impl Fn(&str) -> Option<String>,
-        embedded_path: std::path::PathBuf,
-    ) -> anyhow::Result<Self> {
-        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        let mode = get("KEYGUARD_STATE_STORE").map(|m| m.trim().to_ascii_lowercase());
-        let table_prefix = get("KEYGUARD_TABLE_PREFIX").unwrap_or_else(|| "keyguard".into());
-        let connection = if let Some(value) = get("KEYGUARD_STORAGE") {
-            Some(TableConnection::parse(&value, &table_prefix).map_err(|e| anyhow::anyhow!("KEYGUARD_STORAGE: {e}"))?)
-        } else if let Some(value) = get("AzureWebJobsStorage") {
-            Some(
-                TableConnection::parse(&value, &table_prefix)
-                    .map_err(|e| anyhow::anyhow!("AzureWebJobsStorage: {e}"))?,
-            )
-        } else if let Some(uri) = get("AzureWebJobsStorage__tableServiceUri") {
-            Some(TableConnection::parse(&uri, &table_prefix).map_err(|e| anyhow::anyhow!("{e}"))?)
-        } else {
-            get("AzureWebJobsStorage__accountName").map(|account| TableConnection::for_account(&account, &table_prefix))
-        };
-        match (mode.as_deref(), connection) {
-            (Some("embedded"), _) | (None, None) => Ok(StoreLocation::Embedded(embedded_path)),
-            (Some("table") | None, Some(connection)) => Ok(StoreLocation::Table(connection)),
-            (Some("table"), None) => anyhow::bail!(
-                "KEYGUARD_STATE_STORE=table needs KEYGUARD_STORAGE (a connection string or https://<account>.table.core.windows.net)"
-            ),
-            (Some(other), _) => anyhow::bail!("KEYGUARD_STATE_STORE={other:?} is not one of embedded, table"),
-        }
-    }
-
-    /// For messages: the file, or the table endpoint (never a key).
-    pub fn describe(&self) -> String {
-        match self {
-            StoreLocation::Embedded(path) => format!("embedded {}", path.display()),
-            StoreLocation::Table(c) => format!("azure-table {}", c.endpoint),
-        }
-    }
-
-    /// The table service's base URL, the one origin the storage credential may go to.
-    pub fn table_endpoint(&self) -> Option<&url::Url> {
-        match self {
-            StoreLocation::Embedded(_) => None,
-            StoreLocation::Table(c) => Some(&c.endpoint),
-        }
-    }
-
-    pub async fn open(&self, egress: Arc<crate::egress::Egress>) -> Result<StateStore, StoreError> {
-        let backend: Arc<dyn TableBackend> = match self {
-            StoreLocation::Embedded(path) => Arc::new(EmbeddedBackend::open(path)?),
-            StoreLocation::Table(connection) => Arc::new(AzureTableBackend::new(egress, connection.clone())),
-        };
-        StateStore::new(backend).await
     }
 }
 

@@ -396,7 +396,7 @@ async fn revert_intents_are_kept_and_cleared() {
             target: "Microsoft-managed keys".into(),
             writes: vec!["PATCH a".into()],
             caller: None,
-            operation: Some(PendingOperation {
+            operation: Some(keyguard_core::operation::PendingOperation {
                 url: "https://management.azure.com/op/1".into(),
                 is_async_operation: true,
             }),

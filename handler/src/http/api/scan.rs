@@ -46,7 +46,7 @@ pub(in crate::http) async fn api_scan(
         Ok(r) => r,
         Err(refused) => return refused,
     };
-    let scope = match crate::sweep::Scope::parse(&request.scope) {
+    let scope = match keyguard_core::arm_scope::ArmScope::parse(&request.scope) {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidScope", &e.to_string()),
     };
@@ -79,7 +79,9 @@ pub(in crate::http) async fn api_scan(
     }
     match crate::sweep::scan(context, &scan, &|_| {}).await {
         Ok(report) => (StatusCode::OK, axum::Json(report)).into_response(),
-        Err(crate::sweep::SweepError::Invalid(message)) => error(StatusCode::BAD_REQUEST, "InvalidRequest", &message),
+        Err(e @ crate::sweep::SweepError::UnknownType(_)) => {
+            error(StatusCode::BAD_REQUEST, "InvalidRequest", &e.to_string())
+        }
         Err(e) => failure(e.retryable(), "the scan", &correlation_id(&headers), &e),
     }
 }

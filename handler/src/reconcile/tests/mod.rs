@@ -89,8 +89,12 @@ fn notification(id: &ResourceId, encryption: Value) -> IncomingEvent {
 struct NoChannels;
 
 impl ChannelResolver for NoChannels {
-    fn channel(&self, route: &str, _extra: &[String]) -> Result<Arc<dyn keyguard_notify::Channel>, String> {
-        Err(format!("route {route} is not sent in this test"))
+    fn channel(
+        &self,
+        route: &str,
+        _extra: &[String],
+    ) -> Result<Arc<dyn keyguard_notify::Channel>, crate::outbox::ChannelError> {
+        Err(crate::outbox::ChannelError::NotSent(route.to_string()))
     }
 }
 
