@@ -11,13 +11,13 @@ mod cli;
 #[cfg(feature = "sim")]
 mod demo;
 mod egress;
+mod environment;
 mod http;
 mod identity;
 mod instance;
 mod keyvault;
 mod outbox;
 mod reconcile;
-mod settings;
 mod store;
 mod sweep;
 #[cfg(test)]

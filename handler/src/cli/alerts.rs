@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::args::{AlertCommand, AlertsArgs};
-use crate::settings::Settings;
+use crate::environment::Environment;
 use crate::{alerting, outbox, store};
 
 pub async fn show_outbox(args: AlertsArgs) -> anyhow::Result<ExitCode> {
     let AlertsArgs { failed, resend } = args;
-    let settings = Settings::from_env()?;
+    let settings = Environment::from_env()?;
     let context = settings.build_context().await?;
     if let Some(id) = resend {
         let alerter = context.alerter.as_ref().context("no alert routes are configured")?;
@@ -59,7 +59,7 @@ pub async fn show_outbox(args: AlertsArgs) -> anyhow::Result<ExitCode> {
 pub async fn alert(command: AlertCommand) -> anyhow::Result<ExitCode> {
     match command {
         AlertCommand::Test { route } => {
-            let settings = Settings::from_env()?;
+            let settings = Environment::from_env()?;
             let channels = alerting::ConfiguredChannels::from_config(&settings.config, |k| std::env::var(k).ok())?;
             let channel = outbox::ChannelResolver::channel(&channels, &route, &[])
                 .map_err(|e| anyhow::anyhow!("{e} (configured: {})", channels.route_names().join(", ")))?;

@@ -7,8 +7,8 @@ use keyguard_core::ResourceId;
 
 use super::args::CheckArgs;
 use super::report::{ReportArgs, apply_requirement, deliver};
+use crate::environment::Environment;
 use crate::reconcile::{Attempt, Trigger};
-use crate::settings::Settings;
 
 pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let CheckArgs {
@@ -21,7 +21,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         },
     } = args;
     let id = ResourceId::parse(&resource_id).map_err(|e| anyhow::anyhow!("{resource_id}: {e}"))?;
-    let mut settings = Settings::from_env()?;
+    let mut settings = Environment::from_env()?;
     apply_requirement(&mut settings.config, require);
     let context = settings.build_context().await?;
     let correlation_id = uuid::Uuid::new_v4().to_string();

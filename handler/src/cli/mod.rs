@@ -24,7 +24,7 @@ use functions_runtime::HostEnv;
 use args::Command;
 pub use args::{Cli, LogFormatArg};
 
-use crate::settings::Settings;
+use crate::environment::Environment;
 
 /// Runs one parsed command and returns its exit code; `main` prints an error and exits 2.
 pub async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
@@ -53,7 +53,7 @@ pub async fn run(command: Command, host: HostEnv) -> anyhow::Result<ExitCode> {
 
 /// The configured state store alone (no ARM credential needed beyond Table Storage's).
 async fn open_store() -> anyhow::Result<crate::store::StateStore> {
-    let settings = Settings::from_env()?;
+    let settings = Environment::from_env()?;
     settings
         .store
         .open(settings.egress()?)

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use super::args::ScanArgs;
 use super::report::{ReportArgs, apply_requirement, deliver};
-use crate::settings::Settings;
+use crate::environment::Environment;
 use crate::sweep::{self, ScanProgress};
 
 pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
@@ -36,7 +36,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         resume,
         time_budget,
     } = args;
-    let mut settings = Settings::from_env()?;
+    let mut settings = Environment::from_env()?;
     apply_requirement(&mut settings.config, require);
     if !from_file.is_empty() {
         let findings = offline_findings(&from_file, &settings.config)?;

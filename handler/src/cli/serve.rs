@@ -8,12 +8,12 @@ use anyhow::Context as _;
 use functions_runtime::HostEnv;
 
 use super::args::WebhookArgs;
+use crate::environment::Environment;
 use crate::http::auth::launch::{AccessModes, Launch};
 use crate::http::{self, AppState};
-use crate::settings::Settings;
 
 pub async fn serve(port: Option<u16>, host: HostEnv) -> anyhow::Result<ExitCode> {
-    let settings = Settings::from_env()?;
+    let settings = Environment::from_env()?;
     let port = host
         .port
         .or(port)
@@ -35,7 +35,7 @@ pub async fn webhook(args: WebhookArgs) -> anyhow::Result<ExitCode> {
         bind,
         insecure_no_auth,
     } = args;
-    let settings = Settings::from_env()?;
+    let settings = Environment::from_env()?;
     let launch = Launch::Webhook { bind, insecure_no_auth };
     let state = app_state(&settings, launch).await?;
     let listener = tokio::net::TcpListener::bind((bind, port)).await?;
@@ -54,7 +54,7 @@ pub async fn webhook(args: WebhookArgs) -> anyhow::Result<ExitCode> {
 /// Builds the authenticators for the command (`launch`) and the reconcile context and, when alert routes
 /// are configured, starts the outbox sender. A credential setting that is missing or unusable
 /// stops start-up here, before anything listens.
-async fn app_state(settings: &Settings, launch: Launch) -> anyhow::Result<AppState> {
+async fn app_state(settings: &Environment, launch: Launch) -> anyhow::Result<AppState> {
     let modes = AccessModes::from_lookup(|name| std::env::var(name).ok(), launch)?;
     let auth = modes.authenticators(settings.http_client()?);
     let context = Arc::new(settings.build_context().await?);

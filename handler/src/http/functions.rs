@@ -37,8 +37,9 @@ pub(super) async fn encryption_drift(
     Ok(result)
 }
 
-/// The timer sweep: re-check every resource keyguard has seen, so a lost event never leaves
-/// drift unseen for longer than one schedule period. (Listing whole subscriptions comes with the scan API.)
+/// The timer: prunes expired state, then sweeps each configured scope (`KEYGUARD_SWEEP_SCOPES`,
+/// resuming where the last run stopped) or, without scopes, re-checks every resource keyguard has
+/// seen, so a lost event never leaves drift unseen for longer than one schedule period.
 pub(super) async fn reconcile_timer(
     _invocation: Invocation<Value>,
     state: AppState,

@@ -21,7 +21,9 @@ use crate::reconcile::{self, ReconcileSettings};
 use crate::store::{Retention, StoreLocation};
 use crate::sweep::SweepSettings;
 
-pub struct Settings {
+/// keyguard's environment: the profiles and every setting read from environment variables
+/// (endpoints, cloud, store, credential, budgets), checked once at start-up.
+pub struct Environment {
     pub config: Config,
     /// Where the profiles came from: a path, or "built-in default".
     pub config_source: String,
@@ -40,7 +42,7 @@ pub struct Settings {
     pub sweep: SweepSettings,
 }
 
-impl Settings {
+impl Environment {
     pub fn from_env() -> anyhow::Result<Self> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -255,7 +257,7 @@ mod tests {
 
     #[test]
     fn defaults_without_configuration() {
-        let s = Settings::from_lookup(lookup(&[("HOME", "/home")])).unwrap();
+        let s = Environment::from_lookup(lookup(&[("HOME", "/home")])).unwrap();
         assert!(!s.dry_run);
         assert_eq!(s.arm_endpoint.as_str(), "https://management.azure.com/");
         assert_eq!(s.cloud, Cloud::Public);
@@ -270,7 +272,7 @@ mod tests {
 
     #[test]
     fn environment_overrides() {
-        let s = Settings::from_lookup(lookup(&[
+        let s = Environment::from_lookup(lookup(&[
             ("KEYGUARD_DRY_RUN", "true"),
             ("KEYGUARD_TIME_BUDGET_MS", "1500"),
             ("KEYGUARD_ARM_ENDPOINT", "http://127.0.0.1:1"),
@@ -283,13 +285,13 @@ mod tests {
 
     #[test]
     fn endpoints_are_parsed_and_the_cloud_follows_the_arm_endpoint() {
-        let china = Settings::from_lookup(lookup(&[(
+        let china = Environment::from_lookup(lookup(&[(
             "KEYGUARD_ARM_ENDPOINT",
             "https://management.chinacloudapi.cn",
         )]))
         .unwrap();
         assert_eq!(china.cloud, Cloud::China);
-        let usgov = Settings::from_lookup(lookup(&[("KEYGUARD_CLOUD", "usgov")])).unwrap();
+        let usgov = Environment::from_lookup(lookup(&[("KEYGUARD_CLOUD", "usgov")])).unwrap();
         assert_eq!(usgov.cloud, Cloud::UsGov);
         for (name, value) in [
             ("KEYGUARD_ARM_ENDPOINT", "http://management.azure.com"),
@@ -298,7 +300,7 @@ mod tests {
             ("KEYGUARD_KEYVAULT_ENDPOINT", "http://10.0.0.1:8080"),
             ("KEYGUARD_CLOUD", "mars"),
         ] {
-            let err = Settings::from_lookup(lookup(&[(name, value)]))
+            let err = Environment::from_lookup(lookup(&[(name, value)]))
                 .err()
                 .expect(value)
                 .to_string();
@@ -309,10 +311,10 @@ mod tests {
     #[test]
     fn an_extra_ca_bundle_is_loaded_and_a_bad_one_is_named() {
         let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-ca.pem");
-        let s = Settings::from_lookup(lookup(&[("KEYGUARD_CA_BUNDLE", ca)])).unwrap();
+        let s = Environment::from_lookup(lookup(&[("KEYGUARD_CA_BUNDLE", ca)])).unwrap();
         assert!(s.http_client().is_ok());
         let not_pem = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-        let s = Settings::from_lookup(lookup(&[("KEYGUARD_CA_BUNDLE", not_pem)])).unwrap();
+        let s = Environment::from_lookup(lookup(&[("KEYGUARD_CA_BUNDLE", not_pem)])).unwrap();
         let err = s.http_client().err().unwrap().to_string();
         assert!(err.contains("Cargo.toml"), "{err}");
     }
@@ -320,16 +322,16 @@ mod tests {
     #[test]
     fn profiles_can_come_inline_as_a_key_vault_reference_resolves_them() {
         let toml = "[[profile]]\nname = \"prod\"\nrequire = \"mmk\"\nmode = \"audit\"\n";
-        let s = Settings::from_lookup(lookup(&[("KEYGUARD_CONFIG_TOML", toml)])).unwrap();
+        let s = Environment::from_lookup(lookup(&[("KEYGUARD_CONFIG_TOML", toml)])).unwrap();
         assert_eq!(s.config_source, "KEYGUARD_CONFIG_TOML");
         assert_eq!(s.config.profiles.len(), 1);
         assert_eq!(s.config.profiles[0].name, "prod");
-        let err = Settings::from_lookup(lookup(&[("KEYGUARD_CONFIG_TOML", "[[profile]\n")]))
+        let err = Environment::from_lookup(lookup(&[("KEYGUARD_CONFIG_TOML", "[[profile]\n")]))
             .err()
             .unwrap()
             .to_string();
         assert!(err.contains("KEYGUARD_CONFIG_TOML"), "{err}");
-        let err = Settings::from_lookup(lookup(&[
+        let err = Environment::from_lookup(lookup(&[
             ("KEYGUARD_CONFIG_TOML", toml),
             ("KEYGUARD_CONFIG", "/etc/keyguard.toml"),
         ]))
@@ -341,11 +343,11 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let err = Settings::from_lookup(lookup(&[("KEYGUARD_DRY_RUN", "maybe")]))
+        let err = Environment::from_lookup(lookup(&[("KEYGUARD_DRY_RUN", "maybe")]))
             .err()
             .unwrap();
         assert!(err.to_string().contains("KEYGUARD_DRY_RUN"));
-        let err = Settings::from_lookup(lookup(&[("KEYGUARD_CONFIG", "/nonexistent/k.toml")]))
+        let err = Environment::from_lookup(lookup(&[("KEYGUARD_CONFIG", "/nonexistent/k.toml")]))
             .err()
             .unwrap();
         assert!(err.to_string().contains("/nonexistent/k.toml"));
