@@ -175,6 +175,7 @@ pub fn alert_from_outcome(outcome: &Outcome) -> Option<Alert> {
         ResultKind::RateLimited => AlertOutcome::RateLimited,
         ResultKind::AlertOnly => AlertOutcome::AlertOnly,
         ResultKind::Exempt => AlertOutcome::Exempt,
+        ResultKind::KeyChanged => AlertOutcome::KeyChanged,
         // Someone has to look: named explicitly, so a new result is a decision, not a default.
         ResultKind::ManualActionNeeded
         | ResultKind::KeyExpiring
@@ -224,7 +225,11 @@ fn alert_with_outcome(outcome: &Outcome, alert_outcome: AlertOutcome) -> Option<
             .as_ref()
             .map(state_text)
             .unwrap_or_else(|| "unknown".into()),
-        expected_key: outcome.after.as_ref().and_then(key_text),
+        // For a changed key, what was expected is the known-good key it replaced.
+        expected_key: match &outcome.previous_key {
+            Some(previous) => Some(previous.to_string()),
+            None => outcome.after.as_ref().and_then(key_text),
+        },
         actual_key: outcome.before.as_ref().and_then(key_text),
         caller: outcome.caller.clone(),
         caller_ip: outcome.caller_ip.clone(),

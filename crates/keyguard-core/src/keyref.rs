@@ -256,6 +256,22 @@ impl KeyRef {
         Some(url)
     }
 
+    /// The same key whatever its version: a rotation keeps it, a new vault, key name or disk
+    /// encryption set does not (the key-swap guard's test of "another key").
+    pub fn same_key_any_version(&self, other: &KeyRef) -> bool {
+        match (&self.location, &other.location) {
+            (
+                KeyLocation::Vault { vault, name, .. },
+                KeyLocation::Vault {
+                    vault: other_vault,
+                    name: other_name,
+                    ..
+                },
+            ) => vault == other_vault && name.eq_ignore_ascii_case(other_name),
+            _ => self.same_key(other),
+        }
+    }
+
     /// Same vault and key name (case-insensitive, as Key Vault is). Versions are compared only
     /// when both sides name one: a versionless reference follows whatever version is current.
     pub fn same_key(&self, other: &KeyRef) -> bool {

@@ -100,6 +100,9 @@ vocabulary! {
         RevertUnverified = "revert-unverified",
         /// Compliant, with a key that expires soon.
         KeyExpiring = "key-expiring",
+        /// Compliant, on another key than the known-good one (a new vault or key name, not a
+        /// rotation): someone confirms it was intended.
+        KeyChanged = "key-changed",
         Duplicate = "duplicate",
         OwnWrite = "own-write",
         NotSucceeded = "not-succeeded",
@@ -134,6 +137,9 @@ pub struct Outcome {
     pub alert: bool,
     pub dry_run: bool,
     pub duration_ms: u64,
+    /// The known-good key a `key-changed` result replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key: Option<crate::keyref::KeyRef>,
     /// A write weakened what protects the resource (an exemption tag, a retag into a weaker
     /// profile): alerted on its own, naming who did it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -2,7 +2,7 @@
 //! and its typed plan becomes the decision's verdict, action and result, or a revert for [`act`].
 
 use keyguard_core::ResourceId;
-use keyguard_core::catalog;
+use keyguard_core::catalog::{self, EncryptionState, KeyRef};
 use keyguard_core::evaluate::{Verdict, resource_tags};
 use keyguard_core::plan::{Action, NoRevertReason, plan_with};
 use keyguard_core::rfc3339;
@@ -14,7 +14,7 @@ use super::observe;
 use super::outcome::{ActionKind, Decision, ResultKind, Trigger, VerdictKind};
 use super::{Attempt, Context, ReconcileError};
 use crate::arm::CallContext;
-use crate::store::{BaselineSource, Lease, RevertIntent};
+use crate::store::{BaselineSource, BaselineWrite, Lease, RevertIntent};
 
 /// Observes, decides, and (with the lease) acts; the caller records the decision.
 pub(super) async fn decide_and_act(
@@ -72,10 +72,20 @@ pub(super) async fn decide_and_act(
     let plan_ctx = observe::plan_context(ctx, id, entry, &observed, dry_run, now, call).await?;
     let precondition = observe::revert_precondition(ctx, entry, &observed, &plan_ctx, call).await?;
     let plan = plan_with(evaluation, &plan_ctx, precondition);
+    // The known-good key this read replaced, when it is another key (not a rotation).
+    let mut replaced = None;
     if let Some(baseline) = plan.record_baseline.as_ref().filter(|_| observed.from_arm) {
-        ctx.store
+        let written = ctx
+            .store
             .record_baseline(id, baseline, BaselineSource::Observed, None, now)
             .await?;
+        if let BaselineWrite::Recorded {
+            previous: Some(previous),
+        } = written
+            && !previous.key.same_key_any_version(baseline)
+        {
+            replaced = Some(previous.key);
+        }
     }
     decision.outcome.alert = plan.alert;
     let notes: Vec<String> = evaluation.notes.iter().cloned().chain(plan.opt_in_note()).collect();
@@ -111,6 +121,12 @@ pub(super) async fn decide_and_act(
                 decision.outcome.alert = true;
                 decision.outcome.after = decision.outcome.before.take();
                 return Ok(decision.finish(VerdictKind::Drift, ResultKind::Reverted, Some(detail)));
+            }
+            if let Some(previous) = replaced.filter(|_| compliant) {
+                let detail = key_changed_text(&previous, &evaluation.observed, &decision);
+                decision.outcome.alert = true;
+                decision.outcome.previous_key = Some(previous);
+                return Ok(decision.finish(verdict, ResultKind::KeyChanged, Some(detail)));
             }
             if compliant && let Some(warning) = observe::expiry_warning(ctx, &evaluation.observed, call, now).await {
                 decision.outcome.alert = true;
@@ -154,6 +170,26 @@ pub(super) async fn decide_and_act(
             }
         },
     }
+}
+
+/// "The key changed from A to B (by whom, from where)": what a person needs to confirm it.
+fn key_changed_text(previous: &KeyRef, now_on: &EncryptionState, decision: &Decision) -> String {
+    let new = match now_on {
+        EncryptionState::Cmk(key) => key.to_string(),
+        other => format!("{other:?}"),
+    };
+    let who = decision
+        .outcome
+        .caller
+        .as_deref()
+        .unwrap_or("a writer the event did not name (the Activity Log names it)");
+    let from = decision
+        .outcome
+        .caller_ip
+        .as_deref()
+        .map(|ip| format!(", from {ip}"))
+        .unwrap_or_default();
+    format!("the customer-managed key changed from {previous} to {new} (by {who}{from}): confirm it was intended")
 }
 
 pub(super) fn verdict_kind(verdict: &Verdict) -> VerdictKind {

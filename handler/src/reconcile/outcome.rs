@@ -47,6 +47,7 @@ impl Decision {
                 alert: false,
                 dry_run: false,
                 duration_ms: 0,
+                previous_key: None,
                 safeguard_changes: Vec::new(),
             },
             tags: serde_json::Map::new(),

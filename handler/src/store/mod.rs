@@ -340,7 +340,8 @@ impl StateStore {
                 if source == BaselineSource::Manual {
                     self.flush().await?;
                 }
-                return Ok(BaselineWrite::Recorded);
+                let previous = current.and_then(|(baseline, _)| baseline);
+                return Ok(BaselineWrite::Recorded { previous });
             }
         }
         Err(StoreError::Conflict(format!(

@@ -48,9 +48,12 @@ pub struct Baseline {
     pub set_by: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum BaselineWrite {
-    Recorded,
+    /// Written; `previous` is the baseline it replaced (none for a resource's first).
+    Recorded {
+        previous: Option<Baseline>,
+    },
     Unchanged,
 }
 

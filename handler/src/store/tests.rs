@@ -312,7 +312,7 @@ async fn baselines_are_conditional_and_keep_a_persons_decision() {
             .record_baseline(&id("a"), &key("k1"), BaselineSource::Observed, None, now)
             .await
             .unwrap();
-        assert_eq!(first, BaselineWrite::Recorded, "{name}");
+        assert_eq!(first, BaselineWrite::Recorded { previous: None }, "{name}");
         let again = store
             .record_baseline(&id("A"), &key("k1"), BaselineSource::Observed, None, now)
             .await
@@ -322,10 +322,17 @@ async fn baselines_are_conditional_and_keep_a_persons_decision() {
             BaselineWrite::Unchanged,
             "{name}: case-insensitive ids, no rewrite"
         );
-        store
+        let replaced = store
             .record_baseline(&id("a"), &key("k2"), BaselineSource::Manual, Some("alice"), now)
             .await
             .unwrap();
+        let BaselineWrite::Recorded {
+            previous: Some(previous),
+        } = replaced
+        else {
+            panic!("{name}: {replaced:?}")
+        };
+        assert_eq!(previous.key, key("k1"), "{name}: says what it replaced");
         // Observing the same key again keeps the manual record (and who set it).
         store
             .record_baseline(&id("a"), &key("k2"), BaselineSource::Observed, None, now)

@@ -203,6 +203,7 @@ impl Harness {
 }
 
 mod baselines;
+mod keyswap;
 mod state;
 mod steps;
 mod tags;
