@@ -9,9 +9,13 @@ use std::time::Duration;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use maud::{DOCTYPE, Markup, html};
 
-use crate::render::{self, html_escape};
-use crate::{Alert, Channel, ConfigError, Secret, SendError, SendFuture};
+use crate::render::{self, Fact};
+use crate::{Alert, Channel, ConfigError, Secret, SendError, SendFuture, Severity};
+
+/// Last line of every body, text and HTML.
+const SIGNATURE: &str = "Sent by keyguard, encryption key-source drift guard.";
 
 /// Subject line, e.g. "[keyguard] Drift reverted: storage account stpayments (rg-prod)".
 pub fn subject(alert: &Alert) -> String {
@@ -54,73 +58,39 @@ pub fn text_body(alert: &Alert) -> String {
     let _ = writeln!(out, "Open in Azure portal: {}", c.portal_url);
     let _ = writeln!(out);
     let _ = writeln!(out, "-- ");
-    let _ = writeln!(out, "Sent by keyguard, encryption key-source drift guard.");
+    let _ = writeln!(out, "{SIGNATURE}");
     out
 }
 
-/// HTML body with the same content; every value is escaped because resource names, callers and
-/// error details are attacker-influenced.
+/// HTML body with the same content. maud escapes every interpolated value, because resource names,
+/// callers and error details are attacker-influenced (`render` has already cleaned them of control
+/// and bidi characters).
 pub fn html_body(alert: &Alert) -> String {
     let c = render::content(alert);
-    let banner = if alert.outcome.needs_human() {
-        "#a4262c"
-    } else {
-        banner_color(alert.severity)
-    };
-    let mut out = String::new();
-    out.push_str("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
-    out.push_str(&html_escape(&c.title));
-    out.push_str("</title></head>\n<body style=\"font-family:Segoe UI,Helvetica,Arial,sans-serif;font-size:14px;color:#201f1e\">\n");
-    let _ = writeln!(
-        out,
-        "<h2 style=\"color:{banner};margin:0 0 4px 0\">{}</h2>",
-        html_escape(&c.title)
-    );
-    let _ = writeln!(
-        out,
-        "<p style=\"color:#605e5c;margin:0 0 16px 0\">Severity: {}</p>",
-        html_escape(&c.severity)
-    );
-    out.push_str("<h3 style=\"margin:16px 0 4px 0\">What keyguard did</h3>\n");
-    let strong = alert.outcome.needs_human();
-    let _ = writeln!(
-        out,
-        "<p style=\"margin:0\">{}{}{}</p>",
-        if strong { "<strong>" } else { "" },
-        html_escape(&c.outcome),
-        if strong { "</strong>" } else { "" }
-    );
-    if let Some(d) = &c.detail {
-        let _ = writeln!(
-            out,
-            "<p style=\"margin:4px 0 0 0;color:#605e5c\">Detail: {}</p>",
-            html_escape(d)
-        );
-    }
-    for section in &c.sections {
-        let _ = writeln!(
-            out,
-            "<h3 style=\"margin:16px 0 4px 0\">{}</h3>",
-            html_escape(section.heading)
-        );
-        out.push_str("<table style=\"border-collapse:collapse\">\n");
-        for f in &section.facts {
-            let _ = writeln!(
-                out,
-                "<tr><th style=\"text-align:left;padding:2px 12px 2px 0;vertical-align:top\">{}</th><td style=\"padding:2px 0;word-break:break-all\">{}</td></tr>",
-                html_escape(f.label),
-                html_escape(&f.value)
-            );
+    let content = html! {
+        p style={ "color:" (MUTED) ";margin:0 0 16px 0" } { "Severity: " (c.severity) }
+        h3 style=(SECTION_HEADING) { "What keyguard did" }
+        p style="margin:0" {
+            @if alert.outcome.needs_human() { strong { (c.outcome) } } @else { (c.outcome) }
         }
-        out.push_str("</table>\n");
-    }
-    let _ = writeln!(
-        out,
-        "<p style=\"margin:20px 0\"><a href=\"{}\" style=\"background:#0078d4;color:#ffffff;padding:8px 14px;text-decoration:none;border-radius:2px\">Open in Azure portal</a></p>",
-        html_escape(&c.portal_url)
-    );
-    out.push_str("<p style=\"color:#605e5c;font-size:12px\">Sent by keyguard, encryption key-source drift guard.</p>\n</body></html>\n");
-    out
+        @if let Some(detail) = &c.detail {
+            p style={ "margin:4px 0 0 0;color:" (MUTED) } { "Detail: " (detail) }
+        }
+        @for section in &c.sections {
+            h3 style=(SECTION_HEADING) { (section.heading) }
+            (facts_table(&section.facts))
+        }
+        p style="margin:20px 0" {
+            a href=(c.portal_url)
+                style="background:#0078d4;color:#ffffff;padding:8px 14px;text-decoration:none;border-radius:2px"
+            { "Open in Azure portal" }
+        }
+    };
+    document(
+        &c.title,
+        banner_color(alert.outcome.needs_human(), alert.severity),
+        content,
+    )
 }
 
 /// Digest subject, e.g. "[keyguard] 3 encryption drift alerts (2 reverted, 1 revert failed)".
@@ -172,76 +142,83 @@ pub fn digest_text_body(alerts: &[Alert]) -> String {
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "-- ");
-    let _ = writeln!(out, "Sent by keyguard, encryption key-source drift guard.");
+    let _ = writeln!(out, "{SIGNATURE}");
     out
 }
 
-/// HTML digest with the same content as [`digest_text_body`]; every value is escaped.
+/// HTML digest with the same content as [`digest_text_body`]; maud escapes every value.
 pub fn digest_html_body(alerts: &[Alert]) -> String {
     let d = render::digest(alerts);
-    let banner = if d.needs_human {
-        "#a4262c"
-    } else {
-        banner_color(d.severity)
-    };
-    let mut out = String::new();
-    out.push_str("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
-    out.push_str(&html_escape(&d.heading));
-    out.push_str("</title></head>\n<body style=\"font-family:Segoe UI,Helvetica,Arial,sans-serif;font-size:14px;color:#201f1e\">\n");
-    let _ = writeln!(
-        out,
-        "<h2 style=\"color:{banner};margin:0 0 4px 0\">{}</h2>",
-        html_escape(&d.heading)
-    );
-    if d.counts.is_empty() {
-        out.push_str("<p style=\"margin:0 0 16px 0\">This digest contains no alerts.</p>\n");
-    } else {
-        let _ = writeln!(
-            out,
-            "<p style=\"color:#605e5c;margin:0 0 16px 0\">{} | Highest severity: {}</p>",
-            html_escape(&d.counts),
-            html_escape(&d.severity.to_string())
-        );
-    }
-    for entry in &d.entries {
-        let color = if entry.needs_human { "#a4262c" } else { "#201f1e" };
-        let _ = writeln!(
-            out,
-            "<h3 style=\"margin:20px 0 4px 0;padding-top:8px;border-top:1px solid #e1dfdd;color:{color}\">{}</h3>",
-            html_escape(&entry.title)
-        );
-        out.push_str("<table style=\"border-collapse:collapse\">\n");
-        for f in &entry.facts {
-            let _ = writeln!(
-                out,
-                "<tr><th style=\"text-align:left;padding:2px 12px 2px 0;vertical-align:top\">{}</th><td style=\"padding:2px 0;word-break:break-all\">{}</td></tr>",
-                html_escape(f.label),
-                html_escape(&f.value)
-            );
+    let content = html! {
+        @if d.counts.is_empty() {
+            p style="margin:0 0 16px 0" { "This digest contains no alerts." }
+        } @else {
+            p style={ "color:" (MUTED) ";margin:0 0 16px 0" } { (d.counts) " | Highest severity: " (d.severity) }
         }
-        out.push_str("</table>\n");
-        let _ = writeln!(
-            out,
-            "<p style=\"margin:6px 0\"><a href=\"{}\">Open in Azure portal</a></p>",
-            html_escape(&entry.portal_url)
-        );
-    }
-    if let Some(more) = &d.overflow {
-        let _ = writeln!(
-            out,
-            "<p style=\"margin:20px 0;font-weight:bold\">{}</p>",
-            html_escape(more)
-        );
-    }
-    out.push_str("<p style=\"color:#605e5c;font-size:12px\">Sent by keyguard, encryption key-source drift guard.</p>\n</body></html>\n");
-    out
+        @for entry in &d.entries {
+            @let color = if entry.needs_human { NEEDS_HUMAN } else { INK };
+            h3 style={ "margin:20px 0 4px 0;padding-top:8px;border-top:1px solid #e1dfdd;color:" (color) } {
+                (entry.title)
+            }
+            (facts_table(&entry.facts))
+            p style="margin:6px 0" { a href=(entry.portal_url) { "Open in Azure portal" } }
+        }
+        @if let Some(more) = &d.overflow {
+            p style="margin:20px 0;font-weight:bold" { (more) }
+        }
+    };
+    document(&d.heading, banner_color(d.needs_human, d.severity), content)
 }
 
-fn banner_color(severity: crate::Severity) -> &'static str {
+// Email clients drop <style> blocks and external CSS, so every element carries its own inline style.
+const INK: &str = "#201f1e";
+const MUTED: &str = "#605e5c";
+/// Red for anything a person still has to act on, whatever its severity.
+const NEEDS_HUMAN: &str = "#a4262c";
+const SECTION_HEADING: &str = "margin:16px 0 4px 0";
+
+/// The frame both bodies share: the title as the document title and as the coloured heading, the
+/// given content, then the signature.
+fn document(title: &str, banner: &str, content: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html {
+            head {
+                meta charset="utf-8";
+                title { (title) }
+            }
+            body style={ "font-family:Segoe UI,Helvetica,Arial,sans-serif;font-size:14px;color:" (INK) } {
+                h2 style={ "color:" (banner) ";margin:0 0 4px 0" } { (title) }
+                (content)
+                p style={ "color:" (MUTED) ";font-size:12px" } { (SIGNATURE) }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// Label/value rows; values can be long ids or key URIs, so they may break anywhere.
+fn facts_table(facts: &[Fact]) -> Markup {
+    html! {
+        table style="border-collapse:collapse" {
+            @for f in facts {
+                tr {
+                    th style="text-align:left;padding:2px 12px 2px 0;vertical-align:top" { (f.label) }
+                    td style="padding:2px 0;word-break:break-all" { (f.value) }
+                }
+            }
+        }
+    }
+}
+
+fn banner_color(needs_human: bool, severity: Severity) -> &'static str {
+    if needs_human {
+        return NEEDS_HUMAN;
+    }
     match severity {
-        crate::Severity::High => "#a4262c",
-        crate::Severity::Warning => "#8a5a00",
-        crate::Severity::Info => "#0063b1",
+        Severity::High => "#a4262c",
+        Severity::Warning => "#8a5a00",
+        Severity::Info => "#0063b1",
     }
 }
 

@@ -309,22 +309,6 @@ pub(crate) fn markdown_escape(s: &str) -> String {
     out
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub(crate) fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,14 +333,6 @@ mod tests {
         assert_eq!(markdown_escape("rg-prod"), "rg-prod");
         assert_eq!(markdown_escape("203.0.113.7"), "203.0.113.7");
         assert_eq!(markdown_escape("3)"), "3\\)");
-    }
-
-    #[test]
-    fn html_escape_covers_attribute_quotes() {
-        assert_eq!(
-            html_escape(r#"<a href="x">'&"#),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
-        );
     }
 
     #[test]

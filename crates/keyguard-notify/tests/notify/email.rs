@@ -422,3 +422,38 @@ async fn empty_digest_is_a_permanent_error_and_sends_nothing() {
     assert!(email::digest_html_body(&[]).contains("no alerts"));
     assert!(email::digest_text_body(&[]).contains("no alerts"));
 }
+
+/// maud does the escaping now: every attacker-influenced value (resource name, caller, detail) must
+/// reach both HTML bodies as inert text, escaped and cleaned of control and bidi characters.
+#[test]
+fn hostile_values_are_escaped_and_cleaned_in_both_html_bodies() {
+    let payload =
+        "<script>x</script>\"onmouseover=alert(1) a&b\u{7}\u{0}\r\nBcc: v@example.com\u{202E}\u{2066}\u{200F}";
+    // Control characters become spaces, bidi controls U+FFFD, then `<`, `>`, `"` and `&` are escaped.
+    let shown = concat!(
+        "&lt;script&gt;x&lt;/script&gt;&quot;onmouseover=alert(1) a&amp;b    Bcc: v@example.com",
+        "\u{FFFD}\u{FFFD}\u{FFFD}"
+    );
+    let alert = Alert {
+        resource_name: format!("name{payload}"),
+        caller: Some(format!("caller{payload}")),
+        detail: Some(format!("detail{payload}")),
+        outcome: Outcome::RevertFailed,
+        ..Alert::sample()
+    };
+    let single = email::html_body(&alert);
+    let digest = email::digest_html_body(&[Alert::sample(), alert]);
+    for body in [&single, &digest] {
+        for field in ["name", "caller", "detail"] {
+            assert!(
+                body.contains(&format!("{field}{shown}")),
+                "{field} not shown escaped:\n{body}"
+            );
+        }
+        assert!(!body.contains("<script"), "{body}");
+        assert!(!body.contains("\"onmouseover"), "{body}");
+        assert!(!body.contains("a&b"), "{body}");
+        let forbidden = |c: char| (c.is_control() && c != '\n') || matches!(c, '\u{202E}' | '\u{2066}' | '\u{200F}');
+        assert!(!body.chars().any(forbidden), "{body:?}");
+    }
+}
