@@ -36,10 +36,7 @@ fn unsupported(name: &'static str, content_type: Option<&'static str>) -> Row {
 
 /// 10 MiB of JSON, with or without a declared length: refused as too large, never parsed.
 fn ten_mib(name: &'static str, declare_length: bool) -> Row {
-    let mut body = b"{\"Data\":\"".to_vec();
-    body.resize(TEN_MIB - 2, b'x');
-    body.extend_from_slice(b"\"}");
-    let row = Row::new(name, Input::Bytes(JSON, body))
+    let row = Row::new(name, Input::Bytes(JSON, ten_mib_of_json()))
         .event(&FUNCTIONS, 413, "exceeds the limit of 4194304 bytes", Refused)
         .event(&[Events], 413, "length limit exceeded", Refused)
         .api(&CHECK, 413, "length limit exceeded")
@@ -51,7 +48,15 @@ fn ten_mib(name: &'static str, declare_length: bool) -> Row {
     }
 }
 
-fn nested_arrays() -> String {
+/// 10 MiB of valid JSON: too large for any surface (4 MiB), whatever it holds.
+pub(super) fn ten_mib_of_json() -> Vec<u8> {
+    let mut body = b"{\"Data\":\"".to_vec();
+    body.resize(TEN_MIB - 2, b'x');
+    body.extend_from_slice(b"\"}");
+    body
+}
+
+pub(super) fn nested_arrays() -> String {
     format!("{}{}", "[".repeat(DEPTH), "]".repeat(DEPTH))
 }
 

@@ -8,13 +8,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 use super::auth::test_tokens::{OTHER_SIGNER, SIGNER, b64_json, valid_claims};
+use super::hostile_env::{FORBIDDEN_ACCOUNT, OTHER_SUBSCRIPTION};
 use super::hostile_tests::Fate::{Handled, Refused, Retried};
 use super::hostile_tests::Setting::{Entra, NoToken, Scoped, StoreDown};
 use super::hostile_tests::Surface::{Check, Events, Findings};
-use super::hostile_tests::{
-    AUDIT, ApiHost, CHECK, EVENT, FINDINGS, FORBIDDEN_ACCOUNT, Input, OTHER_SUBSCRIPTION, Row, SCAN, Surface,
-    WEBHOOK_API,
-};
+use super::hostile_tests::{AUDIT, ApiHost, CHECK, EVENT, FINDINGS, Input, Row, SCAN, Surface, WEBHOOK_API};
 use super::test_env::{SUBSCRIPTION, WEBHOOK_KEY, account};
 
 /// A resource id no surface may act on: refused before any call to ARM, in the parser's words.

@@ -293,9 +293,13 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 #[cfg(test)]
 mod access_tests;
 #[cfg(test)]
+mod hostile_env;
+#[cfg(test)]
 mod hostile_rows;
 #[cfg(test)]
 mod hostile_rows_ids;
+#[cfg(test)]
+mod hostile_socket_tests;
 #[cfg(test)]
 mod hostile_tests;
 #[cfg(test)]
