@@ -318,6 +318,13 @@ pub(super) fn rows() -> Vec<Row> {
         )
         .event(&[Events], 400, "at most 5000 events", Refused),
         Row::new(
+            "a delivery of 5,000 bad events is refused naming ten of them, in one short answer",
+            Input::Delivery(Box::new(|_| {
+                Value::Array((0..5_000).map(|n| json!({"id": format!("{n:0>200}")})).collect())
+            })),
+        )
+        .event(&[Events], 400, "; and 4990 more", Refused),
+        Row::new(
             "one bad event refuses its batch, naming it, after the good one is handled",
             Input::Delivery(Box::new(|id| {
                 json!([typed_event(id, "Contoso.Items.ItemCreated", json!({})), {"id": "the-bad-one"}])
