@@ -13,6 +13,10 @@ pub enum ArmScopeError {
     NotAScope(String),
     #[error("{0:?} is not a valid subscription, group or management group name")]
     BadName(String),
+    /// A "." or ".." segment is no Azure name, and in a listing URL it would climb out of the
+    /// scope (`/resourceGroups/../providers/...` normalises to the whole subscription).
+    #[error("scope must not contain \".\" or \"..\" segments")]
+    DotSegment,
 }
 
 /// An ARM scope a sweep covers: a subscription, a resource group or a management group.
@@ -29,6 +33,9 @@ impl ArmScope {
     /// `/providers/Microsoft.Management/managementGroups/{name}`, or a bare subscription id.
     pub fn parse(text: &str) -> Result<ArmScope, ArmScopeError> {
         let text = text.trim().trim_end_matches('/');
+        if text.split('/').any(|segment| matches!(segment.trim(), "." | "..")) {
+            return Err(ArmScopeError::DotSegment);
+        }
         let segments: Vec<&str> = text.trim_start_matches('/').split('/').collect();
         let valid = |s: &str| {
             !s.is_empty() && s.len() <= 90 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c))
@@ -113,6 +120,8 @@ mod tests {
             "/subscriptions/a/b",
             "/subscriptions/a b",
             "/subscriptions/x'y",
+            "/subscriptions/abc/resourceGroups/..",
+            "/subscriptions/abc/resourceGroups/./x",
             "",
         ] {
             assert!(ArmScope::parse(bad).is_err(), "{bad:?}");

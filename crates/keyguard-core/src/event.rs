@@ -11,13 +11,15 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::resource_id::ResourceId;
+use crate::resource_id::{ResourceId, is_invisible_formatting};
 
 pub const RESOURCE_WRITE_SUCCESS: &str = "Microsoft.Resources.ResourceWriteSuccess";
 pub const ARM_EVENT_PREFIX: &str = "Microsoft.Resources.";
 pub const RESOURCE_NOTIFICATION_CREATED_OR_UPDATED: &str = "Microsoft.ResourceNotifications.Resources.CreatedOrUpdated";
 pub const RESOURCE_NOTIFICATION_DELETED: &str = "Microsoft.ResourceNotifications.Resources.Deleted";
 pub const SUBSCRIPTION_VALIDATION: &str = "Microsoft.EventGrid.SubscriptionValidationEvent";
+/// The only CloudEvents version Event Grid delivers; another one is another format.
+pub const CLOUDEVENTS_SPEC_VERSION: &str = "1.0";
 
 /// How many layers of "JSON inside a JSON string" we unwrap. The Functions host encodes string
 /// values once more; two or three layers are plausible, more is a broken or hostile payload.
@@ -290,12 +292,29 @@ pub fn parse_event(value: &Value) -> Result<IncomingEvent, EventError> {
             });
         }
     };
+    // The id goes into every log line, audit record and alert about the event: a newline would
+    // forge log lines, a bidi control would reorder what people read.
+    if id.chars().any(|c| c.is_control() || is_invisible_formatting(c)) {
+        return Err(EventError::InvalidField {
+            event_id: None,
+            field: "id",
+            expected: "a string without control or invisible formatting characters",
+        });
+    }
     let eid = || Some(id.clone());
 
     let has_specversion = obj.contains_key("specversion") || obj.contains_key("specVersion");
     let (schema, type_field) = if obj.contains_key("eventType") {
         (Schema::EventGrid, "eventType")
     } else if has_specversion {
+        let version = obj.get("specversion").or_else(|| obj.get("specVersion"));
+        if version.and_then(Value::as_str) != Some(CLOUDEVENTS_SPEC_VERSION) {
+            return Err(EventError::InvalidField {
+                event_id: eid(),
+                field: "specversion",
+                expected: "\"1.0\" (CloudEvents 1.0)",
+            });
+        }
         (Schema::CloudEvents, "type")
     } else {
         return Err(EventError::MissingField {
@@ -634,6 +653,41 @@ mod tests {
             e.to_string(),
             "event \"e1\" names an invalid resource id: data.resourceUri is missing"
         );
+    }
+
+    #[test]
+    fn cloud_events_of_another_version_and_ids_with_hidden_characters_are_refused() {
+        let cloud =
+            |version: Value| json!({"id": "c1", "type": "Contoso.Thing", "specversion": version, "source": "/x"});
+        assert!(parse_event(&cloud(json!("1.0"))).is_ok());
+        for version in [json!("0.3"), json!("2.0"), json!(1.0), json!(" 1.0"), Value::Null] {
+            assert_eq!(
+                parse_event(&cloud(version.clone())),
+                Err(EventError::InvalidField {
+                    event_id: Some("c1".into()),
+                    field: "specversion",
+                    expected: "\"1.0\" (CloudEvents 1.0)"
+                }),
+                "{version}"
+            );
+        }
+        for id in ["e1\nINFO forged", "e1\u{0}", "e1\u{202e}", "e1\u{200b}"] {
+            let mut v = write_event();
+            v["id"] = json!(id);
+            let e = parse_event(&v).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    EventError::InvalidField {
+                        field: "id",
+                        event_id: None,
+                        ..
+                    }
+                ),
+                "{id:?}: {e:?}"
+            );
+            assert!(!e.to_string().contains("forged"), "the id is not echoed: {e}");
+        }
     }
 
     #[test]

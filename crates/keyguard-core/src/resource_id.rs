@@ -13,6 +13,24 @@ use std::str::FromStr;
 /// and a bound keeps hostile input cheap.
 pub const MAX_RESOURCE_ID_LEN: usize = 2048;
 
+/// Unicode format characters that change how text is shown without being seen: bidi embeddings,
+/// overrides, isolates and marks reorder what a person reads in an alert, a log or a report
+/// ("Trojan Source"), and zero-width characters make two ids look alike. No Azure resource name
+/// may contain one, so an id or an event field that does is refused, not displayed.
+pub fn is_invisible_formatting(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+    )
+}
+
 /// Why a string is not an acceptable ARM resource id.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -33,6 +51,10 @@ pub enum ResourceIdError {
     Backslash,
     #[error("resource id must not contain whitespace or control characters (found at byte {position})")]
     WhitespaceOrControl { position: usize },
+    #[error(
+        "resource id must not contain invisible formatting characters (bidi controls, zero-width) (found at byte {position})"
+    )]
+    InvisibleFormatting { position: usize },
     #[error("resource id must not contain \".\" or \"..\" segments")]
     DotSegment,
     #[error("resource id has an empty segment (\"//\" or a trailing '/') at segment {index}")]
@@ -99,6 +121,9 @@ impl ResourceId {
                 '\\' => return Err(ResourceIdError::Backslash),
                 c if c.is_whitespace() || c.is_control() => {
                     return Err(ResourceIdError::WhitespaceOrControl { position });
+                }
+                c if is_invisible_formatting(c) => {
+                    return Err(ResourceIdError::InvisibleFormatting { position });
                 }
                 _ => {}
             }
@@ -488,6 +513,12 @@ mod tests {
             err(&format!("{STORAGE}\u{7f}")),
             E::WhitespaceOrControl { .. }
         ));
+        for invisible in ['\u{202e}', '\u{2066}', '\u{200b}', '\u{200f}', '\u{feff}'] {
+            assert!(
+                matches!(err(&format!("{STORAGE}{invisible}x")), E::InvisibleFormatting { .. }),
+                "{invisible:?}"
+            );
+        }
         assert_eq!(
             err("/subscriptions/s/resourceGroups/r/providers/A.B/t/../../x/y"),
             E::DotSegment

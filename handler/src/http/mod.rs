@@ -232,18 +232,28 @@ impl ApiRouter {
 }
 
 /// One event through the pipeline, for the `EncryptionDrift` function and the webhook alike: a
-/// retryable failure asks for redelivery, any other is refused with 400.
+/// retryable failure asks for redelivery (500), any other is refused with 400, which Event Grid
+/// dead-letters at once on the webhook (a 422 it would retry for a day). The error's own text can
+/// carry credential, endpoint or tenant details (like `/api/check`'s), so it goes to the log under
+/// the event id, and the sender learns only what to do.
 async fn handle(context: &Context, event: &IncomingEvent) -> Result<Decision, InvocationError> {
     reconcile::handle_event(context, event).await.map_err(|e| {
         tracing::error!(event_id = %event.id, error = %e, retryable = e.retryable(), "event processing failed");
+        let id = &event.id;
         if e.retryable() {
-            InvocationError::retryable(format!("event {} not processed, retry: {e}", event.id))
+            InvocationError::retryable(format!(
+                "event {id} was not processed: the state store, keyguard's identity or ARM is not available now; \
+                 redeliver it. The details are in keyguard's log under this event id."
+            ))
         } else {
             // 400: Event Grid dead-letters a webhook delivery at once (it retries a 422 for a day).
             InvocationError::rejected(
                 400,
                 "NotProcessed",
-                format!("event {} cannot be processed: {e}", event.id),
+                format!(
+                    "event {id} cannot be processed, and redelivering it will not help (a refusal, or stored state that \
+                     is unreadable). The details are in keyguard's log under this event id."
+                ),
             )
         }
     })
@@ -285,6 +295,16 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 mod access_tests;
 #[cfg(test)]
 mod event_failure_tests;
+#[cfg(test)]
+mod hostile_env;
+#[cfg(test)]
+mod hostile_rows;
+#[cfg(test)]
+mod hostile_rows_ids;
+#[cfg(test)]
+mod hostile_socket_tests;
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod openapi_tests;
 #[cfg(test)]

@@ -127,6 +127,10 @@ impl Drop for TempDir {
 pub(super) struct Env {
     pub(super) sim: azure_sim::SimHandle,
     _dir: TempDir,
+    /// Where [`Env::fresh_store`] puts its files (removed with `_dir`).
+    dir: PathBuf,
+    /// What the sim's managed-identity endpoint expects, for [`Env::identity`].
+    identity_header: String,
     /// Over the sim, with a working identity and store: for routers built by other tests.
     pub(super) context: Arc<Context>,
     /// `keyguard webhook` with an API key and a webhook key.
@@ -177,6 +181,7 @@ impl Env {
             .await
             .unwrap();
         let identity = |header: &str| -> Arc<dyn TokenSource> {
+            // Same as Env::identity, before there is an Env.
             Arc::new(SimManagedIdentity {
                 http: reqwest::Client::new(),
                 endpoint: sim.msi_endpoint(),
@@ -212,13 +217,32 @@ impl Env {
         ));
         Env {
             sim,
+            dir: dir.clone(),
             _dir: TempDir(dir),
+            identity_header,
             context: shared,
             webhook,
             functions,
             broken,
             no_token,
         }
+    }
+
+    /// keyguard's working credential: tokens from the sim's managed-identity endpoint.
+    pub(super) fn identity(&self) -> Arc<dyn TokenSource> {
+        Arc::new(SimManagedIdentity {
+            http: reqwest::Client::new(),
+            endpoint: self.sim.msi_endpoint(),
+            header: self.identity_header.clone(),
+        })
+    }
+
+    /// A new embedded store of its own, for a context that must not share the others' state.
+    pub(super) async fn fresh_store(&self) -> StateStore {
+        let path = self.dir.join(format!("{}.redb", uuid::Uuid::new_v4()));
+        StateStore::new(Arc::new(EmbeddedBackend::open(&path).unwrap()))
+            .await
+            .unwrap()
     }
 
     pub(super) fn router(&self, which: Which) -> &Router {

@@ -12,6 +12,12 @@ use serde_json::{Value, json};
 
 use super::{AppState, body_rejected, error, handle, header_value, is_json};
 
+/// Event Grid batches at most 5,000 events per delivery (`maxEventsPerBatch`); a longer array is
+/// not from Event Grid, and refusing it keeps the work and the answer for one request bounded.
+const MAX_EVENTS_PER_DELIVERY: usize = 5_000;
+/// How many refused events an answer names; the count says how many more there were.
+const MAX_REASONS_SHOWN: usize = 10;
+
 const EVENT_GRID_ORIGINS: [&str; 5] = [
     "eventgrid.azure.net",
     "eventgrid.azure.us",
@@ -79,9 +85,31 @@ pub(super) async fn webhook_events(
         Ok(events) => events,
         Err(e) => return error(StatusCode::BAD_REQUEST, "InvalidEvent", &e.to_string()),
     };
-    // The Event Grid-schema handshake: echo the code synchronously.
+    if events.len() > MAX_EVENTS_PER_DELIVERY {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidEvent",
+            &format!(
+                "a delivery holds at most {MAX_EVENTS_PER_DELIVERY} events (Event Grid's largest batch); this one holds {}",
+                events.len()
+            ),
+        );
+    }
+    // The Event Grid-schema handshake: echo the code synchronously. Event Grid sends it alone; an
+    // answer to a handshake would acknowledge every other event of the delivery unprocessed.
     for event in events.iter().flatten() {
         if let EventKind::SubscriptionValidation { validation_code, .. } = &event.kind {
+            if events.len() > 1 {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidEvent",
+                    &format!(
+                        "event {} is a subscription validation, which is delivered alone; this delivery holds {} events",
+                        event.id,
+                        events.len()
+                    ),
+                );
+            }
             tracing::info!(event_id = %event.id, subscription = header_value(&headers, "aeg-subscription-name").unwrap_or_default(), "Event Grid subscription validated");
             return (
                 StatusCode::OK,
@@ -113,7 +141,16 @@ pub(super) async fn webhook_events(
     }
     if !rejected.is_empty() {
         // 400 is not retried by Event Grid: the delivery goes to the dead-letter container, not lost.
-        return error(StatusCode::BAD_REQUEST, "InvalidEvent", &rejected.join("; "));
+        let mut message = rejected
+            .iter()
+            .take(MAX_REASONS_SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ");
+        if rejected.len() > MAX_REASONS_SHOWN {
+            message.push_str(&format!("; and {} more", rejected.len() - MAX_REASONS_SHOWN));
+        }
+        return error(StatusCode::BAD_REQUEST, "InvalidEvent", &message);
     }
     if !not_processed.is_empty() {
         return error(StatusCode::BAD_REQUEST, "NotProcessed", &not_processed.join("; "));
