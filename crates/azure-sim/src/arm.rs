@@ -367,6 +367,9 @@ fn handle_inner(
                         format!("The request content was invalid and could not be deserialized: '{e}'."),
                     )
                 })?;
+                // ARM checks the body against StorageAccounts_Update's schema first.
+                crate::schemas::check(&rid.full_type(), "PATCH", &api_version, &patch)
+                    .map_err(|message| ArmError::bad_request("InvalidRequestContent", message))?;
                 patch_resource(sim, &key, &claims, &patch, &write_info("PATCH")).map(Reply::ok)
             }
             _ => Err(ArmError::new(

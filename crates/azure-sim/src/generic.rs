@@ -258,18 +258,8 @@ pub(crate) fn handle(call: Call<'_>) -> Result<Reply, ArmError> {
         )
     })?;
     // ARM checks the body against the operation's schema before the service sees it.
-    if let Some(schema) = crate::schemas::lookup(ty.full_type, call.method.as_str(), &call.api_version) {
-        let problems = schema.violations(&body);
-        if !problems.is_empty() {
-            return Err(bad(
-                "InvalidRequestContent",
-                format!(
-                    "The request content was invalid and could not be deserialized: {}",
-                    problems.join("; ")
-                ),
-            ));
-        }
-    }
+    crate::schemas::check(ty.full_type, call.method.as_str(), &call.api_version, &body)
+        .map_err(|message| bad("InvalidRequestContent", message))?;
     let Value::Object(body) = body else {
         return Err(bad(
             "InvalidRequestContent",

@@ -17,8 +17,11 @@ use serde_json::{Map, Value};
 pub use crate::keyref::{KeyRef, KeyRefError, SetUsage};
 use crate::resource_id::ResourceId;
 
+mod binding;
 mod entries;
 mod writes;
+
+pub use binding::{GeoBackupPaths, IdentityPath};
 
 /// Whether a key-source switch in one direction can be made on an existing resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -186,14 +189,16 @@ pub enum KeyRefLayout {
         vault_uri_field: &'static str,
         key_name_field: &'static str,
         key_version_field: &'static str,
-        /// Path of the user-assigned identity (resource id) the service uses to reach the vault;
-        /// absent means the system-assigned identity.
-        user_assigned_identity_path: Option<&'static [&'static str]>,
+        /// Where the key names the user-assigned identity the service uses to reach the
+        /// vault; absent means the resource's own (system-assigned) identity.
+        user_assigned_identity_path: Option<IdentityPath>,
     },
     /// One key identifier, `https://{vault}/keys/{name}[/{version}]`.
     KeyUri {
         path: &'static [&'static str],
-        user_assigned_identity_path: Option<&'static [&'static str]>,
+        user_assigned_identity_path: Option<IdentityPath>,
+        /// Where the service keeps the key of its geo-redundant backups, if it keeps one.
+        geo_backup: Option<GeoBackupPaths>,
     },
     /// A disk encryption set resource id (the DES holds the vault key); the first path present wins.
     EncryptionSet { paths: &'static [&'static [&'static str]] },
@@ -603,25 +608,31 @@ impl CatalogEntry {
                     )));
                 };
                 let version = str_at(container, key_version_field);
-                let identity = opt_str(doc, user_assigned_identity_path);
-                KeyRef::new(vault, name, version, identity).map_err(|problem| {
-                    KeyRefProblem::from_error(vault, problem, || {
-                        format!("{said}, but {} is not a usable key reference", container_path.join("."))
+                let identity = binding::read_identity(doc, user_assigned_identity_path, said)?;
+                KeyRef::new(vault, name, version, identity.resource_id)
+                    .map(|key| key.with_identity_client_id(identity.client_id))
+                    .map_err(|problem| {
+                        KeyRefProblem::from_error(vault, problem, || {
+                            format!("{said}, but {} is not a usable key reference", container_path.join("."))
+                        })
                     })
-                })
             }
             KeyRefLayout::KeyUri {
                 path,
                 user_assigned_identity_path,
+                geo_backup,
             } => {
                 let Some(uri) = opt_str(doc, Some(path)) else {
                     return Err(KeyRefProblem::Unreadable(format!("{said} without {}", path.join("."))));
                 };
-                KeyRef::from_key_uri(uri, opt_str(doc, user_assigned_identity_path)).map_err(|problem| {
+                let identity = binding::read_identity(doc, user_assigned_identity_path, said)?;
+                let key = KeyRef::from_key_uri(uri, identity.resource_id).map_err(|problem| {
                     KeyRefProblem::from_error(uri, problem, || {
                         format!("{said}, but {} is not a key identifier", path.join("."))
                     })
-                })
+                })?;
+                let geo = binding::read_geo_backup(doc, geo_backup, said)?;
+                Ok(key.with_identity_client_id(identity.client_id).with_geo_backup(geo))
             }
             KeyRefLayout::EncryptionSet { paths } => {
                 let Some((path, set)) = paths.iter().find_map(|p| opt_str(doc, Some(p)).map(|set| (*p, set))) else {
@@ -681,27 +692,23 @@ impl CatalogEntry {
     }
 
     /// Whether the resource has the identity the key reference needs: the named user-assigned
-    /// identity attached to the resource, or, when the key names none, a system-assigned identity.
+    /// identity (by resource id or client id) attached to the resource, or, when the key names
+    /// none, a system-assigned identity; and the geo-backup identity when the key has one.
     /// Without it the service cannot unwrap its key and a CMK revert would fail (or worse, be
     /// accepted and leave the data unreadable). A disk encryption set carries its own identity.
+    /// A resource that keeps geo-redundant backups (MySQL) also needs the key's geo-backup
+    /// twin, which the service requires with the key: without one this answers `false`.
     pub fn has_identity_for(&self, resource: &Value, key: &KeyRef) -> bool {
         // A disk encryption set carries its own identity; a key held outside ARM (Search) is
         // reached by whatever the data plane configures, nothing on the resource.
         if key.encryption_set_id().is_some() || self.key_ref == KeyRefLayout::None {
             return true;
         }
-        let Some(identity) = get_ci(resource, "identity") else {
-            return false;
+        let geo = match self.key_ref {
+            KeyRefLayout::KeyUri { geo_backup, .. } => geo_backup,
+            _ => None,
         };
-        match key.user_assigned_identity() {
-            Some(wanted) => get_ci(identity, "userAssignedIdentities")
-                .and_then(Value::as_object)
-                .is_some_and(|ids| ids.keys().any(|id| id.trim().eq_ignore_ascii_case(wanted.trim()))),
-            None => get_ci(identity, "type").and_then(Value::as_str).is_some_and(|t| {
-                t.split(',')
-                    .any(|part| part.trim().eq_ignore_ascii_case("SystemAssigned"))
-            }),
-        }
+        binding::identities_attached(resource, key, geo)
     }
 
     /// Whether switching the resource to `target` is something we may automate.

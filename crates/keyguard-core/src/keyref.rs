@@ -18,6 +18,10 @@ use crate::resource_id::ResourceId;
 pub use crate::vault::{Cloud, KeyRefError, VAULT_SUFFIXES, VaultHost, VaultKind, VaultSuffix};
 use crate::vault::{parse_https, valid_key_name, valid_key_version};
 
+#[path = "keyref_parts.rs"]
+mod parts;
+pub use parts::{ClientId, GeoBackupKey};
+
 /// How a managed disk applies the key its disk encryption set holds. Part of the binding, so a
 /// revert puts back the same kind: double encryption stays double, and a confidential VM's set
 /// is never moved into the ordinary encryption field.
@@ -62,6 +66,12 @@ pub struct KeyRef {
     location: KeyLocation,
     /// Resource id of the user-assigned identity the service should use for the key, if any.
     user_assigned_identity: Option<String>,
+    /// The same kind of identity named by its client id, for services that name it so
+    /// (`identityClientId`); kept so a revert names the identity the baseline named.
+    identity_client_id: Option<ClientId>,
+    /// The key of the resource's geo-redundant backups, for services that keep one beside the
+    /// key (MySQL flexible servers); only ever set on a key in a vault.
+    geo_backup: Option<Box<GeoBackupKey>>,
 }
 
 impl KeyRef {
@@ -99,6 +109,8 @@ impl KeyRef {
                 auto_rotation: false,
             },
             user_assigned_identity: non_empty(user_assigned_identity),
+            identity_client_id: None,
+            geo_backup: None,
         })
     }
 
@@ -137,6 +149,8 @@ impl KeyRef {
                 usage: SetUsage::default(),
             },
             user_assigned_identity: None,
+            identity_client_id: None,
+            geo_backup: None,
         })
     }
 
@@ -181,6 +195,8 @@ impl KeyRef {
         KeyRef {
             location: KeyLocation::NotVisible,
             user_assigned_identity: None,
+            identity_client_id: None,
+            geo_backup: None,
         }
     }
 
@@ -225,6 +241,31 @@ impl KeyRef {
     /// The same key with another user-assigned identity (or the system identity).
     pub fn with_user_assigned_identity(mut self, identity: Option<&str>) -> KeyRef {
         self.user_assigned_identity = non_empty(identity);
+        self
+    }
+
+    /// The client id of the user-assigned identity, for services that name it so.
+    pub fn identity_client_id(&self) -> Option<ClientId> {
+        self.identity_client_id
+    }
+
+    /// The same key, naming its identity by this client id (or by none).
+    pub fn with_identity_client_id(mut self, client_id: Option<ClientId>) -> KeyRef {
+        self.identity_client_id = client_id;
+        self
+    }
+
+    /// The key of the resource's geo-redundant backups, when the service keeps one.
+    pub fn geo_backup(&self) -> Option<&GeoBackupKey> {
+        self.geo_backup.as_deref()
+    }
+
+    /// The same vault key with this geo-backup key (or none); a key that is not in a vault is
+    /// unchanged, as only a vault key has a geo-redundant twin.
+    pub fn with_geo_backup(mut self, geo_backup: Option<GeoBackupKey>) -> KeyRef {
+        if matches!(self.location, KeyLocation::Vault { .. }) {
+            self.geo_backup = geo_backup.map(Box::new);
+        }
         self
     }
 
@@ -346,6 +387,14 @@ struct StoredKeyRef {
     /// Only when the service rotates the key by itself; absent (false) otherwise.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     auto_rotation: bool,
+    /// Only for a service that names its identity by client id; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    identity_client_id: Option<String>,
+    /// Only for a service that keeps a geo-backup key (MySQL); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    geo_backup_key_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    geo_backup_identity: Option<String>,
 }
 
 impl TryFrom<StoredKeyRef> for KeyRef {
@@ -353,12 +402,25 @@ impl TryFrom<StoredKeyRef> for KeyRef {
 
     fn try_from(s: StoredKeyRef) -> Result<KeyRef, KeyRefError> {
         let identity = s.user_assigned_identity.as_deref();
+        // Parsed again like everything else read back: a stored record is not trusted more
+        // than the resource body it came from.
+        let client_id = s.identity_client_id.as_deref().map(ClientId::parse).transpose()?;
+        let geo_backup = s
+            .geo_backup_key_uri
+            .as_deref()
+            .map(|uri| GeoBackupKey::new(uri, s.geo_backup_identity.as_deref()))
+            .transpose()?;
         if !s.vault_uri.trim().is_empty() {
-            return KeyRef::new(&s.vault_uri, &s.key_name, s.key_version.as_deref(), identity)
-                .map(|key| key.with_auto_rotation(s.auto_rotation));
+            return KeyRef::new(&s.vault_uri, &s.key_name, s.key_version.as_deref(), identity).map(|key| {
+                key.with_auto_rotation(s.auto_rotation)
+                    .with_identity_client_id(client_id)
+                    .with_geo_backup(geo_backup)
+            });
         }
         if s.key_name.trim().is_empty() {
-            return Ok(KeyRef::not_visible().with_user_assigned_identity(identity));
+            return Ok(KeyRef::not_visible()
+                .with_user_assigned_identity(identity)
+                .with_identity_client_id(client_id));
         }
         Ok(KeyRef::encryption_set(&s.key_name)?.with_set_usage(s.set_usage.unwrap_or_default()))
     }
@@ -392,6 +454,9 @@ impl From<KeyRef> for StoredKeyRef {
             user_assigned_identity: k.user_assigned_identity,
             set_usage,
             auto_rotation: stored_rotation,
+            identity_client_id: k.identity_client_id.map(|id| id.to_string()),
+            geo_backup_key_uri: k.geo_backup.as_ref().map(|geo| geo.key_id()),
+            geo_backup_identity: k.geo_backup.as_ref().and_then(|geo| geo.identity().map(str::to_string)),
         }
     }
 }

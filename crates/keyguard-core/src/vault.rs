@@ -122,6 +122,10 @@ pub enum KeyRefError {
     BadKeyVersion,
     #[error("not the resource id of a disk encryption set")]
     NotAnEncryptionSet,
+    #[error("an identity client id must be a GUID")]
+    BadClientId,
+    #[error("not the resource id of a user-assigned managed identity")]
+    NotAUserAssignedIdentity,
 }
 
 impl KeyRefError {

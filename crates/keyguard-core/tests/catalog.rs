@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use keyguard_core::catalog::{KeyRefLayout, KeySourceKind, WriteMethod};
+use keyguard_core::catalog::{IdentityPath, KeyRefLayout, KeySourceKind, WriteMethod};
 use keyguard_core::{
     Action, CatalogEntry, Config, Direction, DriftReason, EncryptionState, Evaluation, KeyRef, Mode, PlanContext,
     ResourceId, ResourceView, RevertTarget, Verdict, catalog_table, entries, evaluate_view, lookup, plan_with,
@@ -1128,31 +1128,7 @@ fn tde_write_matches_the_example_minus_scan_state() {
     assert_eq!(writes[0].body, want);
 }
 
-#[test]
-fn mysql_write_matches_the_example_fields_we_manage() {
-    let e = entry("Microsoft.DBforMySQL/flexibleServers");
-    let want = example_request("mysql/ServerUpdateWithBYOK.2023-12-30.json");
-    let key = KeyRef::from_key_uri(
-        want["properties"]["dataEncryption"]["primaryKeyURI"].as_str().unwrap(),
-        Some(MYSQL_UAI),
-    )
-    .unwrap();
-    let writes = e.revert_writes(&RevertTarget::Cmk(key));
-    assert_eq!(writes.len(), 1);
-    assert_eq!(writes[0].relative_path, None);
-    let got = &writes[0].body["properties"]["dataEncryption"];
-    let ex = &want["properties"]["dataEncryption"];
-    for f in ["type", "primaryKeyURI", "primaryUserAssignedIdentityId"] {
-        assert_eq!(got[f], ex[f], "{f}");
-    }
-    // Not ours to change: the identity assignment and geo-backup key stay as they are.
-    assert_eq!(got.as_object().unwrap().len(), 3);
-    assert!(writes[0].body.get("identity").is_none());
-    assert_eq!(
-        e.revert_body(&RevertTarget::Mmk),
-        json!({"properties": {"dataEncryption": {"type": "SystemManaged"}}})
-    );
-}
+// MySQL's identity and geo-backup binding, and Cognitive Services' client id: catalog_bindings.rs.
 
 #[test]
 fn cognitive_services_write_matches_the_example() {
@@ -1216,10 +1192,14 @@ fn other_reversible_write_shapes() {
     );
     // Every direction the catalog calls (conditionally) reversible has a write.
     for e in entries() {
-        let key = if matches!(e.key_ref, KeyRefLayout::EncryptionSet { .. }) {
-            KeyRef::encryption_set(DES).unwrap()
-        } else {
-            KeyRef::new(KV, "k", Some("v1"), None).unwrap()
+        let key = match e.key_ref {
+            KeyRefLayout::EncryptionSet { .. } => KeyRef::encryption_set(DES).unwrap(),
+            // MySQL reaches its key through a user-assigned identity only.
+            KeyRefLayout::KeyUri {
+                user_assigned_identity_path: Some(IdentityPath::DeclaredResourceId(_)),
+                ..
+            } => KeyRef::new(KV, "k", Some("v1"), Some(MYSQL_UAI)).unwrap(),
+            _ => KeyRef::new(KV, "k", Some("v1"), None).unwrap(),
         };
         for (dir, target) in [
             (e.reversibility.to_cmk, RevertTarget::Cmk(key)),

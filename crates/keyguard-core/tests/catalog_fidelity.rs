@@ -185,6 +185,17 @@ fn auto_revertible() -> usize {
                 .unwrap()
             } else if matches!(e.key_ref, keyguard_core::catalog::KeyRefLayout::None) {
                 KeyRef::not_visible()
+            } else if matches!(
+                e.key_ref,
+                keyguard_core::catalog::KeyRefLayout::KeyUri {
+                    user_assigned_identity_path: Some(keyguard_core::catalog::IdentityPath::DeclaredResourceId(_)),
+                    ..
+                }
+            ) {
+                // MySQL reaches its key through a user-assigned identity only.
+                key().with_user_assigned_identity(Some(
+                    "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u",
+                ))
             } else {
                 key()
             };

@@ -262,7 +262,9 @@ async fn arm_errors_have_arm_shape_and_codes() {
     )
     .await
     .unwrap();
-    let body = assert_arm_error(r, 400, "InvalidValuesForRequestParameters").await;
+    // A value outside StorageAccounts_Update's keySource enum breaks the request schema, which
+    // ARM checks before the storage service sees the body (see `azure_sim::schemas`).
+    let body = assert_arm_error(r, 400, "InvalidRequestContent").await;
     assert!(body["error"]["message"].as_str().unwrap().contains("Contoso.Vault"));
 
     // Failed writes change nothing and raise no event.

@@ -414,7 +414,9 @@ async fn tde_put_polls_a_relative_location() {
         reqwest::Method::PUT,
         &tde,
         api,
-        Some(json!({"properties": {"state": "disabled"}})),
+        // The schema's spelling: TransparentDataEncryptionState is a closed enum (modelAsString
+        // false), and the stand-in checks bodies against it as ARM does.
+        Some(json!({"properties": {"state": "Disabled"}})),
     )
     .await;
     assert_eq!(r.status(), 202);
@@ -436,7 +438,7 @@ async fn tde_put_polls_a_relative_location() {
         operation_names(&sim),
         vec!["Microsoft.Sql/servers/databases/transparentDataEncryption/write"]
     );
-    // Bad state values are refused synchronously.
+    // Bad state values are refused synchronously, by the request schema before the service.
     let r = send(
         &sim,
         reqwest::Method::PUT,
@@ -445,7 +447,7 @@ async fn tde_put_polls_a_relative_location() {
         Some(json!({"properties": {"state": "Maybe"}})),
     )
     .await;
-    assert_arm_error(r, 400, "InvalidParameterValue").await;
+    assert_arm_error(r, 400, "InvalidRequestContent").await;
     sim.shutdown().await;
 }
 

@@ -127,3 +127,90 @@ async fn app_configuration_answers_201_updating_without_a_polling_header_until_t
         key
     );
 }
+
+/// One resource of each type whose write schema was vendored after App Configuration's, with a
+/// body its schema refuses: a `null` the spec does not allow, or a value outside a closed enum.
+fn schema_breaking_writes() -> Vec<(Value, &'static str, &'static str, Value)> {
+    let res = |ty: &str, name: &str, properties: Value| {
+        json!({"id": format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/{ty}/{name}"),
+               "name": name, "type": ty, "location": "westeurope", "properties": properties})
+    };
+    vec![
+        (
+            res(
+                "Microsoft.CognitiveServices/accounts",
+                "cog1",
+                json!({"encryption": {"keySource": "Microsoft.CognitiveServices"}}),
+            ),
+            "PATCH",
+            "2024-10-01",
+            json!({"properties": {"encryption": {"keySource": "Microsoft.KeyVault",
+                "keyVaultProperties": {"keyVaultUri": "https://kv.vault.azure.net", "keyName": "k", "keyVersion": null}}}}),
+        ),
+        (
+            res(
+                "Microsoft.DBforMySQL/flexibleServers",
+                "my1",
+                json!({"dataEncryption": {"type": "SystemManaged"}}),
+            ),
+            "PATCH",
+            "2023-12-30",
+            json!({"properties": {"dataEncryption": {"type": "CustomerManaged"}}}),
+        ),
+        (
+            res(
+                "Microsoft.Search/searchServices",
+                "srch1",
+                json!({"encryptionWithCmk": {"enforcement": "Disabled"}}),
+            ),
+            "PATCH",
+            "2025-05-01",
+            json!({"properties": {"encryptionWithCmk": {"enforcement": null}}}),
+        ),
+        (
+            res(
+                "Microsoft.Batch/batchAccounts",
+                "batch1",
+                json!({"encryption": {"keySource": "Microsoft.Batch"}}),
+            ),
+            "PATCH",
+            "2024-07-01",
+            json!({"properties": {"encryption": {"keySource": "Contoso.Vault"}}}),
+        ),
+        (
+            res(
+                "Microsoft.Compute/disks",
+                "disk1",
+                json!({"encryption": {"type": "EncryptionAtRestWithPlatformKey"}}),
+            ),
+            "PATCH",
+            "2025-01-02",
+            json!({"properties": {"encryption": {"type": "EncryptionAtRestWithPlatformKey", "diskEncryptionSetId": null}}}),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn every_newly_covered_type_refuses_a_body_its_schema_refuses_and_changes_nothing() {
+    let cases = schema_breaking_writes();
+    let sim = start(cases.iter().map(|(doc, ..)| doc.clone()).collect()).await;
+    for (doc, method, api_version, body) in cases {
+        let id = doc["id"].as_str().unwrap();
+        let before = sim.state().resource(id).unwrap();
+        let token = sim.state().issue_token(&human());
+        let r = client()
+            .request(method.parse().unwrap(), arm_url(&sim, id, Some(api_version)))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let error = assert_arm_error(r, 400, "InvalidRequestContent").await;
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains("/properties/"),
+            "{id}: {error}"
+        );
+        assert_eq!(sim.state().resource(id).unwrap(), before, "{id}");
+    }
+    assert!(sim.state().events().is_empty(), "a refused write raises no event");
+}

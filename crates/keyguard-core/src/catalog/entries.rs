@@ -22,8 +22,8 @@
 //! older than the newest tag), otherwise Table A's.
 
 use super::{
-    CatalogEntry, ChildRead, Direction, KeyRefLayout, KeySource, KeySourceKind, Reversibility, WhenAbsent, WriteMethod,
-    WriteShape,
+    CatalogEntry, ChildRead, Direction, GeoBackupPaths, IdentityPath, KeyRefLayout, KeySource, KeySourceKind,
+    Reversibility, WhenAbsent, WriteMethod, WriteShape,
 };
 
 const ALERT_ONLY: Reversibility = Reversibility {
@@ -60,10 +60,19 @@ const fn presence(path: &'static [&'static str]) -> KeySource {
     }
 }
 
+/// An identity named by its resource id at `path`, when there is one.
+const fn by_resource_id(path: Option<&'static [&'static str]>) -> Option<IdentityPath> {
+    match path {
+        Some(path) => Some(IdentityPath::ResourceId(path)),
+        None => None,
+    }
+}
+
 const fn key_uri(path: &'static [&'static str], uai: Option<&'static [&'static str]>) -> KeyRefLayout {
     KeyRefLayout::KeyUri {
         path,
-        user_assigned_identity_path: uai,
+        user_assigned_identity_path: by_resource_id(uai),
+        geo_backup: None,
     }
 }
 
@@ -77,7 +86,7 @@ const fn fields(
         vault_uri_field: names[0],
         key_name_field: names[1],
         key_version_field: names[2],
-        user_assigned_identity_path: uai,
+        user_assigned_identity_path: by_resource_id(uai),
     }
 }
 
@@ -396,11 +405,26 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
             &["AzureKeyVault"],
             WhenAbsent::Unknown,
         ),
-        key_ref: key_uri(
-            &["properties", "dataEncryption", "primaryKeyURI"],
-            Some(&["properties", "dataEncryption", "primaryUserAssignedIdentityId"]),
-        ),
-        identity_fields: &["identity", "properties.dataEncryption.primaryUserAssignedIdentityId"],
+        // As the spec example ServerUpdateWithBYOK writes it: the identities declared in
+        // `identity`, and the geo-backup key and identity beside the primary ones.
+        key_ref: KeyRefLayout::KeyUri {
+            path: &["properties", "dataEncryption", "primaryKeyURI"],
+            user_assigned_identity_path: Some(IdentityPath::DeclaredResourceId(&[
+                "properties",
+                "dataEncryption",
+                "primaryUserAssignedIdentityId",
+            ])),
+            geo_backup: Some(GeoBackupPaths {
+                key_uri: &["properties", "dataEncryption", "geoBackupKeyURI"],
+                user_assigned_identity: &["properties", "dataEncryption", "geoBackupUserAssignedIdentityId"],
+                enabled_by: &["properties", "backup", "geoRedundantBackup"],
+            }),
+        },
+        identity_fields: &[
+            "identity",
+            "properties.dataEncryption.primaryUserAssignedIdentityId",
+            "properties.dataEncryption.geoBackupUserAssignedIdentityId",
+        ],
         children: &[],
         never_drift_names: &[],
         reversibility: BOTH_WAYS,
@@ -411,7 +435,9 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
         cis_level1: L1_PLATFORM,
         cis_level2: "keyguard profile: MySQL flexible servers use a customer-managed key (no built-in policy in the fixture set)",
         notes: "User-assigned identity only (already attached to the server); key perms get/list/wrap/unwrap; \
-                vault with 90-day soft delete and purge protection. Geo-backup keys are not managed.",
+                vault with 90-day soft delete and purge protection. A geo-redundant server also needs its \
+                geo-backup key and identity (in the backup region): a revert writes them back from the \
+                baseline, and alerts instead when the target has none.",
     },
     messaging_namespace(
         "Microsoft.EventHub/namespaces",
@@ -459,11 +485,18 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
             &["Microsoft.KeyVault"],
             WhenAbsent::Unknown,
         ),
-        key_ref: fields(
-            &["properties", "encryption", "keyVaultProperties"],
-            ["keyVaultUri", "keyName", "keyVersion"],
-            None,
-        ),
+        key_ref: KeyRefLayout::Fields {
+            container_path: &["properties", "encryption", "keyVaultProperties"],
+            vault_uri_field: "keyVaultUri",
+            key_name_field: "keyName",
+            key_version_field: "keyVersion",
+            user_assigned_identity_path: Some(IdentityPath::ClientId(&[
+                "properties",
+                "encryption",
+                "keyVaultProperties",
+                "identityClientId",
+            ])),
+        },
         identity_fields: &["identity", "properties.encryption.keyVaultProperties.identityClientId"],
         children: &[],
         never_drift_names: &[],
@@ -474,8 +507,9 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
         long_running: true,
         cis_level1: L1_PLATFORM,
         cis_level2: "Built-in policy: Azure AI Services resources should encrypt data at rest with a customer-managed key (CMK)",
-        notes: "Vault with soft delete and purge protection; identity with get/wrapKey/unwrapKey. \
-                keyguard writes system-identity CMK (identityClientId is a client id, not in a KeyRef).",
+        notes: "Vault with soft delete and purge protection; identity with get/wrapKey/unwrapKey. A \
+                user-assigned identity is named by its client id (identityClientId), which a revert writes \
+                back from the baseline.",
     },
     CatalogEntry {
         resource_type: "Microsoft.MachineLearningServices/workspaces",
@@ -524,10 +558,16 @@ pub(super) static ENTRIES: &[CatalogEntry] = &[
         write_operations: &["Microsoft.AppConfiguration/configurationStores/write"],
         watched_children: &[],
         key_source: presence(&["properties", "encryption", "keyVaultProperties", "keyIdentifier"]),
-        key_ref: key_uri(
-            &["properties", "encryption", "keyVaultProperties", "keyIdentifier"],
-            None,
-        ),
+        key_ref: KeyRefLayout::KeyUri {
+            path: &["properties", "encryption", "keyVaultProperties", "keyIdentifier"],
+            user_assigned_identity_path: Some(IdentityPath::ClientId(&[
+                "properties",
+                "encryption",
+                "keyVaultProperties",
+                "identityClientId",
+            ])),
+            geo_backup: None,
+        },
         identity_fields: &["identity", "properties.encryption.keyVaultProperties.identityClientId"],
         children: &[],
         never_drift_names: &[],

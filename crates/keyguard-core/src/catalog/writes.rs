@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::{
     CatalogEntry, KeyRef, KeyRefLayout, KeySourceKind, RevertTarget, RevertWrite, SetUsage, WriteMethod, WriteShape,
-    set_path,
+    binding, set_path,
 };
 
 /// Managed disks' customer-key encryption types (Microsoft.Compute `EncryptionType`).
@@ -154,11 +154,6 @@ impl CatalogEntry {
 
     fn write_key_ref(&self, root: &mut Map<String, Value>, key: &KeyRef) -> Option<()> {
         let vault_uri = key.vault_uri()?;
-        let uai = |root: &mut Map<String, Value>, path: Option<&[&str]>| {
-            if let (Some(path), Some(uai)) = (path, key.user_assigned_identity()) {
-                set_path(root, path, Value::String(uai.to_string()));
-            }
-        };
         match self.key_ref {
             KeyRefLayout::Fields {
                 container_path,
@@ -170,19 +165,25 @@ impl CatalogEntry {
                 let mut fields = Map::new();
                 fields.insert(vault_uri_field.to_string(), Value::String(vault_uri));
                 fields.insert(key_name_field.to_string(), Value::String(key.key_name().to_string()));
+                // A versionless key is an empty version, as the services echo it and as the
+                // Azure CLI (storage) and Terraform (Cognitive Services) send it: each schema
+                // types the version as a plain string. Leaving it out of a PATCH would keep the
+                // version the drifted key had.
                 fields.insert(
                     key_version_field.to_string(),
                     Value::String(key.version().unwrap_or("").to_string()),
                 );
                 set_path(root, container_path, Value::Object(fields));
-                uai(root, user_assigned_identity_path);
+                binding::write_identity(root, user_assigned_identity_path, key)?;
             }
             KeyRefLayout::KeyUri {
                 path,
                 user_assigned_identity_path,
+                geo_backup,
             } => {
                 set_path(root, path, Value::String(key.key_id()));
-                uai(root, user_assigned_identity_path);
+                binding::write_geo_backup(root, geo_backup, key);
+                binding::write_identity(root, user_assigned_identity_path, key)?;
             }
             KeyRefLayout::EncryptionSet { .. } | KeyRefLayout::SqlServerKey | KeyRefLayout::None => return None,
         }
