@@ -340,7 +340,7 @@ impl StateStore {
                 if source == BaselineSource::Manual {
                     self.flush().await?;
                 }
-                let previous = current.and_then(|(baseline, _)| baseline);
+                let previous = current.and_then(|(baseline, _)| baseline).map(Box::new);
                 return Ok(BaselineWrite::Recorded { previous });
             }
         }

@@ -52,7 +52,7 @@ pub struct Baseline {
 pub enum BaselineWrite {
     /// Written; `previous` is the baseline it replaced (none for a resource's first).
     Recorded {
-        previous: Option<Baseline>,
+        previous: Option<Box<Baseline>>,
     },
     Unchanged,
 }
