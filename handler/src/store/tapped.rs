@@ -1,5 +1,5 @@
 //! A test double over a real backend: it forwards every call and lets a test observe or act at
-//! two points, so tests that need "count what was read" or "do this when that is written" do
+//! three points, so tests that need "count what was read" or "do this when that is written" do
 //! not each restate the whole `TableBackend`.
 
 use std::sync::Arc;
@@ -23,6 +23,10 @@ pub trait Tap: Send + Sync {
     ) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Before an `insert` is forwarded; an error here is the insert's answer.
+    async fn before_insert(&self, _table: Table, _partition: &str, _row: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// After a bounded query answered, with the rows it handed out.
     fn rows_read(&self, _rows: usize) {}
 }
@@ -44,6 +48,7 @@ impl<T: Tap> TableBackend for Tapped<T> {
         self.inner.get(table, partition, row).await
     }
     async fn insert(&self, table: Table, partition: &str, row: &str, data: &Value) -> Result<Written, StoreError> {
+        self.tap.before_insert(table, partition, row).await?;
         self.inner.insert(table, partition, row, data).await
     }
     async fn replace(

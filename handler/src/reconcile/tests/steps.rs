@@ -2,6 +2,8 @@
 //! between a revert's intent and its first write, and a carried body that is stale.
 
 use super::*;
+use crate::store::StoreError;
+use crate::store::tapped::{Tap, Tapped};
 
 /// Transparent data encryption must be on (any key): turning it off is drift, and its revert is a
 /// long-running PUT of the child resource.
@@ -186,4 +188,52 @@ async fn a_vault_that_cannot_be_reached_is_not_waited_for_on_every_compliant_loo
     // One quick attempt for the expiry warning, no retries, and the failure remembered: the
     // verdict never waited for the vault again.
     assert_eq!(key_reads(), 1);
+}
+
+/// The store fails the first alert it is asked to queue, after the audit record went down.
+struct OutboxFailsOnce(std::sync::atomic::AtomicBool);
+
+#[async_trait]
+impl Tap for OutboxFailsOnce {
+    async fn before_insert(&self, table: Table, _partition: &str, _row: &str) -> Result<(), StoreError> {
+        if table == Table::Outbox && !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("the outbox write timed out".into()));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_store_failure_between_a_reverts_record_and_its_alert_loses_neither() {
+    let h = Harness::start_with(MMK_ENFORCE, None, |inner| {
+        Arc::new(Tapped {
+            inner,
+            tap: OutboxFailsOnce(Default::default()),
+        })
+    })
+    .await;
+    let id = account("stmmklogs");
+    let event = h.act(&id, &user("mallory", "mallory-oid"), &cmk_patch());
+
+    let error = handle_event(&h.ctx, &event).await.unwrap_err();
+    assert!(error.retryable(), "Event Grid redelivers: {error}");
+    assert_eq!(h.key_source(&id), "Microsoft.Storage", "the revert itself went through");
+    assert!(h.outbox().await.is_empty(), "the alert did not get queued");
+
+    // The redelivery finds the resource compliant, but the revert's intent is still there: it
+    // is settled as that revert, its record kept once, and its alert queued now.
+    let again = handle_event(&h.ctx, &event).await.unwrap();
+    assert_eq!(again.outcome.result, ResultKind::Reverted, "{again:?}");
+    assert_eq!(h.keyguard_writes(), 1, "no second write");
+    let outbox = h.outbox().await;
+    assert_eq!(outbox.len(), 1, "{outbox:?}");
+    assert_eq!(outbox[0].alert.outcome, keyguard_notify::Outcome::Reverted);
+    let reverted = h
+        .audit(&id)
+        .await
+        .into_iter()
+        .filter(|r| r.outcome.result == ResultKind::Reverted)
+        .count();
+    assert_eq!(reverted, 1, "one record for one revert");
+    assert_eq!(h.store.revert_intent(&id).await.unwrap(), None);
 }
