@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod advice;
 pub mod arm_scope;
 pub mod catalog;
 pub mod config;

@@ -30,6 +30,9 @@ fn validate(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     } else {
         "tag exemptions off".to_string()
     };
+    for warning in keyguard_core::advice::advisories(&config) {
+        eprintln!("warning: {warning}");
+    }
     println!(
         "{}: ok ({} profiles, {} exemptions, {tag_exemptions})",
         path.display(),
