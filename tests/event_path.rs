@@ -219,6 +219,33 @@ async fn the_same_event_delivered_twice_reverts_once() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_handler_whose_port_was_taken_starts_on_another_and_events_reach_it() -> anyhow::Result<()> {
+    // Another process holds the port the harness picked for the handler (the race of picking a
+    // free port and binding it later): the handler is started again elsewhere, not mistaken.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let taken = squatter.local_addr()?.port();
+    let env = Env::start(Options {
+        first_handler_port: Some(taken),
+        ..Options::default()
+    })
+    .await?;
+    assert!(!env.handler.ends_with(&format!(":{taken}")), "{}", env.handler);
+    let id = account_id("rg-cmk", "stportmoved");
+    env.seed(json!([storage_account(
+        "rg-cmk",
+        "stportmoved",
+        Some(APPROVED_VAULT),
+        json!({})
+    )]))
+    .await?;
+    env.act_as_user(&id, mmk_patch()).await?;
+    env.wait_delivered(1).await?;
+    env.audit_record(&id, "verdict", "drift").await?;
+    drop(squatter);
+    Ok(())
+}
+
+#[tokio::test]
 async fn an_event_for_a_deleted_account_answers_200_and_gone() -> anyhow::Result<()> {
     let env = Env::start(Options::default()).await?;
     let id = account_id("rg-cmk", "stdeleted");

@@ -116,6 +116,9 @@ pub fn storage_account(resource_group: &str, name: &str, cmk_vault: Option<&str>
     doc
 }
 
+/// A port that was free a moment ago. The handler binds it itself (the Functions host names the
+/// port), so another process can take it in between: a handler that cannot bind is started again
+/// on another port (see [`Env::start_handler`]).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -157,6 +160,8 @@ pub struct Options {
     pub extra_config: String,
     /// Extra environment for keyguard (the secrets routes name).
     pub extra_env: Vec<(String, String)>,
+    /// The handler's first port, instead of a free one (a test of a port taken meanwhile).
+    pub first_handler_port: Option<u16>,
 }
 
 impl Default for Options {
@@ -171,6 +176,7 @@ impl Default for Options {
             cloud_events: false,
             extra_config: String::new(),
             extra_env: Vec::new(),
+            first_handler_port: None,
         }
     }
 }
@@ -203,7 +209,7 @@ impl Env {
         let bin = keyguard_bin();
         let dir = temp_dir("run");
         let addr_file = dir.join("sim.addr");
-        let handler_port = free_port();
+        let handler_port = options.first_handler_port.unwrap_or_else(free_port);
         let handler = format!("http://127.0.0.1:{handler_port}");
         let mut sim_cmd = Command::new(&bin);
         sim_cmd
@@ -264,18 +270,59 @@ impl Env {
 
     /// Starts `keyguard serve` (or `webhook`) on the run's state store; used again after a kill.
     pub async fn start_handler(&mut self) -> anyhow::Result<()> {
-        let child = self.spawn_handler(self.handler_port)?;
-        self.handler_child = Some(child);
-        self.wait_ready(&self.handler).await
+        for _ in 0..5 {
+            let (child, listening) = self.spawn_handler(self.handler_port)?;
+            if listening {
+                self.handler_child = Some(child);
+                return self.wait_ready(&self.handler).await;
+            }
+            // Its port was taken since it was picked: another one, and the stand-in told.
+            self.handler_port = free_port();
+            self.handler = format!("http://127.0.0.1:{}", self.handler_port);
+            self.deliver_to_handler().await?;
+        }
+        bail!("keyguard could not bind a port in five tries")
+    }
+
+    /// Points the stand-in's Event Grid delivery at the handler, as the run's options say.
+    async fn deliver_to_handler(&self) -> anyhow::Result<()> {
+        if self.options.no_delivery {
+            return Ok(());
+        }
+        let (mode, url) = if self.options.webhook {
+            ("webhook", self.events_url())
+        } else {
+            ("functions", self.handler.clone())
+        };
+        let schema = if self.options.cloud_events {
+            "cloudevents"
+        } else {
+            "eventgrid"
+        };
+        let body = json!({
+            "mode": mode, "url": url, "function_name": "EncryptionDrift", "schema": schema,
+            "max_attempts": self.options.max_attempts, "time_factor": self.options.time_factor,
+        });
+        let r = self
+            .http
+            .put(format!("{}/_sim/delivery", self.sim))
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "delivery not configured: {}", r.text().await?);
+        Ok(())
     }
 
     /// Starts `n` more instances (as a scaled-out Functions app would) and returns their base URLs.
     /// They share the configuration and environment, so with a Table Storage store, the state.
     pub async fn start_more_handlers(&mut self, n: usize) -> anyhow::Result<Vec<String>> {
         let mut urls = Vec::new();
-        for _ in 0..n {
+        while urls.len() < n {
             let port = free_port();
-            let child = self.spawn_handler(port)?;
+            let (child, listening) = self.spawn_handler(port)?;
+            if !listening {
+                continue; // the port was taken since it was picked
+            }
             self.more_handlers.push(child);
             let url = format!("http://127.0.0.1:{port}");
             self.wait_ready(&url).await?;
@@ -284,7 +331,10 @@ impl Env {
         Ok(urls)
     }
 
-    fn spawn_handler(&self, port: u16) -> anyhow::Result<ChildGuard> {
+    /// Starts one handler on `port`; `false` when it exited without listening (the port was
+    /// taken), which the caller answers with another port. Only the child's own "listening"
+    /// line counts: a probe of the port could reach whichever process holds it.
+    fn spawn_handler(&self, port: u16) -> anyhow::Result<(ChildGuard, bool)> {
         let mut cmd = Command::new(keyguard_bin());
         if self.options.webhook {
             cmd.args(["--log-format", "json", "webhook", "--port", &port.to_string()])
@@ -298,16 +348,21 @@ impl Env {
             .env_remove("FUNCTIONS_WORKER_RUNTIME")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().context("spawn keyguard serve")?;
-        if let Some(stdout) = child.stdout.take() {
-            let log = self.handler_log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+        let mut child = ChildGuard(cmd.spawn().context("spawn keyguard serve")?);
+        let stdout = child.0.stdout.take().context("the handler's stdout")?;
+        let (said, listening) = std::sync::mpsc::channel();
+        let log = self.handler_log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("listening") {
+                    let _ = said.send(());
                 }
-            });
-        }
-        Ok(ChildGuard(child))
+                log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        // The channel closes when the child's stdout does: it exited before listening.
+        let listening = listening.recv_timeout(Duration::from_secs(20)).is_ok();
+        Ok((child, listening))
     }
 
     /// `keyguard webhook`'s Event Grid endpoint, with the webhook key as Event Grid sends it.
