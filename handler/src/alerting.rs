@@ -10,7 +10,7 @@ use keyguard_core::catalog::{self, EncryptionState};
 use keyguard_core::config::{Config, Requirement};
 use keyguard_core::routing::{AlertFacts, AlertSeverity, RouteKind, SuppressDecision, suppress};
 use keyguard_notify::{
-    Alert, Channel, EmailChannel, Outcome as AlertOutcome, Secret, Severity, SmtpSecurity, SmtpSettings, TeamsChannel,
+    Alert, AlertOutcome, Channel, EmailChannel, Secret, Severity, SmtpSecurity, SmtpSettings, TeamsChannel,
     WebhookChannel,
 };
 use time::OffsetDateTime;

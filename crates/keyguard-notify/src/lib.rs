@@ -47,7 +47,7 @@ pub struct Alert {
     /// RFC 3339.
     pub occurred_at: String,
     /// What keyguard did.
-    pub outcome: Outcome,
+    pub outcome: AlertOutcome,
     /// e.g. why it could not revert.
     pub detail: Option<String>,
     pub cis_control: Option<String>,
@@ -62,7 +62,7 @@ pub struct Alert {
 /// What keyguard did about the drift. Serialised in kebab-case (`revert-failed`) for webhook consumers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Outcome {
+pub enum AlertOutcome {
     Reverted,
     RevertFailed,
     ManualActionNeeded,
@@ -78,17 +78,17 @@ pub enum Outcome {
     KeyChanged,
 }
 
-impl Outcome {
-    pub const ALL: [Outcome; 9] = [
-        Outcome::Reverted,
-        Outcome::RevertFailed,
-        Outcome::ManualActionNeeded,
-        Outcome::AlertOnly,
-        Outcome::DryRunWouldRevert,
-        Outcome::RateLimited,
-        Outcome::Exempt,
-        Outcome::SafeguardChanged,
-        Outcome::KeyChanged,
+impl AlertOutcome {
+    pub const ALL: [AlertOutcome; 9] = [
+        AlertOutcome::Reverted,
+        AlertOutcome::RevertFailed,
+        AlertOutcome::ManualActionNeeded,
+        AlertOutcome::AlertOnly,
+        AlertOutcome::DryRunWouldRevert,
+        AlertOutcome::RateLimited,
+        AlertOutcome::Exempt,
+        AlertOutcome::SafeguardChanged,
+        AlertOutcome::KeyChanged,
     ];
 
     /// True when the resource is still on the wrong key source and nobody/nothing will fix it
@@ -96,7 +96,7 @@ impl Outcome {
     pub fn needs_human(self) -> bool {
         matches!(
             self,
-            Outcome::RevertFailed | Outcome::ManualActionNeeded | Outcome::RateLimited
+            AlertOutcome::RevertFailed | AlertOutcome::ManualActionNeeded | AlertOutcome::RateLimited
         )
     }
 }
@@ -149,15 +149,15 @@ impl Alert {
             render::clean(&self.resource_group)
         );
         let lead = match self.outcome {
-            Outcome::Reverted => "Drift reverted",
-            Outcome::RevertFailed => "REVERT FAILED, drift remains",
-            Outcome::ManualActionNeeded => "Manual action needed, drift remains",
-            Outcome::AlertOnly => "Drift detected",
-            Outcome::DryRunWouldRevert => "Drift detected (dry run, would revert)",
-            Outcome::RateLimited => "Drift detected, revert postponed (rate limited)",
-            Outcome::Exempt => "Drift on exempt resource",
-            Outcome::SafeguardChanged => "Exemption or profile changed by a write",
-            Outcome::KeyChanged => "Customer-managed key changed",
+            AlertOutcome::Reverted => "Drift reverted",
+            AlertOutcome::RevertFailed => "REVERT FAILED, drift remains",
+            AlertOutcome::ManualActionNeeded => "Manual action needed, drift remains",
+            AlertOutcome::AlertOnly => "Drift detected",
+            AlertOutcome::DryRunWouldRevert => "Drift detected (dry run, would revert)",
+            AlertOutcome::RateLimited => "Drift detected, revert postponed (rate limited)",
+            AlertOutcome::Exempt => "Drift on exempt resource",
+            AlertOutcome::SafeguardChanged => "Exemption or profile changed by a write",
+            AlertOutcome::KeyChanged => "Customer-managed key changed",
         };
         let mut title = format!("{lead}: {what}");
         if self.repeats > 0 {
@@ -181,7 +181,7 @@ impl Alert {
             caller: Some("mallory@contoso.com".into()),
             caller_ip: Some("203.0.113.7".into()),
             occurred_at: "2026-01-15T09:30:00Z".into(),
-            outcome: Outcome::Reverted,
+            outcome: AlertOutcome::Reverted,
             detail: Some("This is a test alert sent by `keyguard alert test`.".into()),
             cis_control: Some("CIS Azure 3.12".into()),
             profile: Some("production".into()),

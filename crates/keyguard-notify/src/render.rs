@@ -1,6 +1,6 @@
 //! The one content model every format renders, so Teams, email text and email HTML cannot drift apart.
 
-use crate::{Alert, Outcome, Severity};
+use crate::{Alert, AlertOutcome, Severity};
 
 /// Longest value shown in any field. Keeps a hostile or runaway value (e.g. a huge error detail)
 /// from pushing the card past Teams' ~28 KB payload limit or burying the facts.
@@ -60,33 +60,33 @@ pub(crate) fn friendly_type(resource_type: &str) -> String {
 }
 
 /// Clear wording of what keyguard did, so nobody has to know the enum to decide whether to act.
-pub(crate) fn outcome_sentence(outcome: Outcome) -> &'static str {
+pub(crate) fn outcome_sentence(outcome: AlertOutcome) -> &'static str {
     match outcome {
-        Outcome::Reverted => {
+        AlertOutcome::Reverted => {
             "keyguard reverted the change: the resource is back on the expected key source. Check that the change was not intended."
         }
-        Outcome::RevertFailed => {
+        AlertOutcome::RevertFailed => {
             "keyguard tried to revert the change and FAILED. The resource is still on the wrong key source: act now."
         }
-        Outcome::ManualActionNeeded => {
+        AlertOutcome::ManualActionNeeded => {
             "keyguard cannot revert this change automatically. The resource is still on the wrong key source: restore it by hand."
         }
-        Outcome::AlertOnly => {
+        AlertOutcome::AlertOnly => {
             "keyguard is in alert-only mode for this resource and changed nothing. The resource is still on the wrong key source."
         }
-        Outcome::DryRunWouldRevert => {
+        AlertOutcome::DryRunWouldRevert => {
             "Dry run: keyguard would have reverted this change but changed nothing. The resource is still on the wrong key source."
         }
-        Outcome::RateLimited => {
+        AlertOutcome::RateLimited => {
             "keyguard did not revert yet because its remediation rate limit was reached. The resource is still on the wrong key source."
         }
-        Outcome::Exempt => {
+        AlertOutcome::Exempt => {
             "The resource is exempt from remediation, so keyguard changed nothing. It is still on a different key source than the policy expects."
         }
-        Outcome::SafeguardChanged => {
+        AlertOutcome::SafeguardChanged => {
             "A write changed what protects this resource (an exemption tag, or the tags that choose its profile). Confirm that the change was intended."
         }
-        Outcome::KeyChanged => {
+        AlertOutcome::KeyChanged => {
             "The resource now uses another customer-managed key (a new vault or key name, not a rotation). Confirm that the change was intended: whoever controls a key can disable it and make the data unreadable."
         }
     }
@@ -200,17 +200,17 @@ pub(crate) fn content(alert: &Alert) -> Content {
 pub(crate) const DIGEST_MAX: usize = 25;
 
 /// Short outcome wording for the digest header and subject ("2 reverted, 1 revert failed").
-pub(crate) fn outcome_label(outcome: Outcome) -> &'static str {
+pub(crate) fn outcome_label(outcome: AlertOutcome) -> &'static str {
     match outcome {
-        Outcome::Reverted => "reverted",
-        Outcome::RevertFailed => "revert failed",
-        Outcome::ManualActionNeeded => "manual action needed",
-        Outcome::AlertOnly => "alert only",
-        Outcome::DryRunWouldRevert => "dry run",
-        Outcome::RateLimited => "rate limited",
-        Outcome::Exempt => "exempt",
-        Outcome::SafeguardChanged => "safeguard changed",
-        Outcome::KeyChanged => "key changed",
+        AlertOutcome::Reverted => "reverted",
+        AlertOutcome::RevertFailed => "revert failed",
+        AlertOutcome::ManualActionNeeded => "manual action needed",
+        AlertOutcome::AlertOnly => "alert only",
+        AlertOutcome::DryRunWouldRevert => "dry run",
+        AlertOutcome::RateLimited => "rate limited",
+        AlertOutcome::Exempt => "exempt",
+        AlertOutcome::SafeguardChanged => "safeguard changed",
+        AlertOutcome::KeyChanged => "key changed",
     }
 }
 
@@ -244,7 +244,7 @@ pub(crate) fn digest(alerts: &[Alert]) -> Digest {
         1 => "1 encryption drift alert".to_string(),
         n => format!("{n} encryption drift alerts"),
     };
-    let counts = Outcome::ALL
+    let counts = AlertOutcome::ALL
         .iter()
         .filter_map(|&o| {
             let k = alerts.iter().filter(|a| a.outcome == o).count();

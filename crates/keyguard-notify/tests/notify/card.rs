@@ -1,6 +1,6 @@
 use std::process::Command;
 
-use keyguard_notify::{Alert, Outcome, Severity, teams};
+use keyguard_notify::{Alert, AlertOutcome, Severity, teams};
 use serde_json::Value;
 
 use crate::support::{digest_alerts, hostile_alert, manifest_dir, minimal_alert, shown_name, temp_file};
@@ -34,7 +34,7 @@ fn validate_with_adaptivecards(card: &Value) -> Value {
 
 fn variants() -> Vec<Alert> {
     let mut all = Vec::new();
-    for outcome in Outcome::ALL {
+    for outcome in AlertOutcome::ALL {
         all.push(Alert {
             outcome,
             ..Alert::sample()
@@ -103,7 +103,7 @@ fn all_text(v: &Value) -> String {
 #[test]
 fn card_shows_what_a_responder_needs() {
     let alert = Alert {
-        outcome: Outcome::RevertFailed,
+        outcome: AlertOutcome::RevertFailed,
         detail: Some("PATCH returned 403 AuthorizationFailed".into()),
         ..Alert::sample()
     };
@@ -142,7 +142,7 @@ fn card_shows_what_a_responder_needs() {
 #[test]
 fn each_outcome_has_its_own_wording() {
     let mut seen = std::collections::HashSet::new();
-    for outcome in Outcome::ALL {
+    for outcome in AlertOutcome::ALL {
         let alert = Alert {
             outcome,
             ..Alert::sample()
@@ -155,7 +155,7 @@ fn each_outcome_has_its_own_wording() {
 
 #[test]
 fn hostile_values_cannot_become_links_or_forge_lines() {
-    let alert = hostile_alert(Outcome::Reverted);
+    let alert = hostile_alert(AlertOutcome::Reverted);
     let card = teams::adaptive_card(&alert);
     let text = all_text(&card);
     assert!(!text.contains("[Reset MFA]"), "{text}");
@@ -192,7 +192,7 @@ fn workflows_payload_wraps_the_card_as_teams_expects() {
 
 #[test]
 fn message_card_carries_the_same_facts_without_markdown() {
-    let alert = hostile_alert(Outcome::ManualActionNeeded);
+    let alert = hostile_alert(AlertOutcome::ManualActionNeeded);
     let card = teams::message_card(&alert);
     assert_eq!(card["@type"], "MessageCard");
     assert_eq!(card["@context"], "https://schema.org/extensions");
@@ -224,7 +224,7 @@ fn severity_changes_the_banner() {
 #[test]
 fn alert_json_shape_is_stable_for_webhook_consumers() {
     let v = serde_json::to_value(Alert {
-        outcome: Outcome::DryRunWouldRevert,
+        outcome: AlertOutcome::DryRunWouldRevert,
         ..Alert::sample()
     })
     .unwrap();
@@ -232,7 +232,7 @@ fn alert_json_shape_is_stable_for_webhook_consumers() {
     assert_eq!(v["severity"], "high");
     assert_eq!(v["repeats"], 0);
     let back: Alert = serde_json::from_value(v).unwrap();
-    assert_eq!(back.outcome, Outcome::DryRunWouldRevert);
+    assert_eq!(back.outcome, AlertOutcome::DryRunWouldRevert);
 }
 
 #[test]
@@ -360,7 +360,10 @@ fn digest_card_is_capped_at_25_alerts() {
 
 #[test]
 fn digest_card_escapes_hostile_values_like_the_single_card() {
-    let alerts = vec![hostile_alert(Outcome::Reverted), hostile_alert(Outcome::RevertFailed)];
+    let alerts = vec![
+        hostile_alert(AlertOutcome::Reverted),
+        hostile_alert(AlertOutcome::RevertFailed),
+    ];
     let card = teams::digest_card(&alerts);
     let text = all_text(&card);
     assert!(!text.contains("[Reset MFA]"), "{text}");

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use keyguard_notify::{Alert, Outcome, Severity, teams};
+use keyguard_notify::{Alert, AlertOutcome, Severity, teams};
 
 use crate::support::{digest_alerts, failed_disk_alert, hostile_alert, manifest_dir, shown_name, temp_file};
 
@@ -151,15 +151,15 @@ fn visible_text(dom: &str) -> String {
 }
 
 /// Must match `render::outcome_sentence`, written out here so a wording regression is caught.
-fn expected_sentence(outcome: Outcome) -> &'static str {
+fn expected_sentence(outcome: AlertOutcome) -> &'static str {
     match outcome {
-        Outcome::Reverted => {
+        AlertOutcome::Reverted => {
             "keyguard reverted the change: the resource is back on the expected key source. Check that the change was not intended."
         }
-        Outcome::RevertFailed => {
+        AlertOutcome::RevertFailed => {
             "keyguard tried to revert the change and FAILED. The resource is still on the wrong key source: act now."
         }
-        Outcome::ManualActionNeeded => {
+        AlertOutcome::ManualActionNeeded => {
             "keyguard cannot revert this change automatically. The resource is still on the wrong key source: restore it by hand."
         }
         other => panic!("no expected wording written down for {other:?}"),
@@ -173,7 +173,7 @@ fn alerts() -> Vec<Alert> {
         // Attacker-chosen name: must come out as text, never as a <script> element.
         Alert {
             severity: Severity::High,
-            ..hostile_alert(Outcome::ManualActionNeeded)
+            ..hostile_alert(AlertOutcome::ManualActionNeeded)
         },
     ]
 }
@@ -317,7 +317,7 @@ fn digest_card_renders_in_chromium_with_microsofts_renderer() {
         3,
         "one portal button per alert; text: {text}"
     );
-    assert!(text.contains(expected_sentence(Outcome::RevertFailed)), "{text}");
+    assert!(text.contains(expected_sentence(AlertOutcome::RevertFailed)), "{text}");
 
     let (_, text) = renderer.render("digest-30", &teams::digest_card(&digest_alerts(30)));
     assert!(text.contains("and 5 more (see keyguard alerts)"), "{text}");

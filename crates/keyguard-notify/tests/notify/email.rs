@@ -2,7 +2,9 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use keyguard_notify::{Alert, Channel, EmailChannel, Outcome, Secret, SendError, SmtpSecurity, SmtpSettings, email};
+use keyguard_notify::{
+    Alert, AlertOutcome, Channel, EmailChannel, Secret, SendError, SmtpSecurity, SmtpSettings, email,
+};
 use serde_json::Value;
 
 use crate::support::{digest_alerts, hostile_alert, manifest_dir, shown_name, temp_file};
@@ -91,7 +93,7 @@ fn settings(port: u16, password: &str) -> SmtpSettings {
 async fn delivers_multipart_alert_with_auth_to_every_recipient() {
     let sink = Sink::start(&["--user", USER, "--password", PASSWORD]);
     let channel = EmailChannel::new(settings(sink.port, PASSWORD)).unwrap();
-    let alert = hostile_alert(Outcome::RevertFailed);
+    let alert = hostile_alert(AlertOutcome::RevertFailed);
     channel.send(&alert).await.unwrap();
     assert_eq!(channel.name(), "email");
 
@@ -438,7 +440,7 @@ fn hostile_values_are_escaped_and_cleaned_in_both_html_bodies() {
         resource_name: format!("name{payload}"),
         caller: Some(format!("caller{payload}")),
         detail: Some(format!("detail{payload}")),
-        outcome: Outcome::RevertFailed,
+        outcome: AlertOutcome::RevertFailed,
         ..Alert::sample()
     };
     let single = email::html_body(&alert);

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use keyguard_notify::webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use keyguard_notify::{Alert, Channel, Outcome, Secret, SendError, TeamsChannel, WebhookChannel, teams};
+use keyguard_notify::{Alert, AlertOutcome, Channel, Secret, SendError, TeamsChannel, WebhookChannel, teams};
 use serde_json::Value;
 
 /// The credential part of a Workflows URL; it must never show up in errors or Debug output.
@@ -86,7 +86,7 @@ async fn teams_workflows_receives_the_adaptive_card() {
     let channel = TeamsChannel::new(url(&base, 202), false).unwrap();
     assert_eq!(channel.name(), "teams");
     let alert = Alert {
-        outcome: Outcome::ManualActionNeeded,
+        outcome: AlertOutcome::ManualActionNeeded,
         ..Alert::sample()
     };
     channel.send(&alert).await.unwrap();
@@ -197,7 +197,7 @@ async fn unreachable_endpoint_is_retryable_without_the_url() {
 async fn webhook_body_is_the_alert_signed_with_hmac_sha256() {
     let (base, state) = receiver().await;
     let channel = WebhookChannel::new(url(&base, 204), Secret::new(HMAC_KEY)).unwrap();
-    let alert = crate::support::hostile_alert(Outcome::RateLimited);
+    let alert = crate::support::hostile_alert(AlertOutcome::RateLimited);
     channel.send(&alert).await.unwrap();
 
     let got = state.lock().unwrap();

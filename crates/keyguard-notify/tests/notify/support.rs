@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use keyguard_notify::{Alert, Outcome, Severity};
+use keyguard_notify::{Alert, AlertOutcome, Severity};
 
 pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -16,7 +16,7 @@ pub fn temp_file(name: &str) -> PathBuf {
 
 /// Values an attacker controls (resource name, caller, detail) set to payloads for every format:
 /// HTML/script injection, Markdown links, header/line forgery, bidi override.
-pub fn hostile_alert(outcome: Outcome) -> Alert {
+pub fn hostile_alert(outcome: AlertOutcome) -> Alert {
     Alert {
         resource_name: "<script>alert(1)</script>stpayments\u{202E}gpj.exe".into(),
         caller: Some("\"><img src=x onerror=alert(1)>[Reset MFA](https://evil.example)@contoso.com".into()),
@@ -31,7 +31,7 @@ pub fn hostile_alert(outcome: Outcome) -> Alert {
 }
 
 /// All optional fields empty: renderers must not leave blank facts or break the card.
-pub fn minimal_alert(outcome: Outcome) -> Alert {
+pub fn minimal_alert(outcome: AlertOutcome) -> Alert {
     Alert {
         expected_key: None,
         actual_key: None,
@@ -56,7 +56,7 @@ pub fn failed_disk_alert() -> Alert {
         resource_group: "rg-data".into(),
         expected_key: Some("https://kv-data.vault.azure.net/keys/des-cmk".into()),
         actual: "platform-managed key".into(),
-        outcome: Outcome::RevertFailed,
+        outcome: AlertOutcome::RevertFailed,
         detail: Some("ARM returned 403 AuthorizationFailed: the identity lacks Microsoft.Compute/disks/write".into()),
         caller: Some("ops-automation@contoso.com".into()),
         correlation_id: "00000000-0000-4000-8000-000000000002".into(),
@@ -73,7 +73,7 @@ pub fn digest_alerts(n: usize) -> Vec<Alert> {
         Alert {
             severity: Severity::High,
             correlation_id: "00000000-0000-4000-8000-000000000003".into(),
-            ..hostile_alert(Outcome::Reverted)
+            ..hostile_alert(AlertOutcome::Reverted)
         },
     ];
     let mut i = 0;
@@ -85,7 +85,7 @@ pub fn digest_alerts(n: usize) -> Vec<Alert> {
             ),
             resource_name: name,
             resource_group: "rg-bulk".into(),
-            outcome: Outcome::ALL[i % Outcome::ALL.len()],
+            outcome: AlertOutcome::ALL[i % AlertOutcome::ALL.len()],
             severity: Severity::Info,
             correlation_id: format!("00000000-0000-4000-9000-{i:012}"),
             ..Alert::sample()

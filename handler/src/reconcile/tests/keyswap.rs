@@ -11,7 +11,7 @@ fn key_patch(vault: &str, name: &str, version: &str) -> Value {
 fn key_changed_alerts(outbox: &[OutboxEntry]) -> Vec<&OutboxEntry> {
     outbox
         .iter()
-        .filter(|e| e.alert.outcome == keyguard_notify::Outcome::KeyChanged)
+        .filter(|e| e.alert.outcome == keyguard_notify::AlertOutcome::KeyChanged)
         .collect()
 }
 

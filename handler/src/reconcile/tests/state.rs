@@ -83,7 +83,7 @@ async fn a_dry_run_during_a_pending_revert_leaves_its_intent_record_and_alert_to
     let outbox = h.outbox().await;
     assert_eq!(outbox.len(), 1, "{outbox:?}");
     assert_eq!(outbox[0].id, format!("{}.0", intent.id));
-    assert_eq!(outbox[0].alert.outcome, keyguard_notify::Outcome::Reverted);
+    assert_eq!(outbox[0].alert.outcome, keyguard_notify::AlertOutcome::Reverted);
     assert_eq!(h.store.revert_intent(&id).await.unwrap(), None, "settled, then cleared");
     let findings = h.store.findings().await.unwrap();
     assert!(findings.iter().all(|f| !f.dry_run), "{findings:?}");

@@ -227,7 +227,7 @@ async fn a_store_failure_between_a_reverts_record_and_its_alert_loses_neither() 
     assert_eq!(h.keyguard_writes(), 1, "no second write");
     let outbox = h.outbox().await;
     assert_eq!(outbox.len(), 1, "{outbox:?}");
-    assert_eq!(outbox[0].alert.outcome, keyguard_notify::Outcome::Reverted);
+    assert_eq!(outbox[0].alert.outcome, keyguard_notify::AlertOutcome::Reverted);
     let reverted = h
         .audit(&id)
         .await

@@ -11,7 +11,7 @@ fn tagged_cmk_patch(tags: Value) -> Value {
 fn safeguard_alerts(outbox: &[OutboxEntry]) -> Vec<&OutboxEntry> {
     outbox
         .iter()
-        .filter(|e| e.alert.outcome == keyguard_notify::Outcome::SafeguardChanged)
+        .filter(|e| e.alert.outcome == keyguard_notify::AlertOutcome::SafeguardChanged)
         .collect()
 }
 
