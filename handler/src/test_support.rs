@@ -68,10 +68,11 @@ impl CapturedLogs {
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish();
-        Self {
-            buffer,
-            _guard: tracing::subscriber::set_default(subscriber),
-        }
+        let guard = tracing::subscriber::set_default(subscriber);
+        // A callsite first hit on another test's thread (no subscriber there) may have cached
+        // "never": ask every callsite again now that this thread's subscriber exists.
+        tracing::callsite::rebuild_interest_cache();
+        Self { buffer, _guard: guard }
     }
 
     pub fn text(&self) -> String {
