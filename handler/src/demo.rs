@@ -50,6 +50,9 @@ default_routes = ["secops", "platform-mail"]
 suppress_minutes = 0
 "#;
 
+/// Alerts the steps raise, each to Teams and by e-mail: three reverts and one changed key.
+const ALERTS: usize = 4;
+
 struct Step {
     title: &'static str,
     account: &'static str,
@@ -140,6 +143,15 @@ fn steps() -> Vec<Step> {
             patch: json!({"properties": {"encryption": {"keySource": "Microsoft.Keyvault", "keyvaultproperties": {"keyvaulturi": APPROVED_VAULT, "keyname": "storage-cmk", "keyversion": ""}}}}),
             expect: ("drift", "reverted"),
             final_key_source: "Microsoft.Storage",
+        },
+        Step {
+            title: "someone moves a compliant CMK account to another key (same approved vault)",
+            account: "stpaymentsdata",
+            actor: Actor::Person,
+            patch: json!({"properties": {"encryption": {"keySource": "Microsoft.Keyvault", "keyvaultproperties": {"keyvaulturi": APPROVED_VAULT, "keyname": "storage-cmk-2", "keyversion": ""}}}}),
+            // Still compliant, so nothing is written; but another key is news for a person.
+            expect: ("compliant", "key-changed"),
+            final_key_source: "Microsoft.Keyvault",
         },
     ]
 }
@@ -238,7 +250,7 @@ pub async fn run(output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let result = drive(&sim_url, &handler_url, &keyguard_principal, &audit, started).await;
     // Alerts leave through the outbox a moment after the decision: give the last one time to land.
     let _ = wait_until(Duration::from_secs(10), || async {
-        Ok(teams.received() >= 3 && mail_sink.messages().len() >= 3)
+        Ok(teams.received() >= ALERTS && mail_sink.messages().len() >= ALERTS)
     })
     .await;
     let cards = teams.received();
@@ -251,7 +263,7 @@ pub async fn run(output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         "the SMTP sink received {mails} e-mails, saved as {}/mail-*.eml",
         dir.display()
     );
-    let result = result.map(|ok| ok && cards == 3 && mails == 3);
+    let result = result.map(|ok| ok && cards == ALERTS && mails == ALERTS);
     let _ = child.kill();
     let _ = child.wait();
     sim.shutdown().await;
