@@ -110,6 +110,13 @@ async fn no_key_reference_sends_a_request_outside_key_vault() -> anyhow::Result<
         .collect();
     // The positive control: a real vault name, which keyguard does read (through the proxy).
     docs.push(storage_account("rg-alert", "stgood", Some(APPROVED_VAULT), json!({})));
+    // ... in a vault of the estate (Resource Graph lists it), so the key-swap guard lets it be.
+    docs.push(azure_sim::vaults::key_vault(
+        SUBSCRIPTION,
+        "rg-keys",
+        "kv-approved",
+        azure_sim::DEFAULT_TENANT_ID,
+    ));
     env.seed(Value::Array(docs)).await?;
     let before = env.events().await?.len();
     for (name, _) in &hostile {

@@ -96,7 +96,12 @@ impl Alerter {
             resource_id: &id,
             tags,
             outcome: outcome_name,
-            severity: AlertSeverity::for_outcome(outcome_name),
+            severity: match alert.severity {
+                Severity::Info => AlertSeverity::Info,
+                Severity::Warning => AlertSeverity::Warning,
+                Severity::High => AlertSeverity::High,
+                Severity::Critical => AlertSeverity::Critical,
+            },
         });
         if deliveries.is_empty() {
             return Ok(0);
@@ -176,6 +181,7 @@ pub fn alert_from_outcome(outcome: &Outcome) -> Option<Alert> {
         ResultKind::AlertOnly => AlertOutcome::AlertOnly,
         ResultKind::Exempt => AlertOutcome::Exempt,
         ResultKind::KeyChanged => AlertOutcome::KeyChanged,
+        ResultKind::KeyUnusable => AlertOutcome::KeyUnusable,
         // Someone has to look: named explicitly, so a new result is a decision, not a default.
         ResultKind::ManualActionNeeded
         | ResultKind::KeyExpiring
@@ -208,10 +214,11 @@ fn alert_with_outcome(outcome: &Outcome, alert_outcome: AlertOutcome) -> Option<
         }
         .to_string()
     });
-    let severity = match AlertSeverity::for_outcome(alert_outcome_name(&alert_outcome)) {
+    let severity = match severity_of(outcome, &alert_outcome) {
         AlertSeverity::Info => Severity::Info,
         AlertSeverity::Warning => Severity::Warning,
         AlertSeverity::High => Severity::High,
+        AlertSeverity::Critical => Severity::Critical,
     };
     Some(Alert {
         resource_id: id.as_str().to_string(),
@@ -244,6 +251,17 @@ fn alert_with_outcome(outcome: &Outcome, alert_outcome: AlertOutcome) -> Option<
     })
 }
 
+/// The outcome's severity, raised to high for drift that stays news after a revert (a key in a
+/// vault outside the estate). Routing rules match on the same value.
+fn severity_of(outcome: &Outcome, alert_outcome: &AlertOutcome) -> AlertSeverity {
+    let by_outcome = AlertSeverity::for_outcome(alert_outcome_name(alert_outcome));
+    if outcome.escalated && *alert_outcome != AlertOutcome::SafeguardChanged {
+        by_outcome.max(AlertSeverity::High)
+    } else {
+        by_outcome
+    }
+}
+
 fn alert_outcome_name(outcome: &AlertOutcome) -> &'static str {
     match outcome {
         AlertOutcome::Reverted => "reverted",
@@ -255,6 +273,7 @@ fn alert_outcome_name(outcome: &AlertOutcome) -> &'static str {
         AlertOutcome::Exempt => "exempt",
         AlertOutcome::SafeguardChanged => "safeguard-changed",
         AlertOutcome::KeyChanged => "key-changed",
+        AlertOutcome::KeyUnusable => "key-unusable",
     }
 }
 

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 const SUBSCRIPTION: &str = "00000000-0000-0000-0000-0000000000de";
 const APPROVED_VAULT: &str = "https://kv-approved.vault.azure.net";
 const ROGUE_VAULT: &str = "https://kv-rogue.vault.azure.net";
+/// A vault outside the demo tenant's estate: no Resource Graph row names it.
+const HOSTAGE_VAULT: &str = "https://kv-hostage.vault.azure.net";
 
 const CONFIG: &str = r#"# keyguard demo profiles
 [settings]
@@ -26,6 +28,13 @@ require = "cmk"
 mode = "enforce"
 allowed_vaults = ["https://kv-approved.vault.azure.net"]
 scope = { resource_groups = ["rg-payments-*"] }
+
+# No allowed_vaults: the key-swap guard's estate check decides which vaults are ours.
+[[profile]]
+name = "ledger-cmk"
+require = "cmk"
+mode = "enforce"
+scope = { resource_groups = ["rg-ledger-*"] }
 
 [[profile]]
 name = "analytics-mmk"
@@ -50,8 +59,8 @@ default_routes = ["secops", "platform-mail"]
 suppress_minutes = 0
 "#;
 
-/// Alerts the steps raise, each to Teams and by e-mail: three reverts and one changed key.
-const ALERTS: usize = 4;
+/// Alerts the steps raise, each to Teams and by e-mail: four reverts and one changed key.
+const ALERTS: usize = 5;
 
 struct Step {
     title: &'static str,
@@ -73,6 +82,8 @@ enum Actor {
 fn account_id(name: &str) -> String {
     let rg = if name.starts_with("stanalytics") {
         "rg-analytics"
+    } else if name.starts_with("stledger") {
+        "rg-ledger-prod"
     } else {
         "rg-payments-prod"
     };
@@ -153,6 +164,23 @@ fn steps() -> Vec<Step> {
             expect: ("compliant", "key-changed"),
             final_key_source: "Microsoft.Keyvault",
         },
+        Step {
+            title: "someone tags a ledger account (keyguard reads it and records its known-good key)",
+            account: "stledgerarchive",
+            actor: Actor::Person,
+            patch: json!({"tags": {"env": "prod", "owner": "ledger-team"}}),
+            expect: ("compliant", "compliant"),
+            final_key_source: "Microsoft.Keyvault",
+        },
+        Step {
+            title: "someone points it at a key in a vault nobody in the tenant can see (the ransomware move)",
+            account: "stledgerarchive",
+            actor: Actor::Person,
+            patch: json!({"properties": {"encryption": {"keySource": "Microsoft.Keyvault", "keyvaultproperties": {"keyvaulturi": HOSTAGE_VAULT, "keyname": "ransom", "keyversion": ""}}}}),
+            // Resource Graph does not find the vault: high-severity drift, reverted to the known-good key.
+            expect: ("drift", "reverted"),
+            final_key_source: "Microsoft.Keyvault",
+        },
     ]
 }
 
@@ -194,6 +222,9 @@ pub async fn run(output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             json!({"keyguard-exempt-until": azure_sim::date_in_days(60), "keyguard-exempt-reason": "CHG-1234 vendor export"}),
         ),
         storage_account("stanalyticsraw", false, json!({})),
+        storage_account("stledgerarchive", true, json!({"env": "prod"})),
+        // The approved vault is part of the estate: Resource Graph lists it.
+        azure_sim::vaults::key_vault(SUBSCRIPTION, "rg-keys", "kv-approved", azure_sim::DEFAULT_TENANT_ID),
     ];
     let sim_config = azure_sim::SimConfig {
         seed,
@@ -412,7 +443,8 @@ async fn drive(
         stamp(started),
         patches.len()
     );
-    all_ok &= patches.len() == 3;
+    let reverts = steps().iter().filter(|s| s.expect.1 == "reverted").count();
+    all_ok &= patches.len() == reverts;
     Ok(all_ok)
 }
 

@@ -206,7 +206,8 @@ impl Environment {
             time_budget: self.time_budget,
             instance: crate::instance::instance_name(),
         };
-        let mut context = reconcile::Context::new(config.clone(), arm, keyvault, store.clone(), settings);
+        let mut context = reconcile::Context::new(config.clone(), arm, keyvault, store.clone(), settings)
+            .with_watched_scopes(self.sweep.scopes.clone());
         if !config.routes.is_empty() {
             let channels = ConfiguredChannels::from_config(&config, |k| std::env::var(k).ok())?;
             let dispatcher = Arc::new(Dispatcher::new(store.clone(), Arc::new(channels), OUTBOX_MAX_ATTEMPTS));

@@ -12,6 +12,7 @@ mod cli;
 mod demo;
 mod egress;
 mod environment;
+mod estate;
 mod http;
 mod identity;
 mod instance;

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::arm::{ArmError, CallContext, Page};
 use keyguard_core::arm_scope::ArmScope;
 
+use crate::reconcile::key_watch::{KeyInventory, KeySeen, watch_keys};
 use crate::reconcile::{self, Attempt, Context, ReconcileError, Trigger};
 
 pub const RESOURCE_GRAPH_API_VERSION: &str = "2022-10-01";
@@ -100,6 +101,8 @@ pub struct ScanReport {
     pub duration_ms: u64,
     pub summary: keyguard_report::Counts,
     pub findings: Vec<Finding>,
+    /// The vaults in use (flagging those outside the estate) and the keys that cannot be used.
+    pub keys: KeyInventory,
 }
 
 /// Where a sweep stands between pages.
@@ -188,6 +191,7 @@ pub async fn scan(
     };
     let mut listing = checkpoint.listing.unwrap_or(request.listing);
     let mut findings = Vec::new();
+    let mut keys = Vec::new();
     let mut pages = 0usize;
     let mut seen = BTreeSet::new();
     let mut state = ScanProgress {
@@ -276,7 +280,10 @@ pub async fn scan(
         )
         .await;
         state.evaluated += outcomes.len();
-        findings.extend(outcomes);
+        for (finding, key) in outcomes {
+            findings.push(finding);
+            keys.extend(key);
+        }
         progress(&state);
         // The position after this page, saved before the next page is asked for.
         match listing {
@@ -307,12 +314,17 @@ pub async fn scan(
         started,
         requests_before,
         throttled_before,
+        trigger,
+        correlation_id,
+        dry_run: request.dry_run,
+        deadline,
     };
     let tally = Tally {
         listing,
         state,
         pages,
         findings,
+        keys,
     };
     finish(context, &request.scope, run, complete, tally).await
 }
@@ -324,6 +336,10 @@ struct Run {
     started: Instant,
     requests_before: u64,
     throttled_before: u64,
+    trigger: Trigger,
+    correlation_id: String,
+    dry_run: bool,
+    deadline: tokio::time::Instant,
 }
 
 /// What it listed and found.
@@ -332,6 +348,8 @@ struct Tally {
     state: ScanProgress,
     pages: usize,
     findings: Vec<Finding>,
+    /// The customer-managed keys the swept resources use, for the usability watch.
+    keys: Vec<KeySeen>,
 }
 
 async fn finish(
@@ -344,6 +362,16 @@ async fn finish(
     if complete {
         context.store.set_checkpoint::<Checkpoint>(&run.key, None).await?;
     }
+    let call = page_context(&run.correlation_id, run.deadline, context.settings.time_budget);
+    let keys = watch_keys(
+        context,
+        tally.keys,
+        &run.trigger,
+        &run.correlation_id,
+        run.dry_run,
+        &call,
+    )
+    .await;
     context.store.flush().await?;
     let (requests, throttled) = context.arm.counters().snapshot();
     Ok(ScanReport {
@@ -360,6 +388,7 @@ async fn finish(
         duration_ms: run.started.elapsed().as_millis() as u64,
         summary: keyguard_report::summarize(&tally.findings).overall,
         findings: tally.findings,
+        keys,
     })
 }
 
@@ -377,7 +406,7 @@ async fn evaluate_rows(
     correlation_id: &str,
     dry_run: bool,
     seen: &mut BTreeSet<String>,
-) -> Vec<Finding> {
+) -> Vec<(Finding, Option<KeySeen>)> {
     let mut work = Vec::new();
     for row in rows {
         let Some(id_text) = row["id"].as_str().map(str::to_string) else {
@@ -395,17 +424,26 @@ async fn evaluate_rows(
             let resource_type = row["type"].as_str().unwrap_or_default().to_string();
             let id = match ResourceId::parse(&id_text) {
                 Ok(id) => id,
-                Err(e) => return Finding::error(&id_text, &resource_type, &format!("listed id: {e}")),
+                Err(e) => {
+                    return (
+                        Finding::error(&id_text, &resource_type, &format!("listed id: {e}")),
+                        None,
+                    );
+                }
             };
             let attempt = Attempt::new(trigger.clone(), correlation_id, dry_run).listed(Some(row));
             match reconcile::reconcile(context, &id, attempt).await {
-                Ok(decision) => decision.finding.unwrap_or_else(|| {
-                    let mut f = Finding::new(id.as_str(), &id.resource_type(), FindingVerdict::Unsupported);
-                    f.result = Some(decision.outcome.result.to_string());
-                    f.detail = decision.outcome.detail.clone();
-                    f
-                }),
-                Err(e) => Finding::error(id.as_str(), &id.resource_type(), &e.to_string()),
+                Ok(decision) => {
+                    let key = KeySeen::of(&decision);
+                    let finding = decision.finding.unwrap_or_else(|| {
+                        let mut f = Finding::new(id.as_str(), &id.resource_type(), FindingVerdict::Unsupported);
+                        f.result = Some(decision.outcome.result.to_string());
+                        f.detail = decision.outcome.detail.clone();
+                        f
+                    });
+                    (finding, key)
+                }
+                Err(e) => (Finding::error(id.as_str(), &id.resource_type(), &e.to_string()), None),
             }
         })
         .buffer_unordered(CONCURRENCY)

@@ -527,6 +527,25 @@ fn parse(q: &str) -> Result<Query, ArmError> {
 // ------------------------------------------------------------------------------------------
 // Rows
 
+/// Which tenant a row's subscription belongs to ([`crate::ListingConfig::tenants`]).
+struct Tenants<'t> {
+    home: &'t str,
+    delegated: &'t std::collections::BTreeMap<String, String>,
+}
+
+impl Tenants<'_> {
+    fn of(&self, subscription: Option<&str>) -> String {
+        subscription
+            .and_then(|sub| {
+                self.delegated
+                    .iter()
+                    .find(|(s, _)| s.eq_ignore_ascii_case(sub))
+                    .map(|(_, t)| t.clone())
+            })
+            .unwrap_or_else(|| self.home.to_owned())
+    }
+}
+
 /// A stored resource seen as a Resource Graph row, without copying it.
 struct RowView<'a> {
     /// Lower-cased id: `/subscriptions/{s}/resourcegroups/{rg}/providers/{ns}/{t}/{n}...`.
@@ -554,22 +573,22 @@ impl<'a> RowView<'a> {
         t
     }
 
-    fn column(&self, name: &str, tenant: &'a str) -> Option<Cow<'a, str>> {
+    fn column(&self, name: &str, tenant: &Tenants<'_>) -> Option<Cow<'a, str>> {
         match name {
             "type" => Some(Cow::Owned(self.type_lower())),
             "resourceGroup" => self.segment(4).map(Cow::Borrowed),
             "subscriptionId" => self.subscription().map(Cow::Borrowed),
-            "tenantId" => Some(Cow::Borrowed(tenant)),
+            "tenantId" => Some(Cow::Owned(tenant.of(self.subscription()))),
             other => self.doc.get(other).and_then(Value::as_str).map(Cow::Borrowed),
         }
     }
 
-    fn row(&self, tenant: &str, project: Option<&[String]>) -> Map<String, Value> {
+    fn row(&self, tenant: &Tenants<'_>, project: Option<&[String]>) -> Map<String, Value> {
         let mut row = self.doc.as_object().cloned().unwrap_or_default();
         row.insert("type".into(), json!(self.type_lower()));
         row.insert("resourceGroup".into(), json!(self.segment(4)));
         row.insert("subscriptionId".into(), json!(self.subscription()));
-        row.insert("tenantId".into(), json!(tenant));
+        row.insert("tenantId".into(), json!(tenant.of(self.subscription())));
         for col in STANDARD_COLUMNS {
             row.entry(*col).or_insert(Value::Null);
         }
@@ -715,7 +734,11 @@ pub(crate) fn handle(sim: &Sim, method: &Method, body: &[u8], api_version: &str)
     };
     let scope = scope(sim, &req)?;
 
-    let tenant = sim.tenant_id().to_owned();
+    let listing = sim.listing_config();
+    let tenant = Tenants {
+        home: sim.tenant_id(),
+        delegated: &listing.tenants,
+    };
     let unindexed = unindexed_types();
     let store = lock(&sim.store);
     let (total, page) = run(&store, &query, &scope, &unindexed, &tenant, offset, top);
@@ -766,7 +789,7 @@ fn run(
     query: &Query,
     scope: &[String],
     unindexed: &[String],
-    tenant: &str,
+    tenant: &Tenants<'_>,
     offset: usize,
     top: usize,
 ) -> (usize, Vec<Map<String, Value>>) {

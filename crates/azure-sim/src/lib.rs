@@ -45,6 +45,7 @@ pub mod schemas;
 pub mod smtp;
 pub mod throttle;
 mod util;
+pub mod vaults;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -531,6 +532,7 @@ pub const DEMO_KEYVAULT: &str = "https://kv-approved.vault.azure.net";
 /// * `stcmkpayments`, `stcmkledger`: CMK (`kv-approved`, key `cmk-storage`), system identity;
 /// * `stmmklogs`: MMK, with a system identity (so remediation to CMK can succeed);
 /// * `stmmknoident`: MMK without any identity (remediation to CMK fails with 400);
+/// * `kv-approved`: the key vault itself (`Microsoft.KeyVault/vaults`);
 /// * `stexemptsandbox`: MMK, tagged `keyguard-exempt-until` (30 days from now, within keyguard's
 ///   default `max_exemption_days`) and `keyguard-exempt-reason`.
 pub fn demo_seed(subscription: &str, resource_group: &str) -> Vec<Value> {
@@ -546,6 +548,8 @@ pub fn demo_seed(subscription: &str, resource_group: &str) -> Vec<Value> {
         "keyguard-exempt-reason": "Sandbox data only; CMK not required (demo exemption)",
     });
     vec![
+        // The vault the CMK accounts use is part of the estate (Resource Graph lists it).
+        vaults::key_vault(subscription, resource_group, "kv-approved", DEFAULT_TENANT_ID),
         cmk("stcmkpayments"),
         cmk("stcmkledger"),
         storage_account(subscription, resource_group, "stmmklogs", true),
@@ -685,6 +689,19 @@ pub struct SimArgs {
     /// Place subscriptions under a management group: NAME=SUB[,SUB...] (repeatable).
     #[arg(long = "management-group", value_name = "NAME=SUBS", value_parser = parse_management_group)]
     pub management_groups: Vec<(String, Vec<String>)>,
+    /// Put a subscription in another Entra tenant, still visible to the simulator's identities
+    /// (delegated, as with Azure Lighthouse): SUB=TENANT (repeatable).
+    #[arg(long = "delegated-subscription", value_name = "SUB=TENANT", value_parser = parse_delegated)]
+    pub delegated_subscriptions: Vec<(String, String)>,
+}
+
+fn parse_delegated(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((sub, tenant)) if !sub.trim().is_empty() && !tenant.trim().is_empty() => {
+            Ok((sub.trim().to_owned(), tenant.trim().to_owned()))
+        }
+        _ => Err(format!("'{s}' is not SUB=TENANT")),
+    }
 }
 
 fn parse_management_group(s: &str) -> Result<(String, Vec<String>), String> {
@@ -745,6 +762,7 @@ impl SimArgs {
             listing: ListingConfig {
                 page_size: self.list_page_size.max(1),
                 management_groups,
+                tenants: self.delegated_subscriptions.iter().cloned().collect(),
             },
             throttle: ThrottleConfig {
                 graph: self.graph_quota.unwrap_or(defaults.graph),

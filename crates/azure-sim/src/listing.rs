@@ -45,6 +45,11 @@ pub struct ListingConfig {
     /// Management group name -> subscription ids placed directly under it.
     #[serde(default)]
     pub management_groups: BTreeMap<String, Vec<String>>,
+    /// Subscription id -> tenant id, for subscriptions of another Entra tenant that the
+    /// simulator's identities can still see (delegated, as with Azure Lighthouse). Every other
+    /// subscription is in the simulator's own tenant.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, String>,
 }
 
 impl Default for ListingConfig {
@@ -52,6 +57,7 @@ impl Default for ListingConfig {
         ListingConfig {
             page_size: DEFAULT_PAGE_SIZE,
             management_groups: BTreeMap::new(),
+            tenants: BTreeMap::new(),
         }
     }
 }
@@ -79,6 +85,17 @@ impl Sim {
             subs.extend(members.iter().map(|s| s.to_ascii_lowercase()));
         }
         subs.into_iter().collect()
+    }
+
+    /// The tenant `subscription` belongs to: its entry in [`ListingConfig::tenants`], else the
+    /// simulator's own.
+    pub fn tenant_of(&self, subscription: &str) -> String {
+        lock(&self.listing)
+            .tenants
+            .iter()
+            .find(|(s, _)| s.eq_ignore_ascii_case(subscription))
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(|| self.tenant_id().to_owned())
     }
 
     /// The subscriptions under a management group (case-insensitive name), if it exists.
@@ -192,6 +209,9 @@ pub(crate) fn dispatch(call: &ListCall<'_>) -> Option<Result<Reply, ArmError>> {
     if crate::graph::is_graph_segments(call.segs) {
         return Some(crate::graph::handle(call.sim, call.method, call.body, call.api_version));
     }
+    if call.segs.len() == 2 && eq(&call.segs[0], "subscriptions") && *call.method == Method::GET {
+        return Some(get_subscription(call.sim, &call.segs[1]));
+    }
     let coll = collection(call.segs)?;
     if *call.method != Method::GET {
         return Some(Err(ArmError::new(
@@ -273,29 +293,53 @@ fn after(call_token: Option<&str>, collection_id: &str) -> Result<Option<String>
     call_token.map(|t| decode_token(collection_id, t)).transpose()
 }
 
+/// `Subscriptions - Get`: the subscription document, with the tenant it belongs to; 404
+/// `SubscriptionNotFound` for one the simulator does not know.
+fn get_subscription(sim: &Sim, subscription: &str) -> Result<Reply, ArmError> {
+    let wanted = subscription.to_ascii_lowercase();
+    if !sim.subscriptions().contains(&wanted) {
+        return Err(ArmError::new(
+            StatusCode::NOT_FOUND,
+            "SubscriptionNotFound",
+            format!("The subscription '{subscription}' could not be found."),
+        ));
+    }
+    Ok(Reply::ok(subscription_doc(sim, &wanted)))
+}
+
+fn subscription_doc(sim: &Sim, s: &str) -> Value {
+    // A delegated subscription of another tenant is managed by ours (Lighthouse's shape).
+    let tenant = sim.tenant_of(s);
+    let managed_by: Vec<Value> = if tenant == sim.tenant_id() {
+        Vec::new()
+    } else {
+        vec![json!({"tenantId": sim.tenant_id()})]
+    };
+    json!({
+        "id": format!("/subscriptions/{s}"),
+        "authorizationSource": "RoleBased",
+        "managedByTenants": managed_by,
+        "subscriptionId": s,
+        "tenantId": tenant,
+        "displayName": format!("Simulated subscription {}", s.get(..8).unwrap_or(s)),
+        "state": "Enabled",
+        "subscriptionPolicies": {
+            "locationPlacementId": "Public_2014-09-01",
+            "quotaId": "PayAsYouGo_2014-09-01",
+            "spendingLimit": "Off"
+        }
+    })
+}
+
 fn list_subscriptions(call: &ListCall<'_>, token: Option<&str>) -> Result<Reply, ArmError> {
     let sim = call.sim;
     let after = after(token, "subscriptions")?;
-    let tenant = sim.tenant_id().to_owned();
     let items = sim
         .subscriptions()
         .into_iter()
         .filter(|s| after.as_deref().is_none_or(|a| s.as_str() > a))
         .map(|s| {
-            let doc = json!({
-                "id": format!("/subscriptions/{s}"),
-                "authorizationSource": "RoleBased",
-                "managedByTenants": [],
-                "subscriptionId": s,
-                "tenantId": tenant,
-                "displayName": format!("Simulated subscription {}", s.get(..8).unwrap_or(&s)),
-                "state": "Enabled",
-                "subscriptionPolicies": {
-                    "locationPlacementId": "Public_2014-09-01",
-                    "quotaId": "PayAsYouGo_2014-09-01",
-                    "spendingLimit": "Off"
-                }
-            });
+            let doc = subscription_doc(sim, &s);
             (s, doc)
         });
     let size = sim.listing_config().page_size;

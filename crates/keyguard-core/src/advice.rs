@@ -8,12 +8,12 @@ pub fn advisories(config: &Config) -> Vec<String> {
     config
         .profiles
         .iter()
-        .filter(|p| p.require == Requirement::Cmk && p.allowed_vaults.is_empty())
+        .filter(|p| p.require == Requirement::Cmk && p.allowed_vaults.is_empty() && !config.settings.estate_check)
         .map(|p| {
             format!(
-                "profile {} requires customer-managed keys but lists no allowed_vaults: a resource pointed at a key \
-                 in a vault you do not control is reported (key-changed), not treated as drift; list your vaults \
-                 in allowed_vaults",
+                "profile {} requires customer-managed keys but lists no allowed_vaults, and estate_check is off: a \
+                 resource pointed at a key in a vault you do not control is reported (key-changed), not treated as \
+                 drift; list your vaults in allowed_vaults or turn estate_check back on",
                 p.name
             )
         })
@@ -29,8 +29,12 @@ mod tests {
     }
 
     #[test]
-    fn a_cmk_profile_without_allowed_vaults_is_warned_about_and_one_with_them_is_not() {
-        let open = config("[[profile]]\nname = \"open\"\nrequire = \"cmk\"\nmode = \"enforce\"\n");
+    fn a_cmk_profile_with_neither_allowed_vaults_nor_the_estate_check_is_warned_about() {
+        let checked = config("[[profile]]\nname = \"open\"\nrequire = \"cmk\"\nmode = \"enforce\"\n");
+        assert!(advisories(&checked).is_empty(), "the estate check guards it by default");
+        let open = config(
+            "[settings]\nestate_check = false\n[[profile]]\nname = \"open\"\nrequire = \"cmk\"\nmode = \"enforce\"\n",
+        );
         let warnings = advisories(&open);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("profile open") && warnings[0].contains("allowed_vaults"));

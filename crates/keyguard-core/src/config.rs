@@ -300,6 +300,13 @@ pub struct Settings {
     pub tag_exemptions: bool,
     /// A tag exemption reaching further ahead than this does not exempt (and says so).
     pub max_exemption_days: u32,
+    /// Whether a compliant key's vault is looked up in Resource Graph: a vault keyguard cannot
+    /// find among the subscriptions it watches, or one in another tenant, is drift
+    /// (`vault-outside-estate`). Applies to profiles without `allowed_vaults`, which decide it.
+    pub estate_check: bool,
+    /// Vault hosts known to be outside the estate on purpose (an HSM service, a partner
+    /// tenant): never judged by the estate check.
+    pub trusted_vaults: Vec<String>,
 }
 
 impl Default for Settings {
@@ -314,6 +321,8 @@ impl Default for Settings {
             audit_retention_days: 400,
             tag_exemptions: true,
             max_exemption_days: 90,
+            estate_check: true,
+            trusted_vaults: Vec::new(),
         }
     }
 }
@@ -333,6 +342,8 @@ impl Default for Settings {
 /// audit_retention_days = 400
 /// tag_exemptions = true           # false: the keyguard-exempt-until tag exempts nothing
 /// max_exemption_days = 90          # a tag exemption reaching further ahead does not exempt
+/// estate_check = true              # a key in a vault Resource Graph cannot find in the estate is drift
+/// trusted_vaults = []              # vault hosts outside the estate on purpose (HSM service, partner)
 ///
 /// [[profile]]
 /// name = "prod-cmk"                # unique

@@ -33,6 +33,13 @@ pub enum DriftReason {
         reference: String,
         problem: crate::keyref::KeyRefError,
     },
+    /// A customer-managed key in a vault outside the estate (not found, in a subscription
+    /// keyguard does not watch, or in another tenant): the key-swap ransomware move. High
+    /// severity; reverted to the known-good key in enforce mode.
+    VaultOutsideEstate {
+        vault: String,
+        miss: crate::estate::EstateMiss,
+    },
 }
 
 impl DriftReason {
@@ -54,6 +61,12 @@ impl DriftReason {
             DriftReason::NotEncrypted => "encryption at rest is turned off".to_string(),
             DriftReason::KeyOutsideKeyVault { reference, problem } => {
                 format!("key reference outside Key Vault: {reference} ({problem})")
+            }
+            DriftReason::VaultOutsideEstate { vault, miss } => {
+                format!(
+                    "customer-managed key is in vault {vault}, outside the estate: {}",
+                    miss.describe()
+                )
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod arm_scope;
 pub mod catalog;
 pub mod config;
 pub mod egress;
+pub mod estate;
 pub mod evaluate;
 pub mod event;
 pub mod infra;

@@ -103,6 +103,7 @@ vocabulary! {
         /// Compliant, on another key than the known-good one (a new vault or key name, not a
         /// rotation): someone confirms it was intended.
         KeyChanged = "key-changed",
+        KeyUnusable = "key-unusable",
         Duplicate = "duplicate",
         OwnWrite = "own-write",
         NotSucceeded = "not-succeeded",
@@ -144,6 +145,10 @@ pub struct Outcome {
     /// profile): alerted on its own, naming who did it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub safeguard_changes: Vec<SafeguardChange>,
+    /// Drift that is high severity whatever was done about it (a key in a vault outside the
+    /// estate): even when reverted, someone tried to take the data hostage.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub escalated: bool,
 }
 
 impl Outcome {

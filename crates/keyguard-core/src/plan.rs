@@ -194,6 +194,14 @@ pub fn revert_target(eval: &Evaluation, ctx: &PlanContext) -> Option<RevertTarge
             .find(|k| k.encryption_set_id().is_some() || vault_allowed(&eval.allowed_vaults, k))
             .cloned()
             .map(RevertTarget::Cmk),
+        // Back to the known-good key, never to one in the vault found outside the estate.
+        DriftReason::VaultOutsideEstate { vault, .. } => ctx
+            .pinned_key
+            .iter()
+            .chain(ctx.baseline.iter())
+            .find(|k| crate::estate::differs_in_vault(k, vault))
+            .cloned()
+            .map(RevertTarget::Cmk),
         // Never read and never written back: the reference may be aimed at keyguard itself.
         DriftReason::UnknownKeySource { .. } | DriftReason::KeyOutsideKeyVault { .. } => None,
     }
@@ -430,6 +438,7 @@ mod tests {
             Verdict::Drift(DriftReason::UnknownKeySource { .. }) => "drift:unknown",
             Verdict::Drift(DriftReason::NotEncrypted) => "drift:not-encrypted",
             Verdict::Drift(DriftReason::KeyOutsideKeyVault { .. }) => "drift:key-outside-key-vault",
+            Verdict::Drift(DriftReason::VaultOutsideEstate { .. }) => "drift:vault-outside-estate",
             Verdict::Exempt { .. } => "exempt",
             Verdict::Unsupported { .. } => "unsupported",
         }

@@ -15,7 +15,7 @@ use crate::resource_id::ResourceId;
 
 /// Outcome names in the kebab-case keyguard-notify serialises, so a rule reads like the webhook
 /// payload its consumers already know.
-pub const OUTCOMES: [&str; 9] = [
+pub const OUTCOMES: [&str; 10] = [
     "reverted",
     "revert-failed",
     "manual-action-needed",
@@ -25,6 +25,7 @@ pub const OUTCOMES: [&str; 9] = [
     "exempt",
     "safeguard-changed",
     "key-changed",
+    "key-unusable",
 ];
 
 /// Longest suppression window accepted: a day. Anything longer hides a resource that keeps
@@ -133,16 +134,24 @@ pub enum AlertSeverity {
     Info,
     Warning,
     High,
+    /// Data is about to become unreadable (a key resources depend on cannot be used).
+    Critical,
 }
 
 impl AlertSeverity {
-    pub const ALL: [AlertSeverity; 3] = [AlertSeverity::Info, AlertSeverity::Warning, AlertSeverity::High];
+    pub const ALL: [AlertSeverity; 4] = [
+        AlertSeverity::Info,
+        AlertSeverity::Warning,
+        AlertSeverity::High,
+        AlertSeverity::Critical,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             AlertSeverity::Info => "info",
             AlertSeverity::Warning => "warning",
             AlertSeverity::High => "high",
+            AlertSeverity::Critical => "critical",
         }
     }
 
@@ -160,6 +169,7 @@ impl AlertSeverity {
             "reverted" | "dry-run-would-revert" | "key-changed" => AlertSeverity::Warning,
             "exempt" => AlertSeverity::Info,
             "safeguard-changed" => AlertSeverity::High,
+            "key-unusable" => AlertSeverity::Critical,
             _ => AlertSeverity::High,
         }
     }
@@ -495,6 +505,7 @@ routes = ["legacy"]
             ("exempt", AlertSeverity::Info),
             ("safeguard-changed", AlertSeverity::High),
             ("key-changed", AlertSeverity::Warning),
+            ("key-unusable", AlertSeverity::Critical),
             ("something-new", AlertSeverity::High),
             ("", AlertSeverity::High),
         ];

@@ -216,7 +216,7 @@ fn banner_color(needs_human: bool, severity: Severity) -> &'static str {
         return NEEDS_HUMAN;
     }
     match severity {
-        Severity::High => "#a4262c",
+        Severity::High | Severity::Critical => "#a4262c",
         Severity::Warning => "#8a5a00",
         Severity::Info => "#0063b1",
     }

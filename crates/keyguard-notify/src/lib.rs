@@ -76,10 +76,13 @@ pub enum AlertOutcome {
     /// Not drift: a compliant resource was pointed at another key (a new vault or key name; a
     /// rotation to a new version of the same key is not this). A person confirms it was intended.
     KeyChanged,
+    /// Not about one write: a key resources depend on is disabled, expired, deleted or no longer
+    /// readable; every resource on it is about to lose access to its data.
+    KeyUnusable,
 }
 
 impl AlertOutcome {
-    pub const ALL: [AlertOutcome; 9] = [
+    pub const ALL: [AlertOutcome; 10] = [
         AlertOutcome::Reverted,
         AlertOutcome::RevertFailed,
         AlertOutcome::ManualActionNeeded,
@@ -89,6 +92,7 @@ impl AlertOutcome {
         AlertOutcome::Exempt,
         AlertOutcome::SafeguardChanged,
         AlertOutcome::KeyChanged,
+        AlertOutcome::KeyUnusable,
     ];
 
     /// True when the resource is still on the wrong key source and nobody/nothing will fix it
@@ -96,18 +100,22 @@ impl AlertOutcome {
     pub fn needs_human(self) -> bool {
         matches!(
             self,
-            AlertOutcome::RevertFailed | AlertOutcome::ManualActionNeeded | AlertOutcome::RateLimited
+            AlertOutcome::RevertFailed
+                | AlertOutcome::ManualActionNeeded
+                | AlertOutcome::RateLimited
+                | AlertOutcome::KeyUnusable
         )
     }
 }
 
-/// Serialised in lowercase (`info`, `warning`, `high`).
+/// Serialised in lowercase (`info`, `warning`, `high`, `critical`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
     Warning,
     High,
+    Critical,
 }
 
 impl fmt::Display for Severity {
@@ -116,6 +124,7 @@ impl fmt::Display for Severity {
             Severity::Info => "Info",
             Severity::Warning => "Warning",
             Severity::High => "High",
+            Severity::Critical => "Critical",
         })
     }
 }
@@ -158,6 +167,7 @@ impl Alert {
             AlertOutcome::Exempt => "Drift on exempt resource",
             AlertOutcome::SafeguardChanged => "Exemption or profile changed by a write",
             AlertOutcome::KeyChanged => "Customer-managed key changed",
+            AlertOutcome::KeyUnusable => "CRITICAL: customer-managed key unusable",
         };
         let mut title = format!("{lead}: {what}");
         if self.repeats > 0 {

@@ -62,6 +62,9 @@ pub(crate) fn friendly_type(resource_type: &str) -> String {
 /// Clear wording of what keyguard did, so nobody has to know the enum to decide whether to act.
 pub(crate) fn outcome_sentence(outcome: AlertOutcome) -> &'static str {
     match outcome {
+        AlertOutcome::KeyUnusable => {
+            "A customer-managed key these resources depend on cannot be used. They are about to lose access to their data: restore the key or its access now."
+        }
         AlertOutcome::Reverted => {
             "keyguard reverted the change: the resource is back on the expected key source. Check that the change was not intended."
         }
@@ -211,6 +214,7 @@ pub(crate) fn outcome_label(outcome: AlertOutcome) -> &'static str {
         AlertOutcome::Exempt => "exempt",
         AlertOutcome::SafeguardChanged => "safeguard changed",
         AlertOutcome::KeyChanged => "key changed",
+        AlertOutcome::KeyUnusable => "key unusable",
     }
 }
 

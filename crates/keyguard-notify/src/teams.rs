@@ -91,7 +91,7 @@ pub fn adaptive_card(alert: &Alert) -> Value {
 
 fn container_style(severity: Severity) -> &'static str {
     match severity {
-        Severity::High => "attention",
+        Severity::High | Severity::Critical => "attention",
         Severity::Warning => "warning",
         Severity::Info => "accent",
     }
@@ -251,7 +251,7 @@ pub fn digest_message_card(alerts: &[Alert]) -> Value {
 
 fn theme_color(severity: Severity, needs_human: bool) -> &'static str {
     match (severity, needs_human) {
-        (Severity::High, _) | (_, true) => "D70000",
+        (Severity::High | Severity::Critical, _) | (_, true) => "D70000",
         (Severity::Warning, _) => "FFA500",
         (Severity::Info, _) => "0078D7",
     }

@@ -81,6 +81,28 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             " — UNFINISHED: run again with --resume"
         }
     );
+    for vault in &report.keys.vaults {
+        eprintln!(
+            "vault {}: {} resource(s), {} key(s){}",
+            vault.vault,
+            vault.resources,
+            vault.keys,
+            if vault.outside_estate {
+                " — OUTSIDE THE ESTATE"
+            } else {
+                ""
+            }
+        );
+    }
+    for key in &report.keys.unusable_keys {
+        eprintln!(
+            "KEY UNUSABLE {}: {}; {} resource(s) depend on it: {}",
+            key.key,
+            key.problems.join("; "),
+            key.resources.len(),
+            key.resources.join(", ")
+        );
+    }
     let code = deliver(
         &report.findings,
         format,

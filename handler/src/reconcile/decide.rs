@@ -3,7 +3,7 @@
 
 use keyguard_core::ResourceId;
 use keyguard_core::catalog::{self, EncryptionState, KeyRef};
-use keyguard_core::evaluate::{Verdict, resource_tags};
+use keyguard_core::evaluate::{DriftReason, Verdict, resource_tags};
 use keyguard_core::plan::{Action, NoRevertReason, plan_with};
 use keyguard_core::rfc3339;
 use keyguard_core::safeguards::Look;
@@ -94,6 +94,13 @@ pub(super) async fn decide_and_act(
         Verdict::Drift(reason) => Some(format!("{reason:?}")),
         _ => None,
     };
+    // A key outside the estate stays news whatever is done about it: the reason travels with
+    // every ending, so the alert says why it is high.
+    let escalation = match &evaluation.verdict {
+        Verdict::Drift(reason @ DriftReason::VaultOutsideEstate { .. }) => Some(reason.describe()),
+        _ => None,
+    };
+    decision.outcome.escalated = escalation.is_some();
     if !notes.is_empty() {
         decision.outcome.add_detail(Some(notes.join("; ")));
     }
@@ -140,12 +147,18 @@ pub(super) async fn decide_and_act(
             } else {
                 ActionKind::RecordOnly
             };
-            Ok(decision.finish(verdict, no_revert_result(&reason), Some(reason.describe())))
+            let mut decision = decision.finish(verdict, no_revert_result(&reason), escalation);
+            decision.outcome.add_detail(Some(reason.describe()));
+            Ok(decision)
         }
         Action::Revert { target, dry_run, .. } => match lease.filter(|_| !dry_run) {
             Some(lease) => {
                 // Why it was judged so (an ignored exemption tag, ...) stays with how it ended.
                 let notes = decision.outcome.detail.take();
+                let notes = [escalation, notes]
+                    .into_iter()
+                    .flatten()
+                    .reduce(|a, b| format!("{a}; {b}"));
                 let revert = act::Revert {
                     id,
                     entry,
@@ -166,7 +179,9 @@ pub(super) async fn decide_and_act(
                     act::target_text(&target)
                 );
                 decision.outcome.dry_run = true;
-                Ok(decision.finish(verdict, ResultKind::DryRunWouldRevert, Some(detail)))
+                let mut decision = decision.finish(verdict, ResultKind::DryRunWouldRevert, escalation);
+                decision.outcome.add_detail(Some(detail));
+                Ok(decision)
             }
         },
     }

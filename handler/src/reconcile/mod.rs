@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 
 use crate::alerting::Alerter;
 use crate::arm::{ArmClient, ArmError, CallContext};
+use crate::estate::VaultEstate;
 use crate::identity::{SelfIdentity, TokenError};
 use crate::keyvault::{KeyVaultClient, KeyVaultError};
 use crate::store::{StateStore, StoreError};
@@ -26,6 +27,7 @@ use crate::store::{StateStore, StoreError};
 mod act;
 mod decide;
 mod guard;
+pub mod key_watch;
 mod lease;
 mod observe;
 pub mod outcome;
@@ -97,6 +99,8 @@ pub struct Context {
     pub config: Arc<Config>,
     pub arm: ArmClient,
     pub keyvault: Arc<KeyVaultClient>,
+    /// The key-swap guard's vault lookup and its caches.
+    pub estate: Arc<VaultEstate>,
     pub store: StateStore,
     /// Without one, alerts stay log records (a scan against another requirement, tests).
     pub alerter: Option<Arc<Alerter>>,
@@ -118,11 +122,19 @@ impl Context {
             config,
             arm,
             keyvault: Arc::new(keyvault),
+            estate: Arc::new(VaultEstate::new(Vec::new())),
             store,
             alerter: None,
             settings,
             locks: Arc::default(),
         }
+    }
+
+    /// The scopes keyguard watches, for the key-swap guard's estate check (empty: everything
+    /// its identity can see).
+    pub fn with_watched_scopes(mut self, watched: Vec<keyguard_core::arm_scope::ArmScope>) -> Self {
+        self.estate = Arc::new(VaultEstate::new(watched));
+        self
     }
 
     /// Alerts go through the outbox to the configured routes.
@@ -140,6 +152,7 @@ impl Context {
             config: Arc::new(config),
             arm: self.arm.clone(),
             keyvault: self.keyvault.clone(),
+            estate: self.estate.clone(),
             store: self.store.clone(),
             alerter: None,
             settings: self.settings.clone(),

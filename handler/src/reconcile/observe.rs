@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use keyguard_core::ResourceId;
-use keyguard_core::catalog::{CatalogEntry, Direction, EncryptionState, ResourceView, RevertTarget};
+use keyguard_core::catalog::{CatalogEntry, Direction, EncryptionState, KeyRef, ResourceView, RevertTarget};
+use keyguard_core::estate::{VaultStanding, apply_standing, is_trusted, vault_to_check};
 use keyguard_core::evaluate::{Evaluation, evaluate_view};
 use keyguard_core::keyvault::{expiring_within, key_problems};
 use keyguard_core::plan::{PlanContext, revert_target};
@@ -70,7 +71,7 @@ pub(super) async fn observe(
             None => return Ok(None),
         },
     };
-    let evaluation = view.evaluate(ctx, id, now);
+    let evaluation = assess(ctx, id, &view, call, now).await;
     // A dry-run sweep reports what the listing showed; nothing is written, so no live read.
     if !was_carried || !evaluation.verdict.is_drift() || report_only {
         return Ok(Some(Observed {
@@ -85,7 +86,7 @@ pub(super) async fn observe(
     let Some(live) = read_view(ctx, id, entry, call).await? else {
         return Ok(None);
     };
-    let evaluation = live.evaluate(ctx, id, now);
+    let evaluation = assess(ctx, id, &live, call, now).await;
     let note = (!evaluation.verdict.is_drift())
         .then(|| "the event's body showed drift; the live resource does not".to_string());
     Ok(Some(Observed {
@@ -94,6 +95,42 @@ pub(super) async fn observe(
         from_arm: true,
         note,
     }))
+}
+
+/// The evaluation, with the key-swap guard's estate check for a compliant key whose vault no
+/// allow-list decides. A lookup that fails changes no verdict and says so in the notes.
+async fn assess(ctx: &Context, id: &ResourceId, view: &View, call: &CallContext, now: OffsetDateTime) -> Evaluation {
+    let mut evaluation = view.evaluate(ctx, id, now);
+    let Some(host) = vault_to_check(&evaluation, &ctx.config.settings).map(str::to_string) else {
+        return evaluation;
+    };
+    match ctx.estate.standing(&ctx.arm, &host, id.subscription(), call).await {
+        Ok(standing) => apply_standing(&mut evaluation, &standing),
+        Err(e) => {
+            tracing::warn!(correlation_id = %call.correlation_id, vault = %host, error = %e, "the vault estate check could not run");
+            evaluation.notes.push(format!(
+                "whether vault {host} is in the estate could not be checked ({e})"
+            ));
+        }
+    }
+    evaluation
+}
+
+/// Whether `key`'s vault is outside the estate, for a key about to become a revert target
+/// under a profile without `allowed_vaults` (a known-good key recorded before the guard, or
+/// one an attacker managed to get recorded). `None`: not judged.
+async fn outside_estate(ctx: &Context, id: &ResourceId, key: &KeyRef, call: &CallContext) -> Option<String> {
+    let settings = &ctx.config.settings;
+    let host = key
+        .vault_host()
+        .filter(|h| settings.estate_check && !is_trusted(settings, h))?;
+    match ctx.estate.standing(&ctx.arm, host, id.subscription(), call).await {
+        Ok(VaultStanding::Outside(miss)) => Some(format!(
+            "the known-good key {key} is not used as the revert target: its vault {host} is outside the estate ({})",
+            miss.describe()
+        )),
+        Ok(VaultStanding::InEstate { .. }) | Err(_) => None,
+    }
 }
 
 /// The live view: the resource, and the child resources its key setting lives in (a child
@@ -136,6 +173,12 @@ pub(super) async fn plan_context(
     plan.dry_run = dry_run;
     if evaluation.verdict.is_drift() {
         plan.baseline = ctx.store.baseline(id).await?.map(|b| b.key);
+        if let Some(baseline) = plan.baseline.as_ref().filter(|_| evaluation.allowed_vaults.is_empty())
+            && let Some(reason) = outside_estate(ctx, id, baseline, call).await
+        {
+            tracing::warn!(target: "keyguard::security", correlation_id = %call.correlation_id, resource_id = %id, "{reason}");
+            plan.baseline = None;
+        }
         plan.reverts_in_last_hour = ctx.store.reverts_since(id, now - time::Duration::hours(1)).await?;
     }
     if let Some(RevertTarget::Cmk(key)) = revert_target(evaluation, &plan) {

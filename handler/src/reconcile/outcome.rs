@@ -49,6 +49,7 @@ impl Decision {
                 duration_ms: 0,
                 previous_key: None,
                 safeguard_changes: Vec::new(),
+                escalated: false,
             },
             tags: serde_json::Map::new(),
             record_id: None,

@@ -714,3 +714,82 @@ fn cli_options_enforce_quotas_set_page_size_and_place_subscriptions() {
     assert!(Cli::try_parse_from(["azure-sim", "--graph-quota", "15"]).is_err());
     assert!(Cli::try_parse_from(["azure-sim", "--management-group", "no-equals"]).is_err());
 }
+
+#[tokio::test]
+async fn a_delegated_subscription_belongs_to_its_own_tenant_in_graph_rows_and_subscription_reads() {
+    const OTHER_TENANT: &str = "99999999-8888-7777-6666-555555555555";
+    let sim = start_with(ListingConfig {
+        tenants: BTreeMap::from([(SUB2.to_owned(), OTHER_TENANT.to_owned())]),
+        ..ListingConfig::default()
+    })
+    .await;
+    let home = sim.state().tenant_id().to_owned();
+    sim.state()
+        .upsert_resources(vec![
+            azure_sim::vaults::key_vault(SUB, "rg-keys", "kv-home", &home),
+            azure_sim::vaults::key_vault(SUB2, "rg-keys", "kv-partner", OTHER_TENANT),
+        ])
+        .unwrap();
+    let (status, _, body) = graph(
+        &sim,
+        json!({"query": "resources | where type in~ ('microsoft.keyvault/vaults') | project name, tenantId, properties | order by name asc"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let rows: Vec<(&str, &str, &str)> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap(),
+                r["tenantId"].as_str().unwrap(),
+                r["properties"]["vaultUri"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("kv-home", home.as_str(), "https://kv-home.vault.azure.net/"),
+            ("kv-partner", OTHER_TENANT, "https://kv-partner.vault.azure.net/"),
+        ]
+    );
+    let (_, _, body) = graph(
+        &sim,
+        json!({"query": format!("resources | where tenantId =~ '{OTHER_TENANT}'")}),
+    )
+    .await;
+    assert_eq!(body["totalRecords"], 1, "{body}");
+
+    // Subscriptions - Get names the tenant, and who manages a delegated one.
+    let (status, _, body) = arm_get(
+        &sim,
+        &format!("{}/subscriptions/{SUB2}?api-version=2022-12-01", sim.base_url()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tenantId"], OTHER_TENANT);
+    assert_eq!(body["managedByTenants"][0]["tenantId"], home.as_str());
+    let (_, _, body) = arm_get(
+        &sim,
+        &format!("{}/subscriptions/{SUB}?api-version=2022-12-01", sim.base_url()),
+    )
+    .await;
+    assert_eq!(
+        (
+            body["tenantId"].as_str(),
+            body["managedByTenants"].as_array().map(Vec::len)
+        ),
+        (Some(home.as_str()), Some(0))
+    );
+    let (status, _, body) = arm_get(
+        &sim,
+        &format!("{}/subscriptions/{SUB3}?api-version=2022-12-01", sim.base_url()),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("SubscriptionNotFound"))
+    );
+}

@@ -79,6 +79,8 @@ struct RawSettings {
     audit_retention_days: Option<Spanned<u32>>,
     tag_exemptions: Option<bool>,
     max_exemption_days: Option<Spanned<u32>>,
+    estate_check: Option<bool>,
+    trusted_vaults: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -217,7 +219,15 @@ impl Validator<'_> {
             audit_retention_days: d.audit_retention_days,
             tag_exemptions: raw.tag_exemptions.unwrap_or(d.tag_exemptions),
             max_exemption_days: d.max_exemption_days,
+            estate_check: raw.estate_check.unwrap_or(d.estate_check),
+            trusted_vaults: Vec::new(),
         };
+        for v in &raw.trusted_vaults {
+            match validate_vault(v.get_ref()) {
+                Ok(host) => s.trusted_vaults.push(host),
+                Err(msg) => self.at(v.span(), format!("trusted_vaults: {msg}")),
+            }
+        }
         if let Some(days) = raw.max_exemption_days {
             if *days.get_ref() == 0 {
                 self.at(

@@ -5,7 +5,10 @@ use super::*;
 
 #[tokio::test]
 async fn a_key_in_an_events_carried_body_never_becomes_the_baseline_and_a_read_of_arm_does() {
-    let h = Harness::start(CMK_ENFORCE).await;
+    // Without the estate check the foreign vault is compliant on the body's word alone: the
+    // case where only "never a baseline from a carried body" stands between the attacker and
+    // the revert target (with the check, the body is drift and the live resource is read).
+    let h = Harness::start(&format!("[settings]\nestate_check = false\n{CMK_ENFORCE}")).await;
     let id = account("stcmkpayments");
     // A body showing a compliant key in a vault nobody vetted: compliant, decided without a read.
     let foreign = json!({"keySource": "Microsoft.Keyvault", "keyvaultproperties": {

@@ -18,6 +18,8 @@ fn key_changed_alerts(outbox: &[OutboxEntry]) -> Vec<&OutboxEntry> {
 #[tokio::test]
 async fn another_key_on_a_compliant_resource_is_one_key_changed_alert_and_no_write() {
     let h = Harness::start(CMK_ENFORCE).await;
+    // Another vault of the estate: a move to it is news, not drift.
+    h.seed_vault(SUBSCRIPTION, "kv-elsewhere");
     let id = account("stcmkpayments");
     let first = h.timer_look(&id).await;
     assert_eq!(first.outcome.result, ResultKind::Compliant, "{first:?}");

@@ -18,7 +18,7 @@ use super::*;
 use crate::alerting::Alerter;
 use crate::outbox::{ChannelResolver, Dispatcher};
 use crate::store::{AuditQuery, EmbeddedBackend, OutboxEntry, RevertIntent, StateStore, Table, TableBackend};
-use crate::test_support::{FixedToken, TempDir};
+use crate::test_support::TempDir;
 
 const SUBSCRIPTION: &str = azure_sim::DEMO_SUBSCRIPTION;
 const RESOURCE_GROUP: &str = azure_sim::DEMO_RESOURCE_GROUP;
@@ -98,6 +98,26 @@ impl ChannelResolver for NoChannels {
     }
 }
 
+/// Tokens as the stand-in's identity endpoint mints them: one audience per scope (ARM's for
+/// ARM, Key Vault's for a vault), so a read of a key is authorised as in Azure.
+struct SimTokens {
+    principal: Principal,
+    tenant: String,
+}
+
+impl crate::identity::TokenSource for SimTokens {
+    fn token<'a>(&'a self, scope: &'a str) -> crate::identity::TokenFuture<'a> {
+        let (token, _) = azure_sim::identity::mint_token(&azure_sim::identity::TokenRequest {
+            principal: &self.principal,
+            tenant_id: &self.tenant,
+            audience: scope.trim_end_matches("/.default"),
+            lifetime_secs: 3600,
+            idtyp: if self.principal.upn.is_some() { "user" } else { "app" },
+        });
+        Box::pin(async move { Ok(azure_core::credentials::Secret::new(token)) })
+    }
+}
+
 struct Harness {
     sim: SimHandle,
     store: StateStore,
@@ -130,8 +150,10 @@ impl Harness {
         let backend: Arc<dyn TableBackend> = Arc::new(EmbeddedBackend::open(&dir.path().join("state.redb")).unwrap());
         let store = StateStore::new(wrap(backend)).await.unwrap();
         let config = Arc::new(Config::from_toml_str(&format!("{config}\n{ROUTES}"), "keyguard.toml").unwrap());
-        let tokens: Arc<dyn crate::identity::TokenSource> =
-            Arc::new(FixedToken::new(&sim.state().issue_token(&keyguard)));
+        let tokens: Arc<dyn crate::identity::TokenSource> = Arc::new(SimTokens {
+            principal: keyguard,
+            tenant: sim.state().tenant_id().to_string(),
+        });
         let dispatcher = Arc::new(Dispatcher::new(store.clone(), Arc::new(NoChannels), 3));
         let alerter = Arc::new(Alerter::new(config.clone(), store.clone(), dispatcher));
         let ctx = crate::test_support::reconcile_context(&sim, tokens, store.clone(), (*config).clone())
@@ -196,6 +218,13 @@ impl Harness {
         self.store.audit_records(&query).await.unwrap()
     }
 
+    /// The vault named `name` exists in `subscription`: Resource Graph lists it, so the
+    /// key-swap guard counts it as part of the estate.
+    fn seed_vault(&self, subscription: &str, name: &str) {
+        let vault = azure_sim::vaults::key_vault(subscription, "rg-keys", name, azure_sim::DEFAULT_TENANT_ID);
+        self.sim.state().upsert_resources(vec![vault]).unwrap();
+    }
+
     async fn outbox(&self) -> Vec<OutboxEntry> {
         let entries = self.store.outbox_entries().await.unwrap();
         entries.into_iter().map(|e| e.value).collect()
@@ -203,6 +232,7 @@ impl Harness {
 }
 
 mod baselines;
+mod estate;
 mod keyswap;
 mod state;
 mod steps;
