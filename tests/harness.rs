@@ -162,6 +162,8 @@ pub struct Options {
     pub extra_env: Vec<(String, String)>,
     /// The handler's first port, instead of a free one (a test of a port taken meanwhile).
     pub first_handler_port: Option<u16>,
+    /// Profiles and settings instead of [`CONFIG`] (`extra_config` is still appended).
+    pub base_config: Option<String>,
 }
 
 impl Default for Options {
@@ -177,6 +179,7 @@ impl Default for Options {
             extra_config: String::new(),
             extra_env: Vec::new(),
             first_handler_port: None,
+            base_config: None,
         }
     }
 }
@@ -251,7 +254,8 @@ impl Env {
         let sim = format!("http://{}", sim_addr.trim());
 
         let config_path = dir.join("keyguard.toml");
-        std::fs::write(&config_path, format!("{CONFIG}\n{}", options.extra_config))?;
+        let base = options.base_config.as_deref().unwrap_or(CONFIG);
+        std::fs::write(&config_path, format!("{base}\n{}", options.extra_config))?;
         let mut env = Env {
             _sim: sim_child,
             handler_child: None,
@@ -700,6 +704,8 @@ pub fn functions_envelope(event: &Value) -> Value {
 #[derive(Clone, Default)]
 pub struct AlertReceiver {
     bodies: Arc<Mutex<Vec<Value>>>,
+    /// The bodies answered with a 2xx: what the sender may count as delivered.
+    accepted: Arc<Mutex<Vec<Value>>>,
     status: Arc<Mutex<u16>>,
 }
 
@@ -707,6 +713,7 @@ impl AlertReceiver {
     pub async fn start(status: u16) -> (AlertReceiver, String) {
         let receiver = AlertReceiver {
             bodies: Arc::default(),
+            accepted: Arc::default(),
             status: Arc::new(Mutex::new(status)),
         };
         let app = Router::new()
@@ -728,13 +735,20 @@ impl AlertReceiver {
     pub fn bodies(&self) -> Vec<Value> {
         self.bodies.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    pub fn accepted(&self) -> Vec<Value> {
+        self.accepted.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 async fn receive(State(r): State<AlertReceiver>, body: axum::body::Bytes) -> (StatusCode, HeaderMap, &'static str) {
-    if let Ok(v) = serde_json::from_slice(&body) {
-        r.bodies.lock().unwrap_or_else(|p| p.into_inner()).push(v);
-    }
     let status = StatusCode::from_u16(*r.status.lock().unwrap_or_else(|p| p.into_inner())).unwrap_or(StatusCode::OK);
+    if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+        r.bodies.lock().unwrap_or_else(|p| p.into_inner()).push(v.clone());
+        if status.is_success() {
+            r.accepted.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+        }
+    }
     let mut headers = HeaderMap::new();
     headers.insert("retry-after", HeaderValue::from_static("1"));
     (status, headers, "")
