@@ -330,6 +330,25 @@ pub fn render(findings: &[Finding], ctx: &ReportContext) -> String {
                         }
                     }
 
+                    @let vaults = crate::vaults_in_use(findings);
+                    @if !vaults.is_empty() {
+                        section class="panel" {
+                            h2 { "Vaults in use" }
+                            table {
+                                thead { tr { th { "Vault" } th { "Resources" } th { "Estate" } } }
+                                tbody {
+                                    @for v in &vaults {
+                                        tr {
+                                            td { (visible(&v.vault)) }
+                                            td { (v.resources) }
+                                            td { @if v.outside_estate { strong { "outside the estate" } } @else { "in the estate" } }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+
                     section class="panel" {
                         h2 { "Findings" }
                         @if findings.is_empty() {

@@ -25,6 +25,8 @@ mod html;
 mod sarif;
 mod table;
 mod text;
+mod vaults;
+pub use vaults::{VaultUse, vaults_in_use};
 
 pub use sarif::{SARIF_SCHEMA_URI, UNMAPPED_RULE, rule_id};
 
@@ -101,6 +103,11 @@ pub struct Finding {
     /// Found by a dry run or a report-only sweep: what was seen and would be done, nothing written.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// The vault host of a customer-managed key, and whether it was judged outside the estate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outside_estate: bool,
 }
 
 impl Finding {
@@ -124,6 +131,8 @@ impl Finding {
             exemption: None,
             checked_at: None,
             dry_run: false,
+            vault: None,
+            outside_estate: false,
         }
     }
 
@@ -168,6 +177,14 @@ impl Finding {
             detail: (!details.is_empty()).then(|| details.join("; ")),
             exemption,
             checked_at,
+            vault: match &eval.observed {
+                EncryptionState::Cmk(key) => key.vault_host().map(str::to_string),
+                _ => None,
+            },
+            outside_estate: matches!(
+                eval.verdict,
+                Verdict::Drift(keyguard_core::evaluate::DriftReason::VaultOutsideEstate { .. })
+            ),
             ..Finding::new(eval.resource_id.as_str(), &eval.resource_type, verdict)
         }
     }

@@ -129,6 +129,18 @@ pub fn render(findings: &[Finding], ctx: &ReportContext) -> String {
         }
     }
 
+    let vaults = crate::vaults_in_use(findings);
+    if !vaults.is_empty() {
+        out.push('\n');
+        for v in vaults {
+            let flag = if v.outside_estate {
+                paint("\x1b[31m", " OUTSIDE THE ESTATE")
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "  vault {}: {} resource(s){flag}", visible(&v.vault), v.resources);
+        }
+    }
     let counts = summarize(findings).overall;
     let parts: Vec<String> = FindingVerdict::ALL
         .iter()

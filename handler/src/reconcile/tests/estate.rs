@@ -56,6 +56,12 @@ async fn a_key_in_a_vault_nobody_can_see_is_high_severity_drift_reverted_to_the_
         "{swapped:?}"
     );
     assert!(swapped.outcome.escalated);
+    let finding = swapped.finding.clone().expect("a finding");
+    assert_eq!(
+        (finding.vault.as_deref(), finding.outside_estate),
+        (Some("kv-hostage.vault.azure.net"), true),
+        "reports list the vault and flag it"
+    );
     assert!(
         swapped
             .outcome
