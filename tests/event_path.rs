@@ -765,3 +765,60 @@ async fn no_revert_to_an_expired_key() -> anyhow::Result<()> {
     assert_eq!(env.keyguard_patches().await?, 0);
     Ok(())
 }
+
+/// The harness's secret scan (issue 13) fails a run whose keyguard printed a secret: a value the
+/// run declared secret that keyguard logs (an event id), in a handler's output, and a token the
+/// stand-in issued to keyguard, echoed by a CLI run. The failure names what leaked, never the
+/// value.
+#[tokio::test]
+async fn the_secret_scan_fails_a_run_whose_keyguard_printed_a_secret() -> anyhow::Result<()> {
+    const PLANTED: &str = "planted-secret-event-id-0123456789";
+    let env = Env::start(Options {
+        no_delivery: true,
+        extra_secrets: vec![("the planted secret".into(), PLANTED.into())],
+        ..Options::default()
+    })
+    .await?;
+    let id = account_id("rg-cmk", "stplanted");
+    let account = storage_account("rg-cmk", "stplanted", Some(APPROVED_VAULT), json!({}));
+    env.seed(json!([account.clone()])).await?;
+    // The event says MMK, so keyguard reads the live account through ARM: it needs a token.
+    let mut event = resource_notification(&id, "stplanted", json!({"keySource": "Microsoft.Storage"}));
+    event["id"] = json!(PLANTED);
+    let (status, body) = env.deliver(&event).await?;
+    assert_eq!(status, 200, "{body}");
+    let leaks = env.leaked_secrets().await?;
+    assert!(
+        leaks
+            .iter()
+            .any(|l| l.label == "the planted secret" && l.source == "keyguard handler output"),
+        "{leaks:?}"
+    );
+
+    let issued = env.sim_get("/_sim/msi").await?["issued_tokens"].clone();
+    let token = issued[0].as_str().expect("keyguard was issued a token").to_string();
+    let output = env.keyguard_cli(&["check", &token])?;
+    assert!(!output.status.success());
+    let leaks = env.leaked_secrets().await?;
+    assert!(
+        leaks
+            .iter()
+            .any(|l| l.label.starts_with("a token the stand-in issued") && l.source == "keyguard CLI output"),
+        "{leaks:?}"
+    );
+
+    // What every test gets: the run fails when its Env is dropped.
+    let dropped = std::thread::spawn(move || drop(env)).join();
+    let message = match dropped {
+        Ok(()) => panic!("a run that printed secrets passed"),
+        Err(payload) => payload.downcast_ref::<String>().cloned().unwrap_or_default(),
+    };
+    assert!(message.contains("keyguard printed secrets"), "{message}");
+    assert!(message.contains("the planted secret") && message.contains("a token the stand-in issued"));
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    assert!(
+        !message.contains(PLANTED) && !message.contains(payload),
+        "the failure shows the secrets: {message}"
+    );
+    Ok(())
+}

@@ -17,6 +17,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::post;
 use serde_json::{Value, json};
 
+#[path = "secret_scan.rs"]
+pub mod secret_scan;
+use secret_scan::{Leak, SecretScan};
+
 pub const SUBSCRIPTION: &str = "00000000-0000-0000-0000-00000000e2e0";
 pub const APPROVED_VAULT: &str = "https://kv-approved.vault.azure.net";
 pub const ROGUE_VAULT: &str = "https://kv-rogue.vault.azure.net";
@@ -158,8 +162,12 @@ pub struct Options {
     pub cloud_events: bool,
     /// Appended to the test profile file (alert routes, rules).
     pub extra_config: String,
-    /// Extra environment for keyguard (the secrets routes name).
+    /// Extra environment for keyguard (the secrets routes name). Values the variable's name
+    /// marks as secret (`…_URL`, `…_KEY`, `…_PASSWORD`, a storage connection string's key, …)
+    /// must never appear in keyguard's output: see [`Env::leaked_secrets`].
     pub extra_env: Vec<(String, String)>,
+    /// More values (label, value) this run treats as secrets, beyond its environment.
+    pub extra_secrets: Vec<(String, String)>,
     /// The handler's first port, instead of a free one (a test of a port taken meanwhile).
     pub first_handler_port: Option<u16>,
     /// Profiles and settings instead of [`CONFIG`] (`extra_config` is still appended).
@@ -178,6 +186,7 @@ impl Default for Options {
             cloud_events: false,
             extra_config: String::new(),
             extra_env: Vec::new(),
+            extra_secrets: Vec::new(),
             first_handler_port: None,
             base_config: None,
         }
@@ -195,14 +204,32 @@ pub struct Env {
     pub handler: String,
     pub dir: PathBuf,
     pub http: reqwest::Client,
+    /// Everything the run's keyguard handlers wrote, stdout and stderr, in arrival order.
     handler_log: Arc<Mutex<Vec<String>>>,
+    /// What `keyguard_cli` and `command` runs printed, stdout and stderr.
+    cli_log: Arc<Mutex<Vec<String>>>,
 }
 
 /// Run folders are removed after a passing test and kept (with the state store) after a failure.
+/// A run that passed is failed here if any secret it configured, or any token the stand-in
+/// issued, appears in anything keyguard printed (issue 13: no secret in the logs).
 impl Drop for Env {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
+        if std::thread::panicking() {
+            return;
+        }
+        let leaks = self.leaked_secrets_blocking();
+        match leaks {
+            Ok(leaks) if leaks.is_empty() => {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
+            Ok(leaks) => panic!(
+                "keyguard printed secrets ({} findings; run folder kept: {}):\n{}",
+                leaks.len(),
+                self.dir.display(),
+                leaks.iter().map(Leak::to_string).collect::<Vec<_>>().join("\n")
+            ),
+            Err(e) => panic!("the secret scan could not run: {e:#}"),
         }
     }
 }
@@ -265,6 +292,7 @@ impl Env {
             dir,
             http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?,
             handler_log: Arc::new(Mutex::new(Vec::new())),
+            cli_log: Arc::new(Mutex::new(Vec::new())),
             handler_port,
             options,
         };
@@ -351,9 +379,10 @@ impl Env {
             .env("RUST_LOG", "info")
             .env_remove("FUNCTIONS_WORKER_RUNTIME")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         let mut child = ChildGuard(cmd.spawn().context("spawn keyguard serve")?);
         let stdout = child.0.stdout.take().context("the handler's stdout")?;
+        let stderr = child.0.stderr.take().context("the handler's stderr")?;
         let (said, listening) = std::sync::mpsc::channel();
         let log = self.handler_log.clone();
         std::thread::spawn(move || {
@@ -361,6 +390,14 @@ impl Env {
                 if line.contains("listening") {
                     let _ = said.send(());
                 }
+                log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        // stderr is kept for the secret scan and still shown with the test's output.
+        let log = self.handler_log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
                 log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
@@ -384,7 +421,7 @@ impl Env {
     pub fn keyguard_cli(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
         let mut cmd = Command::new(keyguard_bin());
         cmd.args(args).env("RUST_LOG", "warn");
-        Ok(self.keyguard_env(&mut cmd).output()?)
+        Ok(self.keep_output(self.keyguard_env(&mut cmd).output()?))
     }
 
     /// Runs any program with the run's keyguard environment (e.g. `script`, to give keyguard a
@@ -392,7 +429,79 @@ impl Env {
     pub fn command(&self, program: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
         let mut cmd = Command::new(program);
         cmd.args(args).env("RUST_LOG", "warn");
-        Ok(self.keyguard_env(&mut cmd).output()?)
+        Ok(self.keep_output(self.keyguard_env(&mut cmd).output()?))
+    }
+
+    /// Keeps a command's output for the secret scan.
+    fn keep_output(&self, output: std::process::Output) -> std::process::Output {
+        let mut log = self.cli_log.lock().unwrap_or_else(|p| p.into_inner());
+        for stream in [&output.stdout, &output.stderr] {
+            log.extend(String::from_utf8_lossy(stream).lines().map(str::to_string));
+        }
+        output
+    }
+
+    /// The secrets this run configured: the webhook key, the managed-identity header, every
+    /// secret in the extra environment (by its name), and the test's own extra secrets.
+    pub fn secrets(&self) -> SecretScan {
+        let mut scan = SecretScan::new();
+        if self.options.webhook {
+            scan.secret("KEYGUARD_WEBHOOK_KEY", WEBHOOK_KEY);
+        }
+        scan.secret("IDENTITY_HEADER", &azure_sim::SimConfig::default().identity_header);
+        for (name, value) in &self.options.extra_env {
+            scan.env(name, value);
+        }
+        for (label, value) in &self.options.extra_secrets {
+            scan.secret(label, value);
+        }
+        scan
+    }
+
+    /// Every configured secret and every token the stand-in issued (through its managed-identity
+    /// endpoint, the tokens keyguard holds) that appears in what keyguard printed so far: every
+    /// handler's stdout and stderr, and every CLI run's output.
+    pub async fn leaked_secrets(&self) -> anyhow::Result<Vec<Leak>> {
+        self.leaked_secrets_via(&self.http).await
+    }
+
+    async fn leaked_secrets_via(&self, http: &reqwest::Client) -> anyhow::Result<Vec<Leak>> {
+        let mut scan = self.secrets();
+        let issued: Value = http
+            .get(format!("{}/_sim/msi", self.sim))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        for token in issued["issued_tokens"].as_array().into_iter().flatten() {
+            scan.token(
+                "a token the stand-in issued",
+                token.as_str().context("a token is a string")?,
+            );
+        }
+        let handler = self.handler_log.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+        let cli = self.cli_log.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+        let mut leaks = scan.scan("keyguard handler output", &handler);
+        leaks.extend(scan.scan("keyguard CLI output", &cli));
+        Ok(leaks)
+    }
+
+    /// [`Env::leaked_secrets`] from `Drop`, which cannot await: on a thread of its own with its
+    /// own runtime and client (the run's client's connections belong to the test's runtime,
+    /// which is blocked in this drop), so it works whether or not the caller is inside one.
+    fn leaked_secrets_blocking(&self) -> anyhow::Result<Vec<Leak>> {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(self.leaked_secrets_via(&http))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the secret scan panicked")))
+        })
     }
 
     /// What every keyguard process of the run shares: configuration, the stand-in as ARM, Key

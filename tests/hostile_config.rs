@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use keyguard_e2e::keyguard_bin;
+use keyguard_e2e::secret_scan::SecretScan;
 
 const WEBHOOK_KEY: &str = "hostile-config-webhook-key-0123456789";
 const API_KEY: &str = "hostile-config-api-key-0123456789";
@@ -120,6 +121,12 @@ async fn run(args: &[&str], toml: &str, dir: &std::path::Path) -> (Option<i32>, 
 async fn serve_and_webhook_refuse_hostile_configuration_before_listening() {
     let dir = std::env::temp_dir().join(format!("keyguard-hostile-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let mut secrets = SecretScan::new();
+    secrets
+        .secret("KEYGUARD_WEBHOOK_KEY", WEBHOOK_KEY)
+        .secret("KEYGUARD_API_KEY", API_KEY)
+        .secret("the SMTP password", SMTP_PASSWORD)
+        .secret("the Teams signature", TEAMS_SIGNATURE);
     let mut failures = Vec::new();
     for row in rows() {
         for args in [["webhook", "--port", "0"], ["serve", "--port", "0"]] {
@@ -134,10 +141,8 @@ async fn serve_and_webhook_refuse_hostile_configuration_before_listening() {
             if text.contains("panicked") || text.contains("stack backtrace") || text.contains("Stack backtrace") {
                 problems.push("a panic or stack trace".into());
             }
-            for secret in [WEBHOOK_KEY, API_KEY, SMTP_PASSWORD, TEAMS_SIGNATURE] {
-                if text.contains(secret) {
-                    problems.push(format!("prints the secret {secret:?}"));
-                }
+            for leak in secrets.scan(row.name, &text) {
+                problems.push(format!("prints the secret {}", leak.label));
             }
             if text.contains("listening") {
                 problems.push("it listened".into());

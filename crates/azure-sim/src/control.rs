@@ -280,7 +280,7 @@ async fn delete_delivery(State(sim): S) -> Response {
 }
 
 async fn msi_stats(State(sim): S) -> Response {
-    Json(json!({"token_requests": sim.token_requests()})).into_response()
+    Json(json!({"token_requests": sim.token_requests(), "issued_tokens": sim.issued_tokens()})).into_response()
 }
 
 /// `PUT /_sim/lro` `{"polls": n, "fail": bool, "retry_after"?: secs, "error_code"?,

@@ -171,6 +171,7 @@ pub(crate) async fn msi_token(
         lifetime_secs: lifetime,
         idtyp: "app",
     });
+    sim.record_issued_token(&token);
     let mut resp = Json(json!({
         "access_token": token,
         "expires_on": exp.to_string(),

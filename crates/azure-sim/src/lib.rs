@@ -47,7 +47,7 @@ pub mod throttle;
 mod util;
 pub mod vaults;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -193,6 +193,10 @@ pub enum SeedError {
     BadId(String),
 }
 
+/// How many issued tokens the stand-in remembers: clients cache tokens, so a run asks for a few
+/// per audience; the bound keeps a long soak's memory flat.
+pub const MAX_KEPT_TOKENS: usize = 10_000;
+
 /// The simulator's state; shared by the server and in-process callers.
 pub struct Sim {
     pub(crate) settings: Settings,
@@ -202,6 +206,9 @@ pub struct Sim {
     pub(crate) throttle: Mutex<throttle::Throttle>,
     pub(crate) listing: Mutex<ListingConfig>,
     pub(crate) token_requests: AtomicU64,
+    /// The access tokens `/msi/token` issued, newest last (at most [`MAX_KEPT_TOKENS`]), so a
+    /// test can check that none of them reached a log.
+    pub(crate) issued_tokens: Mutex<VecDeque<String>>,
     pub(crate) bus: Arc<eventgrid::Bus>,
     pub(crate) lro: Mutex<lro::LroState>,
     pub(crate) keys: Mutex<keyvault::KeyStore>,
@@ -226,6 +233,7 @@ impl Sim {
                 ..config.listing.clone()
             }),
             token_requests: AtomicU64::new(0),
+            issued_tokens: Mutex::new(VecDeque::new()),
             lro: Mutex::new(lro::LroState::default()),
             keys: Mutex::new(keyvault::KeyStore::default()),
             bus: eventgrid::Bus::new(
@@ -395,6 +403,19 @@ impl Sim {
     /// Number of `/msi/token` requests served (clients are expected to cache tokens).
     pub fn token_requests(&self) -> u64 {
         self.token_requests.load(Ordering::Relaxed)
+    }
+
+    /// The access tokens `/msi/token` issued (the newest [`MAX_KEPT_TOKENS`]), oldest first.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.issued_tokens).iter().cloned().collect()
+    }
+
+    pub(crate) fn record_issued_token(&self, token: &str) {
+        let mut tokens = lock(&self.issued_tokens);
+        if tokens.len() >= MAX_KEPT_TOKENS {
+            tokens.pop_front();
+        }
+        tokens.push_back(token.to_string());
     }
 
     /// Queues events for delivery as-is.

@@ -147,7 +147,7 @@ pub(crate) fn get_ci<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a V
 
 /// `Metadata.RetryContext.RetryCount`, present only when a retry policy is configured.
 /// Accepts a number or numeric string, and a RetryContext that arrived as JSON text.
-pub(crate) fn retry_count(metadata: &Map<String, Value>) -> Option<u32> {
+pub fn retry_count(metadata: &Map<String, Value>) -> Option<u32> {
     let ctx = decode_trigger_value(get_ci(metadata, "RetryContext")?);
     let count = get_ci(ctx.as_object()?, "RetryCount")?;
     let n = match count {

@@ -15,7 +15,7 @@ mod serve;
 
 pub use app::{DEFAULT_BODY_LIMIT, FunctionApp};
 pub use env::HostEnv;
-pub use envelope::{EnvelopeError, decode_envelope, decode_trigger_value};
+pub use envelope::{EnvelopeError, decode_envelope, decode_trigger_value, retry_count};
 pub use invocation::{Invocation, InvocationError, InvocationResult};
 pub use logging::{LogFormat, init_tracing};
 pub use serve::{serve, serve_listener, shutdown_signal};

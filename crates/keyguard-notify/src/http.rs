@@ -23,10 +23,15 @@ pub(crate) fn default_client() -> Result<reqwest::Client, ConfigError> {
         .map_err(|e| ConfigError::HttpClient(e.without_url().to_string()))
 }
 
-/// Rejects unusable URLs at startup instead of on the first drift.
+/// Rejects unusable URLs at startup instead of on the first drift. Plain `http` only reaches this
+/// machine (a local relay or a test receiver): anywhere else the alert, and the URL's own secret
+/// (a Teams workflow signature, a webhook token), would cross the network readable and forgeable.
 pub(crate) fn check_url(url: &Secret, what: &'static str) -> Result<(), ConfigError> {
     match reqwest::Url::parse(url.expose()) {
-        Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => Ok(()),
+        Ok(u) if u.host().is_none() => Err(ConfigError::InvalidUrl(what)),
+        Ok(u) if u.scheme() == "https" => Ok(()),
+        Ok(u) if u.scheme() == "http" && keyguard_core::egress::is_loopback(&u) => Ok(()),
+        Ok(u) if u.scheme() == "http" => Err(ConfigError::InsecureUrl(what)),
         _ => Err(ConfigError::InvalidUrl(what)),
     }
 }

@@ -289,6 +289,11 @@ pub enum ConfigError {
     /// The URL itself is not echoed: it may carry a signature.
     #[error("invalid {0} URL (value not shown)")]
     InvalidUrl(&'static str),
+    /// Plain `http` to a host other than this machine; the URL is not echoed either.
+    #[error(
+        "the {0} URL must use https (plain http is accepted only for a loopback host: 127.0.0.0/8, ::1 or localhost); value not shown"
+    )]
+    InsecureUrl(&'static str),
     #[error("invalid email address {0:?}")]
     InvalidAddress(String),
     #[error("no email recipients configured")]

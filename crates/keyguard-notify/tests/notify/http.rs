@@ -253,6 +253,56 @@ fn bad_urls_are_rejected_without_echoing_them() {
     }
 }
 
+#[test]
+fn plain_http_alert_urls_are_refused_for_any_host_but_this_machine() {
+    for remote in [
+        "http://prod-00.westeurope.logic.azure.com/workflows/x/triggers/manual/paths/invoke?sig=SECRET",
+        "http://soar.example.com/hooks/keyguard?token=SECRET",
+        "http://10.0.0.5/hook?sig=SECRET",
+        "http://[2001:db8::1]/hook?sig=SECRET",
+        "http://127.0.0.1.nip.io/hook?sig=SECRET",
+        "http://localhost.example.com/hook?sig=SECRET",
+    ] {
+        let teams = TeamsChannel::new(Secret::new(remote), false).unwrap_err();
+        let webhook = WebhookChannel::new(Secret::new(remote), Secret::new(HMAC_KEY)).unwrap_err();
+        assert_eq!(
+            teams,
+            keyguard_notify::ConfigError::InsecureUrl("Teams webhook"),
+            "{remote}"
+        );
+        assert_eq!(
+            webhook,
+            keyguard_notify::ConfigError::InsecureUrl("webhook"),
+            "{remote}"
+        );
+        let message = webhook.to_string();
+        assert!(
+            message.contains("must use https") && message.contains("loopback"),
+            "{message}"
+        );
+        assert!(!message.contains("SECRET") && !message.contains("example"), "{message}");
+    }
+}
+
+#[test]
+fn plain_http_alert_urls_are_accepted_for_loopback_hosts_and_https_for_any() {
+    for accepted in [
+        "http://127.0.0.1:8080/hook",
+        "http://127.1.2.3/hook",
+        "http://localhost:9000/hook",
+        "http://LOCALHOST/hook",
+        "http://[::1]:8443/hook",
+        "https://prod-00.westeurope.logic.azure.com/workflows/x/triggers/manual/paths/invoke?sig=s",
+        "https://soar.example.com/hooks/keyguard",
+    ] {
+        assert!(TeamsChannel::new(Secret::new(accepted), false).is_ok(), "{accepted}");
+        assert!(
+            WebhookChannel::new(Secret::new(accepted), Secret::new(HMAC_KEY)).is_ok(),
+            "{accepted}"
+        );
+    }
+}
+
 /// Verifies a delivery as a receiver would: recompute HMAC-SHA256 over the body, constant-time compare.
 fn verify_signature(headers: &HeaderMap, body: &[u8]) {
     let sig = headers[SIGNATURE_HEADER].to_str().unwrap();

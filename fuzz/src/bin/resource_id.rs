@@ -1,0 +1,4 @@
+//! AFL++ entry point; the body is [`keyguard_fuzz::resource_id`], which `cargo test` also runs over the corpus.
+fn main() {
+    afl::fuzz!(|data: &[u8]| keyguard_fuzz::resource_id(data));
+}
