@@ -171,6 +171,20 @@ class Keyguard:
         })
         return env
 
+    def startup_log(self, name):
+        """The start-up timings `keyguard serve` logs (see handler/src/startup.rs), by message."""
+        found = {}
+        with open(os.path.join(self.work, "keyguard-%s.log" % name)) as f:
+            for line in f:
+                try:
+                    fields = json.loads(line).get("fields", {})
+                except ValueError:
+                    continue
+                msg = fields.get("message")
+                if msg in ("custom handler listening", "startup", "warm-up", "first event answered"):
+                    found[msg] = fields
+        return found
+
     def spawn(self, name):
         state = os.path.join(self.work, "keyguard-" + name)
         shutil.rmtree(state, ignore_errors=True)
@@ -179,7 +193,8 @@ class Keyguard:
         logf = open(os.path.join(self.work, "keyguard-%s.log" % name), "w")
         start = time.perf_counter()
         # As the Functions host starts a custom handler: it names the port in the environment.
-        env = {**self.env(state), "FUNCTIONS_CUSTOMHANDLER_PORT": str(port)}
+        env = {**self.env(state), "FUNCTIONS_CUSTOMHANDLER_PORT": str(port),
+               "RUST_LOG": "warn,keyguard::startup=info"}
         proc = subprocess.Popen([self.binary, "serve"], env=env, stdout=logf, stderr=logf)
         return proc, "http://127.0.0.1:%d/EncryptionDrift" % port, start
 
@@ -302,14 +317,24 @@ def run(a, sim, sizes, results):
 
     # --- cold start: spawn -> first event answered, fresh state each time.
     log("cold start: keyguard serve, %d runs" % a.cold_runs)
-    cold = []
+    cold, parts = [], []
     for i in range(a.cold_runs):
         proc, url, start = kg.spawn("cold")
         status = kg.first_answer(url, events[i % len(events)], proc)
         cold.append(time.perf_counter() - start)
         stop(proc)
         assert status == 200, status
+        logged = kg.startup_log("cold")
+        parts.append({
+            "listening_ms": logged["custom handler listening"]["since_start_ms"],
+            "state_ready_ms": logged["startup"]["listen_ms"] + logged["startup"]["state_ms"],
+            "token_ms": logged["warm-up"]["token_ms"],
+            "tls_connect_ms": logged["warm-up"]["connect_ms"],
+            "first_answer_ms": logged["first event answered"]["since_start_ms"],
+            "first_handling_ms": logged["first event answered"]["handling_ms"],
+        })
     results["keyguard_cold_ms"] = [c * 1000 for c in cold]
+    results["keyguard_cold_parts"] = {k: statistics.median(p[k] for p in parts) for k in parts[0]}
     sim.requests()
     log("cold start: c7n one event per fresh process, %d runs" % min(a.cold_runs, 5))
     c7n_cold = []
@@ -418,6 +443,12 @@ def render(r):
     kc, cc = statistics.median(r["keyguard_cold_ms"]), statistics.median(r["c7n_cold_ms"])
     rows.append(("cold start: spawn -> first event answered (median)", "%.1f ms" % kc,
                  "c7n, one event per fresh process: %.0f ms" % cc, ratio(kc, cc)))
+    p = r["keyguard_cold_parts"]
+    rows.append(("keyguard cold start, inside the process (medians, ms from main)",
+                 "listening %.1f; state ready (profiles, clients, store open) %.1f; token %.1f and TLS to ARM %.1f "
+                 "(in the background); first event answered %.1f, of which handling %.1f"
+                 % (p["listening_ms"], p["state_ready_ms"], p["token_ms"], p["tls_connect_ms"],
+                    p["first_answer_ms"], p["first_handling_ms"]), "", ""))
     kw, cw = r["keyguard_warm"], r["c7n_warm"]
     rows.append(("warm per event, median / p95", "%.2f / %.2f ms" % (kw["median_ms"], kw["p95_ms"]),
                  "c7n handler.run: %.1f / %.1f ms" % (cw["median_ms"], cw["p95_ms"]),
