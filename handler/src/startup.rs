@@ -33,16 +33,20 @@ pub fn spawn_warm_up(egress: Arc<Egress>) {
         let start = Instant::now();
         let scope = egress.policy().arm_scope();
         let arm = egress.policy().arm_endpoint().clone();
-        // Concurrently: the token comes from the identity endpoint, the connection goes to ARM.
-        let token = async {
-            let outcome = egress.own_tokens().token(&scope).await.map(|_| ());
+        // Two tasks: the token comes from the identity endpoint, the connection goes to ARM,
+        // and neither waits for the other (a TLS handshake is CPU work on a worker thread).
+        let for_token = egress.clone();
+        let token = tokio::spawn(async move {
+            let outcome = for_token.own_tokens().token(&scope).await.map(|_| ());
             (outcome, start.elapsed())
-        };
-        let connect = async {
+        });
+        let connect = tokio::spawn(async move {
             let outcome = egress.preconnect(&arm).await;
             (outcome, start.elapsed())
+        });
+        let (Ok((token, token_took)), Ok((connect, connect_took))) = tokio::join!(token, connect) else {
+            return;
         };
-        let ((token, token_took), (connect, connect_took)) = tokio::join!(token, connect);
         tracing::info!(
             token_ms = ms(token_took),
             token_ok = token.is_ok(),
@@ -89,11 +93,14 @@ impl FirstAnswer {
     }
 }
 
-/// Start-up's own parts, logged once the state is ready.
-pub fn log_ready(started: Instant, listening: Instant) {
+/// Start-up's own parts, logged once the state is ready: `state_ms` from listening until the
+/// state was ready, of which `store_open_ms` opening the store (and the rest the profiles'
+/// clients and the HTTP client with its root certificates).
+pub fn log_ready(started: Instant, listening: Instant, store_open: Duration) {
     tracing::info!(
         listen_ms = ms(listening.duration_since(started)),
         state_ms = ms(listening.elapsed()),
+        store_open_ms = ms(store_open),
         "startup"
     );
 }

@@ -106,7 +106,9 @@ async fn state_with(settings: &Environment, modes: AccessModes, started: Instant
     let egress = settings.egress_with(http)?;
     // The token and the TLS connection to ARM, while the store opens.
     startup::spawn_warm_up(egress.clone());
+    let opening = Instant::now();
     let context = Arc::new(settings.build_context_with(egress).await?);
+    let store_open = opening.elapsed();
     if let Some(alerter) = &context.alerter {
         tokio::spawn(
             alerter
@@ -115,7 +117,7 @@ async fn state_with(settings: &Environment, modes: AccessModes, started: Instant
                 .run_forever(std::time::Duration::from_secs(5)),
         );
     }
-    startup::log_ready(started, listening);
+    startup::log_ready(started, listening, store_open);
     Ok(AppState {
         reconcile: context,
         sweep: settings.sweep.clone(),
