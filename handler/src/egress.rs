@@ -90,6 +90,16 @@ impl Egress {
         Ok(builder)
     }
 
+    /// Opens a connection to `origin` ahead of need (TLS handshake included) and leaves it in the
+    /// pool: a GET of the root that carries no credential, so nothing needs the policy's
+    /// approval. Any answer will do; only a failure to connect is an error.
+    pub async fn preconnect(&self, origin: &Url) -> Result<(), reqwest::Error> {
+        let response = self.http.get(origin.clone()).send().await?;
+        // Reading the (small) body to its end hands the connection back to the pool.
+        let _ = response.bytes().await;
+        Ok(())
+    }
+
     fn physical_url(&self, credential: Credential, url: &Url) -> Url {
         let (Credential::KeyVaultToken, Some(base), Some(host)) = (credential, &self.keyvault_override, url.host_str())
         else {

@@ -40,6 +40,8 @@ pub struct Environment {
     /// after the egress policy approved the real vault URL.
     pub keyvault_endpoint: Option<Url>,
     pub sweep: SweepSettings,
+    /// `POST`s served at once (`KEYGUARD_MAX_IN_FLIGHT`); see [`crate::http::in_flight`].
+    pub max_in_flight: usize,
 }
 
 impl Environment {
@@ -110,6 +112,15 @@ impl Environment {
                 *field = Duration::from_secs(secs);
             }
         }
+        let max_in_flight = match get("KEYGUARD_MAX_IN_FLIGHT") {
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .with_context(|| format!("KEYGUARD_MAX_IN_FLIGHT={v:?} is not a positive number"))?,
+            None => crate::http::in_flight::DEFAULT_MAX_IN_FLIGHT,
+        };
         let arm_endpoint = endpoint_url(
             "KEYGUARD_ARM_ENDPOINT",
             &get("KEYGUARD_ARM_ENDPOINT")
@@ -132,6 +143,7 @@ impl Environment {
         };
         Ok(Self {
             sweep,
+            max_in_flight,
             store,
             auth: AuthMode::from_lookup(&get)?,
             arm_endpoint,
@@ -167,7 +179,11 @@ impl Environment {
     /// The one egress layer every credentialed request goes through: the ARM endpoint, the
     /// configured cloud's vaults and the configured storage account, nothing else.
     pub fn egress(&self) -> anyhow::Result<Arc<Egress>> {
-        let http = self.http_client()?;
+        self.egress_with(self.http_client()?)
+    }
+
+    /// [`Environment::egress`] over a client the caller already built (and shares).
+    pub fn egress_with(&self, http: reqwest::Client) -> anyhow::Result<Arc<Egress>> {
         let tokens: Arc<dyn TokenSource> = Arc::new(
             CredentialTokenSource::new(&self.auth, http.clone())
                 .with_context(|| format!("cannot set up the {:?} credential", self.auth))?,
@@ -192,7 +208,11 @@ impl Environment {
     /// The reconcile's clients and settings; with alert routes configured, alerts go through the
     /// outbox (whose sender the caller starts, if it sends).
     pub async fn build_context(&self) -> anyhow::Result<reconcile::Context> {
-        let egress = self.egress()?;
+        self.build_context_with(self.egress()?).await
+    }
+
+    /// [`Environment::build_context`] over an egress the caller already built.
+    pub async fn build_context_with(&self, egress: Arc<Egress>) -> anyhow::Result<reconcile::Context> {
         let arm = ArmClient::new(egress.clone());
         let store = self
             .store
@@ -282,6 +302,8 @@ mod tests {
         assert!(s.dry_run);
         assert_eq!(s.time_budget, Duration::from_millis(1500));
         assert_eq!(s.arm_endpoint.as_str(), "http://127.0.0.1:1/");
+        let bounded = Environment::from_lookup(lookup(&[("KEYGUARD_MAX_IN_FLIGHT", "4")])).unwrap();
+        assert_eq!(bounded.max_in_flight, 4);
     }
 
     #[test]
@@ -300,6 +322,7 @@ mod tests {
             ("KEYGUARD_ARM_ENDPOINT", "management.azure.com"),
             ("KEYGUARD_KEYVAULT_ENDPOINT", "http://10.0.0.1:8080"),
             ("KEYGUARD_CLOUD", "mars"),
+            ("KEYGUARD_MAX_IN_FLIGHT", "0"),
         ] {
             let err = Environment::from_lookup(lookup(&[(name, value)]))
                 .err()

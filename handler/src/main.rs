@@ -19,6 +19,7 @@ mod instance;
 mod keyvault;
 mod outbox;
 mod reconcile;
+mod startup;
 mod store;
 mod sweep;
 #[cfg(test)]
@@ -31,6 +32,12 @@ use functions_runtime::{HostEnv, LogFormat};
 
 use crate::cli::{Cli, LogFormatArg};
 
+/// The embedded store runs each of its calls on tokio's blocking pool. Left at tokio's default
+/// (512), a burst of concurrent events starts a thread per call, and every new thread adds its
+/// stack and a glibc malloc arena to the resident set (issue 14, item 5); the store's writes are
+/// serialised by redb anyway, so a few threads serve a burst as fast as hundreds.
+const MAX_BLOCKING_THREADS: usize = 4;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let host = HostEnv::from_env();
@@ -40,7 +47,11 @@ fn main() -> ExitCode {
         None => LogFormat::detect(&host),
     };
     functions_runtime::init_tracing(format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

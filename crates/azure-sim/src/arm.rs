@@ -235,7 +235,19 @@ pub(crate) async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Respons
         request_id: uuid::Uuid::new_v4().to_string(),
     });
     let body = axum::body::to_bytes(body, 4 * 1024 * 1024).await.unwrap_or_default();
-    let (oid, result) = handle_inner(&sim, &parts.method, &parts.uri, &parts.headers, &body, &ctx);
+    let scheme = if parts.extensions.get::<crate::tls::ServedOverTls>().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let request = Incoming {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        body: &body,
+        scheme,
+    };
+    let (oid, result) = handle_inner(&sim, &request, &ctx);
     let mut resp = match result {
         Ok(reply) => reply.into_response(),
         Err(e) => e.into_response(),
@@ -253,21 +265,44 @@ fn query_param(uri: &axum::http::Uri, name: &str) -> Option<String> {
     })
 }
 
-fn handle_inner(
-    sim: &Sim,
-    method: &Method,
-    uri: &axum::http::Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-    ctx: &ReqCtx,
-) -> (Option<String>, Result<Reply, ArmError>) {
+/// One ARM request as the handler sees it.
+struct Incoming<'a> {
+    method: &'a Method,
+    uri: &'a axum::http::Uri,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+    /// `https` when it came through the TLS listener: absolute URLs in answers follow it.
+    scheme: &'static str,
+}
+
+fn handle_inner(sim: &Sim, request: &Incoming<'_>, ctx: &ReqCtx) -> (Option<String>, Result<Reply, ArmError>) {
+    let Incoming {
+        method,
+        uri,
+        headers,
+        body,
+        scheme,
+    } = *request;
     let segs: Vec<String> = uri
         .path()
         .split('/')
         .filter(|s| !s.is_empty())
         .map(percent_decode)
         .collect();
-    let tenant_route = crate::listing::is_tenant_route(&segs);
+    if crate::directory::is_graph_directory(&segs) {
+        // Microsoft Graph: a different audience than ARM's, so only a bearer token is required.
+        let result = match headers.get("authorization") {
+            Some(_) => crate::directory::graph(sim, method, &segs),
+            None => Err(ArmError::new(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "Access token is empty.",
+            )),
+        };
+        return (None, result);
+    }
+    let tenant_route =
+        crate::listing::is_tenant_route(&segs) || segs.len() == 1 && segs[0].eq_ignore_ascii_case("tenants");
     if !tenant_route && !segs.first().is_some_and(|s| s.eq_ignore_ascii_case("subscriptions")) {
         return (
             None,
@@ -287,6 +322,9 @@ fn handle_inner(
         if let Some(poll) = crate::lro::try_poll(sim, &segs) {
             return poll;
         }
+        if let Some(directory) = crate::directory::arm(sim, method, &segs) {
+            return directory;
+        }
         let api_version = query_param(uri, "api-version").ok_or_else(|| {
             ArmError::bad_request(
                 "MissingApiVersionParameter",
@@ -294,7 +332,7 @@ fn handle_inner(
             )
         })?;
         let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1");
-        let base_url = format!("http://{host}");
+        let base_url = format!("{scheme}://{host}");
         if let Some(listed) = crate::listing::dispatch(&crate::listing::ListCall {
             sim,
             method,

@@ -33,6 +33,7 @@ pub mod azurite;
 pub mod bulk;
 pub mod catalog_sim;
 pub mod control;
+mod directory;
 pub mod eventgrid;
 pub mod faults;
 mod generic;
@@ -41,9 +42,11 @@ pub mod identity;
 pub mod keyvault;
 pub mod listing;
 pub mod lro;
+pub mod proxy;
 pub mod schemas;
 pub mod smtp;
 pub mod throttle;
+pub mod tls;
 mod util;
 pub mod vaults;
 
@@ -517,6 +520,40 @@ fn router(sim: Arc<Sim>) -> axum::Router {
         .with_state(sim)
 }
 
+/// Where the TLS face of a running simulator answers (see [`tls`]).
+#[derive(Clone, Debug)]
+pub struct TlsEndpoints {
+    /// The same routes as the plain listener, over TLS.
+    pub https_addr: SocketAddr,
+    /// The `CONNECT` proxy to put in `HTTPS_PROXY`.
+    pub proxy_addr: SocketAddr,
+    /// The throw-away CA clients must trust.
+    pub ca_pem: String,
+}
+
+impl SimHandle {
+    /// Also serves the simulator over TLS on a loopback port, with a `CONNECT` proxy in front
+    /// for clients whose Azure host names are fixed. Both ports are picked by the system.
+    pub async fn serve_tls(&self) -> anyhow::Result<TlsEndpoints> {
+        let identity = tls::Identity::generate()?;
+        let listener = tls::TlsListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), identity.acceptor()).await?;
+        let https_addr = axum::serve::Listener::local_addr(&listener)?;
+        let app = router(Arc::clone(&self.sim)).layer(axum::Extension(tls::ServedOverTls));
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "azure-sim TLS server stopped");
+            }
+        });
+        let proxy_addr = proxy::start(SocketAddr::from(([127, 0, 0, 1], 0)), https_addr).await?;
+        tracing::info!(%https_addr, %proxy_addr, "azure-sim serving TLS");
+        Ok(TlsEndpoints {
+            https_addr,
+            proxy_addr,
+            ca_pem: identity.ca_pem,
+        })
+    }
+}
+
 /// Binds `addr` (port 0 picks one) and serves until [`SimHandle::shutdown`].
 pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<SimHandle> {
     let sim = Arc::new(Sim::new(&config));
@@ -635,7 +672,11 @@ fn storage_account(sub: &str, rg: &str, name: &str, system_identity: bool) -> Va
             "statusOfPrimary": "available",
             "statusOfSecondary": "available",
             "supportsHttpsTrafficOnly": true,
-            "minimumTlsVersion": "TLS1_2"
+            "minimumTlsVersion": "TLS1_2",
+            "allowBlobPublicAccess": false,
+            "publicNetworkAccess": "Enabled",
+            // ARM always lists it, empty or not; clients such as Prowler iterate it unguarded.
+            "privateEndpointConnections": []
         }
     });
     if system_identity {
@@ -657,6 +698,10 @@ pub struct SimArgs {
     /// Write "127.0.0.1:PORT" here once listening, so a parent process can find the port.
     #[arg(long, value_name = "PATH")]
     pub addr_file: Option<PathBuf>,
+    /// Also serve over TLS with a throw-away CA, plus a CONNECT proxy for clients whose Azure
+    /// host names are fixed; writes `ca.pem`, `https.addr` and `proxy.addr` into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub tls_dir: Option<PathBuf>,
     /// JSON array of resource documents to seed.
     #[arg(long, value_name = "PATH")]
     pub seed: Option<PathBuf>,
@@ -801,15 +846,31 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let config = args.to_config()?;
     let handle = start(config, SocketAddr::from(([127, 0, 0, 1], args.port))).await?;
     println!("azure-sim listening on {}", handle.base_url());
+    if let Some(dir) = &args.tls_dir {
+        let endpoints = handle.serve_tls().await?;
+        std::fs::create_dir_all(dir)?;
+        write_atomically(&dir.join("ca.pem"), &endpoints.ca_pem)?;
+        write_atomically(&dir.join("proxy.addr"), &endpoints.proxy_addr.to_string())?;
+        write_atomically(&dir.join("https.addr"), &endpoints.https_addr.to_string())?;
+        println!(
+            "azure-sim TLS on https://{} (CONNECT proxy http://{})",
+            endpoints.https_addr, endpoints.proxy_addr
+        );
+    }
+    // Written last: a parent waiting for it finds every other file in place.
     if let Some(path) = &args.addr_file {
-        // Write then rename so a polling parent never reads a half-written file.
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, handle.addr().to_string())?;
-        std::fs::rename(&tmp, path)?;
+        write_atomically(path, &handle.addr().to_string())?;
     }
     wait_for_signal().await;
     handle.shutdown().await;
     Ok(())
+}
+
+/// Write then rename, so a polling parent never reads a half-written file.
+fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
 
 async fn wait_for_signal() {

@@ -25,5 +25,7 @@ mod keyvault;
 mod listing;
 #[path = "sim/msi.rs"]
 mod msi;
+#[path = "sim/tls.rs"]
+mod tls;
 #[path = "sim/write_schemas.rs"]
 mod write_schemas;

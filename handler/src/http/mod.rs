@@ -33,6 +33,7 @@
 mod api;
 pub mod auth;
 mod functions;
+pub mod in_flight;
 mod webhook;
 
 use std::sync::Arc;
