@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
 
-use super::{Entity, RowRange, StoreError, Table, TableBackend, Written};
+use super::{Entity, RowGroup, RowRange, StoreError, Table, TableBackend, Written};
 
 /// Partition and row keys are joined with NUL, which an escaped key never contains, so a
 /// partition's rows are one contiguous key range.
@@ -243,6 +243,42 @@ impl TableBackend for EmbeddedBackend {
             _ => Some(None),
         })
         .await
+    }
+
+    async fn insert_absent(&self, groups: &[RowGroup]) -> Result<Vec<usize>, StoreError> {
+        let groups = groups.to_vec();
+        let durable = groups.iter().any(|g| g.table.durable());
+        let work = move |db: &Database| {
+            let mut txn = db.begin_write().map_err(redb_error)?;
+            if !durable {
+                txn.set_durability(Durability::None).map_err(redb_error)?;
+            }
+            let mut counts = Vec::with_capacity(groups.len());
+            for group in &groups {
+                let mut t = txn.open_table(definition(group.table)).map_err(redb_error)?;
+                let mut new = 0;
+                for (row, data) in &group.rows {
+                    let key = compound(&group.partition, row);
+                    if t.get(key.as_str()).map_err(redb_error)?.is_none() {
+                        let stored = Stored {
+                            etag: new_etag(),
+                            data: data.clone(),
+                        };
+                        let text = serde_json::to_string(&stored).map_err(StoreError::unwritable)?;
+                        t.insert(key.as_str(), text.as_str()).map_err(redb_error)?;
+                        new += 1;
+                    }
+                }
+                counts.push(new);
+            }
+            txn.commit().map_err(redb_error)?;
+            Ok(counts)
+        };
+        if durable {
+            self.blocking(work).await
+        } else {
+            self.quick(work).await
+        }
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

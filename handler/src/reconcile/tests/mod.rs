@@ -202,6 +202,7 @@ impl Harness {
     }
 }
 
+mod alerts_once;
 mod baselines;
 mod keyswap;
 mod state;
