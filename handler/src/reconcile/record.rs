@@ -109,7 +109,7 @@ pub(super) async fn record(
         let commit = RecordCommit {
             resource,
             id: &record_id,
-            event_id: outcome.event_id(),
+            event_id: outcome.event_id().filter(|_| marks_its_event(outcome)),
             record: &entry,
             alerts: &planned.entries,
         };
@@ -125,12 +125,19 @@ pub(super) async fn record(
     Ok(decision)
 }
 
+/// Whether the decision marks its event with its record id: one that alerts or finds drift. A
+/// plain compliant event, the common case by far, skips the marker's read and write (a point
+/// read more per event on Table Storage); its redelivery may record "compliant" once more.
+fn marks_its_event(outcome: &Outcome) -> bool {
+    outcome.is_auditable() && (outcome.alert || outcome.verdict != VerdictKind::Compliant)
+}
+
 /// A new record id, except for an event recorded before: its redelivery (after a failure, or an
 /// answer Event Grid never got) records under the same id, so it writes no second record and
 /// queues no second alert.
 async fn record_id_for(ctx: &Context, outcome: &Outcome) -> Result<String, ReconcileError> {
     if let (Some(resource), Some(event_id)) = (outcome.resource_id.as_deref(), outcome.event_id())
-        && outcome.is_auditable()
+        && marks_its_event(outcome)
         && let Some(earlier) = ctx.store.event_record_id(resource, event_id).await?
     {
         return Ok(earlier);
