@@ -109,3 +109,57 @@ fn outbox_group(alerts: &[OutboxEntry]) -> Result<RowGroup, StoreError> {
             .collect::<Result<_, StoreError>>()?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+    use time::{Duration, OffsetDateTime};
+
+    use super::super::tests::{id, stores, uuid_at};
+    use super::*;
+    use crate::store::{AuditQuery, RowRange};
+
+    /// The event marker is found again by the event's id, is never read as a record, and goes
+    /// with its records when they are pruned; a second commit under the same id writes nothing.
+    #[tokio::test]
+    async fn an_event_marker_names_the_record_is_not_a_record_and_is_pruned_with_it() {
+        for (name, store) in stores().await {
+            let resource = id("stmarked");
+            let record_id = uuid_at(OffsetDateTime::now_utc() - Duration::days(40));
+            let record = json!({ "id": record_id });
+            let commit = || RecordCommit {
+                resource: resource.as_str(),
+                id: &record_id,
+                event_id: Some("event-1"),
+                record: &record,
+                alerts: &[],
+            };
+            assert!(store.commit_record(commit()).await.unwrap(), "{name}");
+            assert!(!store.commit_record(commit()).await.unwrap(), "{name}: written once");
+            assert_eq!(
+                store.event_record_id(resource.as_str(), "event-1").await.unwrap(),
+                Some(record_id.clone()),
+                "{name}"
+            );
+            let query = AuditQuery {
+                resource: Some(resource.clone()),
+                ..AuditQuery::default()
+            };
+            let records: Vec<Value> = store.audit_records(&query).await.unwrap();
+            assert_eq!(records, vec![record.clone()], "{name}: the marker is no record");
+
+            let pruned = store
+                .prune_audit(OffsetDateTime::now_utc() - Duration::days(30))
+                .await
+                .unwrap();
+            assert_eq!(pruned, 1, "{name}: one record, the marker not counted");
+            let left = store.backend.query(Table::Audit, &RowRange::default()).await.unwrap();
+            assert!(left.is_empty(), "{name}: the marker went with it: {left:?}");
+            assert_eq!(
+                store.event_record_id(resource.as_str(), "event-1").await.unwrap(),
+                None,
+                "{name}"
+            );
+        }
+    }
+}
