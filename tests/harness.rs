@@ -411,6 +411,11 @@ impl Env {
         format!("{}/api/events?code={WEBHOOK_KEY}", self.handler)
     }
 
+    /// The process id of the first `keyguard serve` (its `/proc` entry: memory, for the load driver).
+    pub fn handler_pid(&self) -> Option<u32> {
+        self.handler_child.as_ref().map(|c| c.0.id())
+    }
+
     /// SIGKILL, as a crashed or recycled Functions worker: no graceful shutdown.
     pub fn kill_handler(&mut self) {
         self.handler_child = None;

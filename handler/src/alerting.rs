@@ -16,7 +16,7 @@ use keyguard_notify::{
 use time::OffsetDateTime;
 
 use crate::outbox::{ChannelError, ChannelResolver, Dispatcher};
-use crate::store::{StateStore, StoreError, SuppressionState};
+use crate::store::{OutboxEntry, StateStore, StoreError, SuppressionState};
 use keyguard_core::outcome::{Outcome, ResultKind};
 
 pub struct Alerter {
@@ -38,33 +38,36 @@ impl Alerter {
         &self.dispatcher
     }
 
-    /// Routes and queues the alert for an outcome. Returns the number of outbox entries written.
-    pub async fn raise(
+    /// Routes the alert for an outcome into `planned`: the outbox entries to write with the
+    /// decision's audit record (see [`crate::store::StateStore::commit_record`]).
+    pub async fn plan(
         &self,
         outcome: &Outcome,
         tags: &serde_json::Map<String, serde_json::Value>,
         record_id: &str,
-    ) -> Result<usize, StoreError> {
+        planned: &mut PlannedAlerts,
+    ) -> Result<(), StoreError> {
         let Some(alert) = alert_from_outcome(outcome) else {
-            return Ok(0);
+            return Ok(());
         };
-        self.route_and_queue(alert, tags, record_id, true).await
+        self.route(alert, tags, record_id, true, planned).await
     }
 
     /// A write weakened the resource's safeguards: one alert naming who and what changed. It is
     /// never folded into a later one by the suppression window: each such change is news, and a
     /// harmless change first must not hide the one that follows.
-    pub async fn raise_safeguard_changes(
+    pub async fn plan_safeguard_changes(
         &self,
         outcome: &Outcome,
         tags: &serde_json::Map<String, serde_json::Value>,
         record_id: &str,
-    ) -> Result<usize, StoreError> {
+        planned: &mut PlannedAlerts,
+    ) -> Result<(), StoreError> {
         if outcome.safeguard_changes.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         let Some(mut alert) = alert_with_outcome(outcome, AlertOutcome::SafeguardChanged) else {
-            return Ok(0);
+            return Ok(());
         };
         let who = outcome.caller.as_deref().unwrap_or(
             "a writer the event did not name (seen by a sweep or a resource notification; the Activity Log names it)",
@@ -75,21 +78,37 @@ impl Alerter {
             .map(keyguard_core::safeguards::SafeguardChange::describe)
             .collect();
         alert.detail = Some(format!("changed by {who}: {}", what.join("; ")));
-        self.route_and_queue(alert, tags, &format!("{record_id}.safeguard"), false)
+        self.route(alert, tags, &format!("{record_id}.safeguard"), false, planned)
             .await
     }
 
-    /// Picks the routes for the alert and writes one outbox entry per route, under ids derived
+    /// Once the planned entries are stored: the suppression window starts, the sender wakes.
+    pub async fn queued(&self, planned: PlannedAlerts) -> Result<(), StoreError> {
+        for (key, at) in &planned.sent {
+            let state = SuppressionState {
+                last_sent: Some(*at),
+                folded: 0,
+            };
+            self.store.set_alert_suppression(key, &state).await?;
+        }
+        if !planned.entries.is_empty() {
+            self.dispatcher.wake();
+        }
+        Ok(())
+    }
+
+    /// Picks the routes for the alert and adds one outbox entry per route, under ids derived
     /// from `id_prefix` (a retried decision queues nothing twice).
-    async fn route_and_queue(
+    async fn route(
         &self,
         mut alert: Alert,
         tags: &serde_json::Map<String, serde_json::Value>,
         id_prefix: &str,
         suppressible: bool,
-    ) -> Result<usize, StoreError> {
+        planned: &mut PlannedAlerts,
+    ) -> Result<(), StoreError> {
         let Ok(id) = ResourceId::parse(&alert.resource_id) else {
-            return Ok(0);
+            return Ok(());
         };
         let outcome_name = alert_outcome_name(&alert.outcome);
         let deliveries = self.config.route_alert(&AlertFacts {
@@ -104,7 +123,7 @@ impl Alerter {
             },
         });
         if deliveries.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         let key = format!("{}|{outcome_name}", id.key());
         let now = OffsetDateTime::now_utc();
@@ -124,7 +143,7 @@ impl Alerter {
                 };
                 self.store.set_alert_suppression(&key, &folded).await?;
                 tracing::info!(target: "keyguard::alert", resource_id = %id, outcome = outcome_name, folded = folded.folded, "alert folded into the next one (suppression window)");
-                return Ok(0);
+                return Ok(());
             }
             SuppressDecision::Send { repeats_folded } => alert.repeats = repeats_folded,
         }
@@ -134,29 +153,27 @@ impl Alerter {
             .digest
             .then(|| next_digest_time(now, self.config.alerts.digest_minutes));
         for (n, delivery) in deliveries.iter().enumerate() {
-            self.dispatcher
-                .enqueue_as(
-                    format!("{id_prefix}.{n}"),
-                    &delivery.route,
-                    delivery.extra_recipients.clone(),
-                    alert.clone(),
-                    digest_at,
-                )
-                .await?;
+            planned.entries.push(Dispatcher::entry(
+                format!("{id_prefix}.{n}"),
+                &delivery.route,
+                delivery.extra_recipients.clone(),
+                alert.clone(),
+                digest_at,
+            ));
         }
         if suppressible {
-            self.store
-                .set_alert_suppression(
-                    &key,
-                    &SuppressionState {
-                        last_sent: Some(now.unix_timestamp()),
-                        folded: 0,
-                    },
-                )
-                .await?;
+            planned.sent.push((key, now.unix_timestamp()));
         }
-        Ok(deliveries.len())
+        Ok(())
     }
+}
+
+/// The outbox entries one decision's alerts became, before they are stored.
+#[derive(Debug, Default)]
+pub struct PlannedAlerts {
+    pub entries: Vec<OutboxEntry>,
+    /// Suppression keys whose window starts once the entries are stored, with the time.
+    sent: Vec<(String, i64)>,
 }
 
 /// The end of the digest window `now` falls in. Windows are aligned to the clock (whole multiples

@@ -75,9 +75,9 @@ impl Dispatcher {
         self.enqueue_as(id, route, extra_recipients, alert, digest_at).await
     }
 
-    /// Queues an alert under an id derived from the decision (its audit record id), so a
-    /// decision retried after a crash queues its alert once, then wakes the sender.
-    /// `digest_at`: hold it for the route's digest sent at that time instead of sending it alone.
+    /// Queues an alert under `id`, then wakes the sender (tests; decisions queue theirs with
+    /// their audit record).
+    #[cfg(test)]
     pub async fn enqueue_as(
         &self,
         id: String,
@@ -86,8 +86,25 @@ impl Dispatcher {
         alert: Alert,
         digest_at: Option<OffsetDateTime>,
     ) -> Result<OutboxEntry, StoreError> {
+        let entry = Self::entry(id, route, extra_recipients, alert, digest_at);
+        if !self.store.outbox_add(&entry).await? {
+            tracing::info!(outbox_id = %entry.id, "alert already queued by an earlier attempt");
+        }
+        self.wake();
+        Ok(entry)
+    }
+
+    /// A new pending entry. `digest_at`: held for the route's digest sent at that time instead
+    /// of being sent alone.
+    pub fn entry(
+        id: String,
+        route: &str,
+        extra_recipients: Vec<String>,
+        alert: Alert,
+        digest_at: Option<OffsetDateTime>,
+    ) -> OutboxEntry {
         let now = OffsetDateTime::now_utc().unix_timestamp();
-        let entry = OutboxEntry {
+        OutboxEntry {
             id,
             route: route.to_string(),
             extra_recipients,
@@ -99,12 +116,12 @@ impl Dispatcher {
             created_at: now,
             digest: digest_at.is_some(),
             claimed_by: None,
-        };
-        if !self.store.outbox_add(&entry).await? {
-            tracing::info!(outbox_id = %entry.id, "alert already queued by an earlier attempt");
         }
+    }
+
+    /// Entries were queued: the sender looks now rather than at its next tick.
+    pub fn wake(&self) {
         self.wake.notify_one();
-        Ok(entry)
     }
 
     /// A parked entry goes back to pending with a fresh attempt budget.

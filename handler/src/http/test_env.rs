@@ -17,7 +17,7 @@ use super::*;
 use crate::http::auth::{ApiAuthMode, ApiAuthenticator, KeyLocation};
 use crate::identity::{TokenError, TokenFuture, TokenSource};
 use crate::reconcile::Context;
-use crate::store::{EmbeddedBackend, Entity, RowRange, StateStore, StoreError, Table, TableBackend, Written};
+use crate::store::{EmbeddedBackend, Entity, RowGroup, RowRange, StateStore, StoreError, Table, TableBackend, Written};
 
 pub(super) const API_KEY: &str = "test-api-key-0123456789abcdef";
 pub(super) const WEBHOOK_KEY: &str = "test-webhook-key";
@@ -108,6 +108,9 @@ impl TableBackend for UnreachableStore {
         Err(StoreError::Unavailable("connection refused".into()))
     }
     async fn query_first(&self, _: Table, _: &RowRange<'_>, _: usize) -> Result<Vec<Entity>, StoreError> {
+        Err(StoreError::Unavailable("connection refused".into()))
+    }
+    async fn insert_absent(&self, _: &[RowGroup]) -> Result<Vec<usize>, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
     async fn flush(&self) -> Result<(), StoreError> {

@@ -20,7 +20,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
-use super::{RowRange, StateStore, StoreError, Table, Written, table_key, to_json, v7_floor};
+use super::record_commit::{MARKERS_FROM, RecordCommit, marker_range};
+use super::{RowRange, StateStore, StoreError, Table, table_key, v7_floor};
 use keyguard_core::ResourceId;
 
 /// Records per query unless the caller asks for another number.
@@ -60,14 +61,14 @@ fn ms_of(t: OffsetDateTime) -> u64 {
 }
 
 /// Where a record is filed: its millisecond and its newest-first row key.
-struct Filed {
-    ms: u64,
-    row: String,
+pub(super) struct Filed {
+    pub(super) ms: u64,
+    pub(super) row: String,
 }
 
 /// A UUID v7 by its bits inverted (the time in its top 48 bits, so newer ids sort first, and in
 /// the order they were made within a millisecond); any other id under the time of writing.
-fn filed(id: &str) -> Filed {
+pub(super) fn filed(id: &str) -> Filed {
     match uuid::Uuid::parse_str(id) {
         Ok(u) if u.get_version_num() == 7 => Filed {
             ms: (u.as_u128() >> 80) as u64,
@@ -83,7 +84,7 @@ fn filed(id: &str) -> Filed {
     }
 }
 
-fn timeline_partition(ms: u64) -> String {
+pub(super) fn timeline_partition(ms: u64) -> String {
     format!("{:06x}", MAX_MS / DAY_MS - ms / DAY_MS)
 }
 
@@ -112,19 +113,14 @@ impl StateStore {
     /// Appends one record under the resource it concerns; `id` is a UUID v7 (time order).
     /// Insert-only: a record is never rewritten. `false`: a record with this id exists already.
     pub async fn append_audit<T: Serialize>(&self, resource: &str, id: &str, record: &T) -> Result<bool, StoreError> {
-        let data = to_json(record)?;
-        let Filed { ms, row } = filed(id);
-        // The timeline first: a failure between the two writes leaves a timeline entry whose
-        // record the retry then writes, never a record missing from the timeline. An entry that
-        // exists already (that retry) is fine.
-        self.backend
-            .insert(Table::AuditTimeline, &timeline_partition(ms), &row, &data)
-            .await?;
-        let written = self
-            .backend
-            .insert(Table::Audit, &table_key(&resource.to_ascii_lowercase()), &row, &data)
-            .await?;
-        Ok(matches!(written, Written::Done { .. }))
+        self.commit_record(RecordCommit {
+            resource,
+            id,
+            event_id: None,
+            record,
+            alerts: &[],
+        })
+        .await
     }
 
     /// The newest `query.limit` records in the window, oldest first. Reads at most that many rows:
@@ -137,7 +133,8 @@ impl StateStore {
         let range = RowRange {
             partition: partition.as_deref(),
             row_from: row_from.as_deref(),
-            row_before: row_before.as_deref(),
+            // Never past the records into a partition's event markers.
+            row_before: Some(row_before.as_deref().unwrap_or(MARKERS_FROM)),
         };
         let table = match partition {
             Some(_) => Table::Audit,
@@ -159,6 +156,7 @@ impl StateStore {
         let before_horizon = at_or_before(ms_of(horizon).saturating_sub(1));
         let old = RowRange {
             row_from: Some(&before_horizon),
+            row_before: Some(MARKERS_FROM),
             ..RowRange::default()
         };
         let legacy_horizon = v7_floor(horizon);
@@ -180,6 +178,20 @@ impl StateStore {
         for entity in self.backend.query(Table::AuditTimeline, &old).await? {
             self.delete_if_unchanged(Table::AuditTimeline, &entity.partition, &entity.row, &entity.etag)
                 .await?;
+        }
+        // An event's marker goes with the records of its time: Event Grid stops redelivering
+        // after a day, long before any retention.
+        let (markers_from, markers_before) = marker_range();
+        let markers = RowRange {
+            row_from: Some(&markers_from),
+            row_before: Some(&markers_before),
+            ..RowRange::default()
+        };
+        for entity in self.backend.query(Table::Audit, &markers).await? {
+            if entity.data["ms"].as_u64().is_none_or(|ms| ms < ms_of(horizon)) {
+                self.delete_if_unchanged(Table::Audit, &entity.partition, &entity.row, &entity.etag)
+                    .await?;
+            }
         }
         Ok(records)
     }

@@ -98,6 +98,16 @@ pub enum Written {
     Conflict,
 }
 
+/// Rows for one partition of one table: Table Storage's unit of atomic writes (an entity-group
+/// transaction holds at most 100 entities of one partition).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowGroup {
+    pub table: Table,
+    pub partition: String,
+    /// Row key and data of each entity.
+    pub rows: Vec<(String, Value)>,
+}
+
 /// Which rows a query returns: one partition or all, and a half-open row-key range.
 #[derive(Clone, Debug, Default)]
 pub struct RowRange<'a> {
@@ -141,6 +151,12 @@ pub trait TableBackend: Send + Sync {
         row: &str,
         if_match: Option<&str>,
     ) -> Result<Written, StoreError>;
+    /// Inserts every row of `groups` that does not exist yet and leaves the rows that do as they
+    /// are, so a retry of the same write completes what is missing and duplicates nothing. The
+    /// embedded store writes all groups in one transaction. Table Storage writes each group in one
+    /// entity-group transaction, in the order given: a failure leaves a prefix of the groups
+    /// written, never part of a group. Returns how many rows of each group were new.
+    async fn insert_absent(&self, groups: &[RowGroup]) -> Result<Vec<usize>, StoreError>;
     /// Rows in key order within a partition (across partitions, partition order first).
     async fn query(&self, table: Table, range: &RowRange<'_>) -> Result<Vec<Entity>, StoreError> {
         self.query_first(table, range, usize::MAX).await

@@ -1,16 +1,20 @@
 //! The embedded backend: one redb file. redb is pure Rust, maintained, and its commits are
 //! atomic and durable (copy-on-write B-trees with a checksummed commit slot), so a `kill -9` at
 //! any instant leaves the last committed state. One process opens the file at a time (redb locks
-//! it), which is what the embedded store is for; many instances use Table Storage.
+//! it), which is what the embedded store is for; many instances use Table Storage. Reads run on
+//! the caller's thread; every write goes through one writer thread that commits concurrent
+//! writes together ([`group_commit`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
 
-use super::{Entity, RowRange, StoreError, Table, TableBackend, Written};
+use super::{Entity, RowGroup, RowRange, StoreError, Table, TableBackend, Written};
+
+mod group_commit;
 
 /// Partition and row keys are joined with NUL, which an escaped key never contains, so a
 /// partition's rows are one contiguous key range.
@@ -19,6 +23,7 @@ const SEPARATOR: char = '\0';
 pub struct EmbeddedBackend {
     db: Arc<Database>,
     path: PathBuf,
+    writer: group_commit::Writer,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -59,13 +64,15 @@ impl EmbeddedBackend {
                 other => StoreError::Unavailable(format!("{}: {other}", path.display())),
             },
         })?;
+        let db = Arc::new(db);
         Ok(Self {
-            db: Arc::new(db),
+            writer: group_commit::Writer::start(db.clone())?,
+            db,
             path: path.to_path_buf(),
         })
     }
 
-    /// A durable commit waits for fsync: it runs off the async workers.
+    /// Work that can take long (creating the tables, a long query) runs off the async workers.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
@@ -76,8 +83,8 @@ impl EmbeddedBackend {
             .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
 
-    /// Reads and non-durable commits take microseconds: handing them to another thread would
-    /// cost more than doing them here (a sweep makes tens of thousands).
+    /// A point read takes microseconds: handing it to another thread would cost more than doing
+    /// it here (a sweep makes tens of thousands).
     async fn quick<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
@@ -85,7 +92,7 @@ impl EmbeddedBackend {
         f(&self.db)
     }
 
-    /// One read-check-write transaction: `decide` sees the current entity and says what to store
+    /// One read-check-write: `decide` sees the current entity and says what to store
     /// (`Some(Some(data))`), to delete (`Some(None)`) or that the condition failed (`None`).
     async fn conditional(
         &self,
@@ -94,48 +101,9 @@ impl EmbeddedBackend {
         row: &str,
         decide: impl FnOnce(Option<&Stored>) -> Option<Option<Value>> + Send + 'static,
     ) -> Result<Written, StoreError> {
-        let key = compound(partition, row);
-        let work = move |db: &Database| {
-            let mut txn = db.begin_write().map_err(redb_error)?;
-            if !table.durable() {
-                txn.set_durability(Durability::None).map_err(redb_error)?;
-            }
-            let written = {
-                let mut t = txn.open_table(definition(table)).map_err(redb_error)?;
-                // A row that does not read is still there: an insert conflicts with it, no tag a
-                // caller holds matches it, and an unconditional write replaces it, as Table
-                // Storage's would (so the next write of the row heals it on both backends).
-                let current: Option<Stored> = t.get(key.as_str()).map_err(redb_error)?.map(|v| {
-                    serde_json::from_str(v.value()).unwrap_or_else(|_| Stored {
-                        etag: UNREADABLE_ETAG.to_string(),
-                        data: Value::Null,
-                    })
-                });
-                match decide(current.as_ref()) {
-                    None => Written::Conflict,
-                    Some(Some(data)) => {
-                        let stored = Stored { etag: new_etag(), data };
-                        let text = serde_json::to_string(&stored).map_err(StoreError::unwritable)?;
-                        t.insert(key.as_str(), text.as_str()).map_err(redb_error)?;
-                        Written::Done { etag: stored.etag }
-                    }
-                    Some(None) => {
-                        t.remove(key.as_str()).map_err(redb_error)?;
-                        Written::Done { etag: String::new() }
-                    }
-                }
-            };
-            match written {
-                Written::Conflict => txn.abort().map_err(redb_error)?,
-                Written::Done { .. } => txn.commit().map_err(redb_error)?,
-            }
-            Ok(written)
-        };
-        if table.durable() {
-            self.blocking(work).await
-        } else {
-            self.quick(work).await
-        }
+        self.writer
+            .conditional(table, compound(partition, row), Box::new(decide))
+            .await
     }
 }
 
@@ -245,12 +213,12 @@ impl TableBackend for EmbeddedBackend {
         .await
     }
 
+    async fn insert_absent(&self, groups: &[RowGroup]) -> Result<Vec<usize>, StoreError> {
+        self.writer.insert_absent(groups.to_vec()).await
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
-        self.blocking(|db| {
-            let txn = db.begin_write().map_err(redb_error)?;
-            txn.commit().map_err(redb_error)
-        })
-        .await
+        self.writer.flush().await
     }
 
     async fn query_first(&self, table: Table, range: &RowRange<'_>, max: usize) -> Result<Vec<Entity>, StoreError> {

@@ -3,7 +3,8 @@
 //! meet again: a store that is down, yes; a stored row that does not read, never.
 
 /// A state store failure. Each variant carries what failed, for the log (never a key or secret).
-#[derive(Debug, thiserror::Error)]
+/// `Clone`: one failed group commit is every write's answer in it (see `embedded/group_commit.rs`).
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store did not answer or failed on its side: unreachable, timed out, Table Storage's
     /// 5xx, 408 or 429 after the backend's own retries, a redb I/O error. A later attempt may

@@ -16,6 +16,7 @@ mod connection;
 mod embedded;
 mod error;
 mod location;
+mod record_commit;
 mod records;
 mod table;
 
@@ -29,11 +30,12 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 pub use audit::{AuditQuery, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT};
-pub use backend::{Entity, RowRange, Table, TableBackend, Written, table_key, v7_floor};
+pub use backend::{Entity, RowGroup, RowRange, Table, TableBackend, Written, table_key, v7_floor};
 pub use connection::TableConnection;
 pub use embedded::EmbeddedBackend;
 pub use error::StoreError;
 pub use location::StoreLocation;
+pub use record_commit::RecordCommit;
 pub use records::{
     Baseline, BaselineSource, BaselineWrite, Lease, OutboxEntry, OutboxStatus, PruneReport, Retention, RevertIntent,
     SuppressionState, Versioned,
@@ -458,7 +460,9 @@ impl StateStore {
     // --- alert outbox ---------------------------------------------------------------------
 
     /// A new entry; an alert is written here before any attempt to send it. `false`: an entry
-    /// with this id was queued already (a retry of the same decision).
+    /// with this id was queued already (a retry of the same decision). Decisions queue theirs
+    /// with their audit record ([`StateStore::commit_record`]).
+    #[cfg(test)]
     pub async fn outbox_add(&self, entry: &OutboxEntry) -> Result<bool, StoreError> {
         let data = to_json(entry)?;
         let written = self
@@ -590,4 +594,4 @@ mod corrupt_tests;
 #[cfg(test)]
 pub(crate) mod tapped;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

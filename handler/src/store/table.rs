@@ -12,10 +12,12 @@ use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 
 use super::connection::{TableAuth, TableConnection};
-use super::{Entity, RowRange, StoreError, Table, TableBackend, Written};
+use super::{Entity, RowGroup, RowRange, StoreError, Table, TableBackend, Written};
 use keyguard_core::egress::Credential;
 
 use crate::egress::{Egress, EgressError};
+
+mod batch;
 
 /// The Table service version; 2019-02-02 is the first to accept Entra ID tokens.
 const API_VERSION: &str = "2019-02-02";
@@ -33,14 +35,23 @@ struct Call<'a> {
     method: Method,
     path: String,
     query: Vec<(&'a str, String)>,
-    body: Option<Value>,
+    body: Option<Body>,
     if_match: Option<&'a str>,
+}
+
+/// What a request carries: one entity's JSON, or an entity-group transaction (`$batch`, a
+/// multipart body of its own content type).
+enum Body {
+    Json(Value),
+    Multipart { content_type: String, bytes: Vec<u8> },
 }
 
 struct Answer {
     status: StatusCode,
     headers: HeaderMap,
     body: Value,
+    /// The answer as sent: a `$batch` answer is multipart, not JSON.
+    text: String,
 }
 
 impl AzureTableBackend {
@@ -90,7 +101,11 @@ impl AzureTableBackend {
                 .extend_pairs(call.query.iter().map(|(k, v)| (*k, v.as_str())));
         }
         let date = httpdate::fmt_http_date(std::time::SystemTime::now());
-        let content_type = if call.body.is_some() { "application/json" } else { "" };
+        let content_type = match &call.body {
+            Some(Body::Json(_)) => "application/json",
+            Some(Body::Multipart { content_type, .. }) => content_type.as_str(),
+            None => "",
+        };
         let credential = match &self.connection.auth {
             TableAuth::SharedKey(_) => Credential::StorageSharedKey,
             TableAuth::Entra => Credential::StorageToken,
@@ -112,11 +127,17 @@ impl AzureTableBackend {
             .header("Accept", "application/json;odata=minimalmetadata")
             .header("DataServiceVersion", "3.0;NetFx")
             .header("MaxDataServiceVersion", "3.0;NetFx");
-        if let Some(body) = &call.body {
-            request = request
-                .header("Content-Type", content_type)
-                .header("Prefer", "return-no-content")
-                .body(serde_json::to_vec(body).map_err(StoreError::unwritable)?);
+        match &call.body {
+            Some(Body::Json(body)) => {
+                request = request
+                    .header("Content-Type", content_type)
+                    .header("Prefer", "return-no-content")
+                    .body(serde_json::to_vec(body).map_err(StoreError::unwritable)?);
+            }
+            Some(Body::Multipart { bytes, .. }) => {
+                request = request.header("Content-Type", content_type).body(bytes.clone());
+            }
+            None => {}
         }
         if let Some(etag) = call.if_match {
             request = request.header("If-Match", etag);
@@ -165,7 +186,13 @@ impl AzureTableBackend {
         } else {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
-        Ok(Answer { status, headers, body })
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        Ok(Answer {
+            status,
+            headers,
+            body,
+            text,
+        })
     }
 
     fn failure(&self, what: &str, answer: &Answer) -> StoreError {
@@ -253,7 +280,7 @@ impl TableBackend for AzureTableBackend {
                 method: Method::POST,
                 path: "Tables".into(),
                 query: vec![],
-                body: Some(json!({ "TableName": self.table_name(table) })),
+                body: Some(Body::Json(json!({ "TableName": self.table_name(table) }))),
                 if_match: None,
             };
             let answer = self.send(&call).await?;
@@ -290,7 +317,7 @@ impl TableBackend for AzureTableBackend {
             method: Method::POST,
             path: self.table_name(table),
             query: vec![],
-            body: Some(Self::entity_body(partition, row, data)?),
+            body: Some(Body::Json(Self::entity_body(partition, row, data)?)),
             if_match: None,
         };
         let answer = self.send(&call).await?;
@@ -315,7 +342,7 @@ impl TableBackend for AzureTableBackend {
             method: Method::PUT,
             path: self.entity_path(table, partition, row),
             query: vec![],
-            body: Some(Self::entity_body(partition, row, data)?),
+            body: Some(Body::Json(Self::entity_body(partition, row, data)?)),
             if_match,
         };
         let answer = self.send(&call).await?;
@@ -349,6 +376,14 @@ impl TableBackend for AzureTableBackend {
             StatusCode::PRECONDITION_FAILED => Ok(Written::Conflict),
             _ => Err(self.failure("delete", &answer)),
         }
+    }
+
+    async fn insert_absent(&self, groups: &[RowGroup]) -> Result<Vec<usize>, StoreError> {
+        let mut counts = Vec::with_capacity(groups.len());
+        for group in groups {
+            counts.push(self.insert_group(group).await?);
+        }
+        Ok(counts)
     }
 
     /// Every Table Storage write is durable when it is acknowledged.
@@ -423,7 +458,9 @@ impl AzureTableBackend {
             method: Method::PUT,
             path: self.entity_path(table, partition, row),
             query: vec![],
-            body: Some(json!({ "PartitionKey": partition, "RowKey": row, "Data": text })),
+            body: Some(Body::Json(
+                json!({ "PartitionKey": partition, "RowKey": row, "Data": text }),
+            )),
             if_match: None,
         };
         let answer = self.send(&call).await.unwrap();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{Entity, RowRange, StoreError, Table, TableBackend, Written};
+use super::{Entity, RowGroup, RowRange, StoreError, Table, TableBackend, Written};
 
 /// What a test does around the forwarded calls; both default to nothing.
 #[async_trait]
@@ -29,6 +29,18 @@ pub trait Tap: Send + Sync {
     }
     /// After a bounded query answered, with the rows it handed out.
     fn rows_read(&self, _rows: usize) {}
+    /// In place of an `insert_absent`: by default each row passes [`Tap::before_insert`] (one
+    /// refusal fails the whole write, which then writes nothing), then it is forwarded. A test may
+    /// instead fail it before, after, or halfway (the first groups written, as Table Storage can
+    /// leave it).
+    async fn insert_absent(&self, inner: &dyn TableBackend, groups: &[RowGroup]) -> Result<Vec<usize>, StoreError> {
+        for group in groups {
+            for (row, _) in &group.rows {
+                self.before_insert(group.table, &group.partition, row).await?;
+            }
+        }
+        inner.insert_absent(groups).await
+    }
 }
 
 pub struct Tapped<T> {
@@ -80,6 +92,9 @@ impl<T: Tap> TableBackend for Tapped<T> {
     }
     async fn query(&self, table: Table, range: &RowRange<'_>) -> Result<Vec<Entity>, StoreError> {
         self.inner.query(table, range).await
+    }
+    async fn insert_absent(&self, groups: &[RowGroup]) -> Result<Vec<usize>, StoreError> {
+        self.tap.insert_absent(self.inner.as_ref(), groups).await
     }
     async fn flush(&self) -> Result<(), StoreError> {
         self.inner.flush().await

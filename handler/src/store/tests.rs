@@ -26,13 +26,13 @@ pub(super) async fn stores() -> Vec<(&'static str, StateStore)> {
 }
 
 /// A unique table prefix, so every test has tables of its own on the shared Azurite.
-pub(super) fn table_prefix() -> String {
+pub(crate) fn table_prefix() -> String {
     format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
 }
 
 /// A Table Storage client for the tables under `prefix` on the shared Azurite, through the
 /// egress layer as in production.
-fn azurite_tables(prefix: &str) -> Arc<dyn TableBackend> {
+pub(crate) fn azurite_tables(prefix: &str) -> Arc<dyn TableBackend> {
     Arc::new(azurite_backend(prefix))
 }
 

@@ -231,6 +231,7 @@ impl Harness {
     }
 }
 
+mod alerts_once;
 mod baselines;
 mod estate;
 mod keyswap;
