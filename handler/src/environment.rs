@@ -212,6 +212,16 @@ impl Environment {
     }
 
     /// [`Environment::build_context`] over an egress the caller already built.
+    /// Builds the alert channels once to refuse a route that cannot work (a URL that is no URL,
+    /// plain http to another host, a missing secret) before the port opens: a hostile or broken
+    /// configuration must not even listen.
+    pub fn check_alert_routes(&self) -> anyhow::Result<()> {
+        if !self.config.routes.is_empty() {
+            ConfiguredChannels::from_config(&self.config, |k| std::env::var(k).ok())?;
+        }
+        Ok(())
+    }
+
     pub async fn build_context_with(&self, egress: Arc<Egress>) -> anyhow::Result<reconcile::Context> {
         let arm = ArmClient::new(egress.clone());
         let store = self

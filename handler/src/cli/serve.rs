@@ -32,8 +32,11 @@ pub async fn serve(port: Option<u16>, host: HostEnv) -> anyhow::Result<ExitCode>
     let launch = Launch::Serve {
         under_functions_host: host.port.is_some(),
     };
+    // Checked before binding, like every credential setting: a broken route must not open the port.
+    settings.check_alert_routes()?;
+    let modes = AccessModes::from_lookup(|name| std::env::var(name).ok(), launch)?;
     let listener = listen(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), started).await?;
-    let state = app_state(&settings, launch, started).await?;
+    let state = state_with(&settings, modes, started).await?;
     tracing::info!(port, config = %settings.config_source, store = %settings.store.describe(), dry_run = settings.dry_run, "keyguard custom handler starting");
     let store = state.reconcile.store.clone();
     let router = observed(http::functions_router(state), started, settings.max_in_flight);
@@ -53,6 +56,7 @@ pub async fn webhook(args: WebhookArgs) -> anyhow::Result<ExitCode> {
     let launch = Launch::Webhook { bind, insecure_no_auth };
     // Checked before binding: a bad credential setting must not even open the port.
     let modes = AccessModes::from_lookup(|name| std::env::var(name).ok(), launch)?;
+    settings.check_alert_routes()?;
     let listener = listen(SocketAddr::new(bind, port), started).await?;
     tracing::info!(addr = %listener.local_addr()?, "keyguard webhook listening on /api/events");
     let state = state_with(&settings, modes, started).await?;
@@ -68,8 +72,10 @@ async fn listen(addr: SocketAddr, started: Instant) -> anyhow::Result<TcpListene
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let loopback = matches!(addr.ip(), IpAddr::V4(ip) if ip.is_loopback());
+    // The port actually bound (a `--port 0` picks one), so whoever started us can find it.
+    let port = listener.local_addr().map_or(addr.port(), |a| a.port());
     tracing::info!(
-        port = addr.port(),
+        port,
         loopback,
         since_start_ms = started.elapsed().as_secs_f64() * 1000.0,
         "custom handler listening"
@@ -90,14 +96,8 @@ fn observed(router: Router, started: Instant, max_in_flight: usize) -> Router {
         }))
 }
 
-/// Builds the authenticators for the command (`launch`) and the reconcile context and, when alert routes
-/// are configured, starts the outbox sender. A credential setting that is missing or unusable
-/// stops start-up here.
-async fn app_state(settings: &Environment, launch: Launch, started: Instant) -> anyhow::Result<AppState> {
-    let modes = AccessModes::from_lookup(|name| std::env::var(name).ok(), launch)?;
-    state_with(settings, modes, started).await
-}
-
+/// Builds the authenticators and the reconcile context and, when alert routes are configured,
+/// starts the outbox sender. Credentials and routes were checked before the port opened.
 async fn state_with(settings: &Environment, modes: AccessModes, started: Instant) -> anyhow::Result<AppState> {
     let listening = Instant::now();
     // One HTTP client (one connection pool) for the identity endpoint, ARM and the authenticators.
