@@ -74,7 +74,9 @@ pub(crate) fn arm(sim: &Sim, method: &Method, segs: &[String]) -> Option<Result<
             "displayName": "Simulated tenant",
             "domains": ["keyguard-sim.onmicrosoft.com"],
         }]})))),
-        [s, sub] if eq(s, "subscriptions") => Some(known(sim, sub).map(|()| Reply::ok(subscription(sub, &tenant)))),
+        [s, sub] if eq(s, "subscriptions") => {
+            Some(known(sim, sub).map(|()| Reply::ok(crate::listing::subscription_doc(sim, &sub.to_ascii_lowercase()))))
+        }
         [s, sub, l] if eq(s, "subscriptions") && eq(l, "locations") => Some(known(sim, sub).map(|()| {
             let locations: Vec<Value> = ["westeurope", "northeurope", "eastus"]
                 .iter()
@@ -106,18 +108,6 @@ fn known(sim: &Sim, sub: &str) -> Result<(), ArmError> {
             format!("The subscription '{sub}' could not be found."),
         ))
     }
-}
-
-fn subscription(sub: &str, tenant: &str) -> Value {
-    json!({
-        "id": format!("/subscriptions/{sub}"),
-        "subscriptionId": sub,
-        "tenantId": tenant,
-        "displayName": format!("Simulated subscription {}", sub.get(..8).unwrap_or(sub)),
-        "state": "Enabled",
-        "authorizationSource": "RoleBased",
-        "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "PayAsYouGo_2014-09-01", "spendingLimit": "Off"},
-    })
 }
 
 fn resource_groups(sim: &Sim, sub: &str) -> Vec<Value> {

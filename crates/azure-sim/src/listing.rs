@@ -209,9 +209,6 @@ pub(crate) fn dispatch(call: &ListCall<'_>) -> Option<Result<Reply, ArmError>> {
     if crate::graph::is_graph_segments(call.segs) {
         return Some(crate::graph::handle(call.sim, call.method, call.body, call.api_version));
     }
-    if call.segs.len() == 2 && eq(&call.segs[0], "subscriptions") && *call.method == Method::GET {
-        return Some(get_subscription(call.sim, &call.segs[1]));
-    }
     let coll = collection(call.segs)?;
     if *call.method != Method::GET {
         return Some(Err(ArmError::new(
@@ -293,21 +290,9 @@ fn after(call_token: Option<&str>, collection_id: &str) -> Result<Option<String>
     call_token.map(|t| decode_token(collection_id, t)).transpose()
 }
 
-/// `Subscriptions - Get`: the subscription document, with the tenant it belongs to; 404
-/// `SubscriptionNotFound` for one the simulator does not know.
-fn get_subscription(sim: &Sim, subscription: &str) -> Result<Reply, ArmError> {
-    let wanted = subscription.to_ascii_lowercase();
-    if !sim.subscriptions().contains(&wanted) {
-        return Err(ArmError::new(
-            StatusCode::NOT_FOUND,
-            "SubscriptionNotFound",
-            format!("The subscription '{subscription}' could not be found."),
-        ));
-    }
-    Ok(Reply::ok(subscription_doc(sim, &wanted)))
-}
-
-fn subscription_doc(sim: &Sim, s: &str) -> Value {
+/// A subscription as `Subscriptions - Get` and `- List` show it, with the tenant it belongs to
+/// and, for a delegated one, the tenant that manages it.
+pub(crate) fn subscription_doc(sim: &Sim, s: &str) -> Value {
     // A delegated subscription of another tenant is managed by ours (Lighthouse's shape).
     let tenant = sim.tenant_of(s);
     let managed_by: Vec<Value> = if tenant == sim.tenant_id() {

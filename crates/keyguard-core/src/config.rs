@@ -1258,7 +1258,7 @@ suppress_minutes = 1441
 
 [[alert_rule]]
 routes = ["mail", "nope"]
-min_severity = "critical"
+min_severity = "urgent"
 resource_types = ["Microsoft.Sql/server"]
 outcomes = ["reverted", "Revert-Failed", "failed"]
 scope = { resource_groups = ["rg-[db"] }
@@ -1284,9 +1284,9 @@ routes = []
             "keyguard.toml:29:15: owner_tags entries must not be empty",
             "keyguard.toml:30:20: suppress_minutes must be 0-1440 (a day at most)",
             "keyguard.toml:33:19: alert_rule routes: \"nope\" is not a defined route",
-            "keyguard.toml:34:16: min_severity must be one of info, warning, high (found \"critical\")",
+            "keyguard.toml:34:16: min_severity must be one of info, warning, high, critical (found \"urgent\")",
             "keyguard.toml:35:19: resource_types: \"Microsoft.Sql/server\" is not a supported resource type",
-            "keyguard.toml:36:25: outcomes: \"Revert-Failed\" is not an outcome (one of reverted, revert-failed, manual-action-needed, alert-only, dry-run-would-revert, rate-limited, exempt, safeguard-changed, key-changed)",
+            "keyguard.toml:36:25: outcomes: \"Revert-Failed\" is not an outcome (one of reverted, revert-failed, manual-action-needed, alert-only, dry-run-would-revert, rate-limited, exempt, safeguard-changed, key-changed, key-unusable)",
             "keyguard.toml:36:42: outcomes: \"failed\" is not an outcome",
             "keyguard.toml:37:30: scope.resource_groups: invalid glob \"rg-[db\"",
             "keyguard.toml:40:10: alert_rule routes must not be empty (routes = [] with stop = true silences matching alerts)",

@@ -202,7 +202,7 @@ impl Validator<'_> {
                     self.at(
                         s.span(),
                         format!(
-                            "min_severity must be one of info, warning, high (found \"{}\")",
+                            "min_severity must be one of info, warning, high, critical (found \"{}\")",
                             clip(v)
                         ),
                     );
