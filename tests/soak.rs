@@ -339,17 +339,19 @@ async fn under_every_fault_at_once_no_drift_alert_or_event_is_lost_and_nothing_i
     let size = Size::from_env();
     let started = Instant::now();
     let azurite = Azurite::start().map_err(anyhow::Error::msg)?;
-    let upstream = azurite
-        .table_endpoint
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let (gate, gate_port) = StorageGate::start(upstream.clone()).await?;
-    let connection = azurite
-        .connection_string()
-        .replace(&upstream, &format!("127.0.0.1:{gate_port}"));
+    let endpoint = reqwest::Url::parse(&azurite.table_endpoint)?;
+    let upstream = format!(
+        "{}:{}",
+        endpoint.host_str().unwrap_or("127.0.0.1"),
+        endpoint.port_or_known_default().unwrap_or(80)
+    );
+    let (gate, gate_port) = StorageGate::start(upstream).await?;
+    // The emulator's development account, reached through the gate.
+    let connection = format!(
+        "DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};TableEndpoint=http://127.0.0.1:{gate_port}/{account};",
+        account = azure_sim::azurite::DEV_ACCOUNT,
+        key = azure_sim::azurite::DEV_KEY,
+    );
     let (webhook, webhook_url) = AlertReceiver::start(200).await;
     let (teams, teams_url) = AlertReceiver::start(200).await;
     let budget_ms = 4_000;

@@ -333,10 +333,10 @@ fn documents(ty: &str, id: &str, name: &str, location: &str, mode: KeyMode, k: &
     if ty == STORAGE {
         let rid = crate::util::ResourceId::parse(id);
         let (sub, rg) = rid.map(|r| (r.subscription, r.resource_group)).unwrap_or_default();
-        let mut doc = crate::storage_account(&sub, &rg, name, true);
+        let mut doc = crate::demo_seed::storage_account(&sub, &rg, name, true);
         doc["location"] = json!(location);
         if cmk {
-            crate::make_storage_cmk(&mut doc, k.vault, k.key);
+            crate::demo_seed::make_storage_cmk(&mut doc, k.vault, k.key);
         }
         return vec![doc];
     }

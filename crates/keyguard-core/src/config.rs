@@ -300,12 +300,9 @@ pub struct Settings {
     pub tag_exemptions: bool,
     /// A tag exemption reaching further ahead than this does not exempt (and says so).
     pub max_exemption_days: u32,
-    /// Whether a compliant key's vault is looked up in Resource Graph: a vault keyguard cannot
-    /// find among the subscriptions it watches, or one in another tenant, is drift
-    /// (`vault-outside-estate`). Applies to profiles without `allowed_vaults`, which decide it.
+    /// Under profiles without `allowed_vaults`, a key in a vault outside the estate is drift
+    /// (see [`crate::estate`]); `trusted_vaults` are outside it on purpose and never judged.
     pub estate_check: bool,
-    /// Vault hosts known to be outside the estate on purpose (an HSM service, a partner
-    /// tenant): never judged by the estate check.
     pub trusted_vaults: Vec<String>,
 }
 
